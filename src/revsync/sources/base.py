@@ -1,0 +1,38 @@
+"""The ``DealSource`` protocol every CRM source implements."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from revsync.domain import Deal, Quarantined
+
+
+@dataclass(frozen=True, slots=True)
+class DealPage:
+    """One page of deals read from a source.
+
+    ``watermark`` is the position to resume from once this page is stored; the sync job
+    advances the stored watermark only after the page's transaction commits.
+    """
+
+    deals: tuple[Deal, ...]
+    quarantined: tuple[Quarantined, ...] = ()
+    watermark: str | None = None
+    budget_exhausted: bool = field(default=False)
+
+
+class DealSource(Protocol):
+    """Reads deals changed since a watermark, page by page."""
+
+    name: str
+
+    def pages(self, watermark: str | None, now: datetime) -> Iterator[DealPage]:
+        """Yield pages of deals modified at or after ``watermark`` (minus the overlap)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
