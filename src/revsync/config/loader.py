@@ -1,0 +1,178 @@
+"""Load ``revsync.yaml`` with errors that name file, line, key path and a fix."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import MarkedYAMLError
+
+from revsync.config.mapping import (
+    FileSource,
+    Ga4Destination,
+    GoogleAdsDestination,
+    HubSpotSource,
+    MetaDestination,
+    RevsyncConfig,
+    SalesforceSource,
+)
+from revsync.errors import ConfigError
+
+
+_BLOCKS: dict[str, type[BaseModel]] = {
+    "file": FileSource,
+    "salesforce": SalesforceSource,
+    "hubspot": HubSpotSource,
+    "google_ads": GoogleAdsDestination,
+    "ga4": Ga4Destination,
+    "meta": MetaDestination,
+}
+
+
+def load_config(path: Path) -> RevsyncConfig:
+    """Parse and validate a mapping file; raise ``ConfigError`` listing every problem.
+
+    Relative file paths inside the mapping are resolved against the file's folder.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: no such file", [f"{path}: no such file (hint: run `revsync init`)"]
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    try:
+        document = YAML(typ="rt").load(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = f"{path}{line}: invalid YAML: {exc.problem}"
+        raise ConfigError(problem) from None
+    if not isinstance(document, CommentedMap):
+        raise ConfigError(f"{path}:1: the mapping file must be a YAML mapping (key: value)")
+    try:
+        config = RevsyncConfig.model_validate(_plain(document))
+    except ValidationError as exc:
+        problems = [_describe(path, document, error) for error in exc.errors()]
+        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from None
+    return _resolve_paths(config, path.parent)
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, CommentedMap):
+        return {str(k): _plain(v) for k, v in node.items()}
+    if isinstance(node, CommentedSeq):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _describe(path: Path, document: CommentedMap, error: Any) -> str:
+    keys, line, parent_model = _locate(document, tuple(error["loc"]))
+    key_path = _format_key_path(keys) or "(top level)"
+    message = error["msg"]
+    hint = _hint(error, keys, parent_model)
+    return f"{path}:{line}: {key_path}: {message}" + (f" (hint: {hint})" if hint else "")
+
+
+def _locate(
+    document: CommentedMap, loc: tuple[Any, ...]
+) -> tuple[list[str | int], int, type[BaseModel] | None]:
+    """Walk the YAML tree along a pydantic error location.
+
+    Returns the YAML key path, the line of the deepest key found, and the model that owns
+    the last key (for hints).
+    """
+    node: Any = document
+    keys: list[str | int] = []
+    line = 1
+    model: type[BaseModel] | None = RevsyncConfig
+    owner = model
+    for part in loc:
+        if isinstance(node, CommentedMap) and isinstance(part, str):
+            if part not in node and node.get("type") == part:
+                model = _block_model(part)
+                continue  # a discriminator tag inserted by pydantic, not a YAML key
+            owner = model
+            keys.append(part)
+            if part in node:
+                line = node.lc.key(part)[0] + 1
+                model = _field_model(model, part)
+                node = node[part]
+            else:
+                node = None
+        elif isinstance(node, CommentedSeq) and isinstance(part, int):
+            keys.append(part)
+            if 0 <= part < len(node):
+                line = node.lc.item(part)[0] + 1
+                node = node[part]
+        else:
+            keys.append(part)
+    return keys, line, owner
+
+
+def _field_model(model: type[BaseModel] | None, name: str) -> type[BaseModel] | None:
+    from typing import get_args
+
+    if model is None or name not in model.model_fields:
+        return None
+    annotation = model.model_fields[name].annotation
+    for candidate in (annotation, *get_args(annotation)):
+        for inner in (candidate, *get_args(candidate)):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                return inner
+    return None
+
+
+def _block_model(tag: str) -> type[BaseModel] | None:
+    return _BLOCKS.get(tag)
+
+
+def _format_key_path(keys: list[str | int]) -> str:
+    out = ""
+    for key in keys:
+        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else key)
+    return out
+
+
+def _hint(error: Any, keys: list[str | int], model: type[BaseModel] | None) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden" and keys:
+        bad = str(keys[-1])
+        known = sorted(model.model_fields) if model else []
+        close = difflib.get_close_matches(bad, known, n=1)
+        if close:
+            return f"did you mean `{close[0]}`?"
+        return "unknown key; allowed: " + ", ".join(known) if known else "unknown key"
+    if kind == "missing" and model is not None and keys:
+        field = model.model_fields.get(str(keys[-1]))
+        if field is not None and field.description:
+            return f"add `{keys[-1]}:` — {field.description}"
+    if kind == "union_tag_invalid":
+        return "set `type:` to one of " + error.get("ctx", {}).get("expected_tags", "")
+    if kind == "union_tag_not_found":
+        return "every source and destination block needs a `type:`"
+    if model is not None and keys and isinstance(keys[-1], str):
+        field = model.model_fields.get(keys[-1])
+        if field is not None and field.description:
+            return field.description
+    return ""
+
+
+
+def _resolve_paths(config: RevsyncConfig, base: Path) -> RevsyncConfig:
+    """Make relative paths in source and destination blocks relative to the mapping file."""
+
+    def fix(block: BaseModel, field: str) -> BaseModel:
+        value = getattr(block, field, None)
+        if isinstance(value, Path) and not value.is_absolute():
+            return block.model_copy(update={field: base / value})
+        return block
+
+    sources = [fix(fix(s, "path"), "ca_bundle") for s in config.sources]
+    destinations = [fix(fix(d, "output_dir"), "ca_bundle") for d in config.destinations]
+    return config.model_copy(update={"sources": sources, "destinations": destinations})

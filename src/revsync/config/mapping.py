@@ -1,0 +1,353 @@
+"""The admins' mapping file (``revsync.yaml``): typed, described, unknown keys rejected.
+
+Each source and destination block is chosen by its ``type:``. Every endpoint, token URL
+and CA bundle is configurable (sandboxes, proxies, EU endpoints, local emulators).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MODEL_NAMES = (
+    "first_touch",
+    "last_touch",
+    "last_non_direct",
+    "linear",
+    "time_decay",
+    "position_based",
+    "data_driven",
+)
+ModelName = Literal[
+    "first_touch",
+    "last_touch",
+    "last_non_direct",
+    "linear",
+    "time_decay",
+    "position_based",
+    "data_driven",
+]
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+class Block(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- sources -------------------------------------------------------------------------
+
+
+class SourceBase(Block):
+    name: str = Field(description="Unique name of this source; keys its deals and watermark.")
+    timezone: str = Field(
+        "UTC", description="IANA time zone of the CRM account, for dates without a time."
+    )
+    close_time: time = Field(
+        time(12, 0), description="Local time at which a date-only close date is placed."
+    )
+    overlap_minutes: int = Field(
+        10, ge=0, description="Re-read this much before the watermark (CRM clocks drift)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use lowercase letters, digits, '-' or '_' (max 40)")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _valid_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA time zone {value!r}") from None
+        return value
+
+
+class FileSource(SourceBase):
+    """A CSV or JSONL export of deals, one row per deal and contact."""
+
+    type: Literal["file"]
+    path: Path = Field(description="CSV or JSONL export; relative to the mapping file.")
+    won_stages: list[str] = Field(
+        default_factory=list,
+        description="Stages that mean won when the export has no `status` column.",
+    )
+
+
+class SalesforceSource(SourceBase):
+    """Salesforce Opportunities through the REST API (simple-salesforce)."""
+
+    type: Literal["salesforce"]
+    instance_url: str = Field(description="https://yourorg.my.salesforce.com")
+    token_url: str = Field(
+        "https://login.salesforce.com/services/oauth2/token",
+        description="OAuth token endpoint (test.salesforce.com for sandboxes).",
+    )
+    auth: Literal["refresh_token", "jwt", "client_credentials"] = Field(
+        "refresh_token", description="OAuth flow; credentials come from REVSYNC_SALESFORCE_*."
+    )
+    api_version: str = Field("59.0", description="REST API version.")
+    ca_bundle: Path | None = Field(None, description="CA bundle to trust instead of certifi.")
+    won_field: str = Field("IsWon", description="Boolean Opportunity field that means won.")
+    click_id_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Click ID kind -> custom field, e.g. {gclid: GCLID__c}.",
+    )
+    bulk_threshold: int = Field(
+        50_000, ge=1, description="Use Bulk API 2.0 when a backfill exceeds this many rows."
+    )
+    api_budget_share: float = Field(
+        0.8, gt=0, le=1, description="Stop before using this share of the daily API budget."
+    )
+    push_attribution: bool = Field(
+        False, description="Write first/last-touch data onto new contacts and leads."
+    )
+
+
+class HubSpotSource(SourceBase):
+    """HubSpot deals through CRM v3 search (hubspot-api-client)."""
+
+    type: Literal["hubspot"]
+    host: str = Field("https://api.hubapi.com", description="API host.")
+    won_property: str = Field(
+        "hs_is_closed_won", description="Boolean deal property that means won."
+    )
+    won_stages: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="Pipeline -> stage ids that mean won; overrides won_property when set.",
+    )
+    push_attribution: bool = Field(
+        False, description="Write first/last-touch data onto newly identified contacts."
+    )
+
+
+SourceConfig = Annotated[
+    FileSource | SalesforceSource | HubSpotSource, Field(discriminator="type")
+]
+
+
+# --- destinations --------------------------------------------------------------------
+
+
+class DestinationBase(Block):
+    name: str = Field(description="Unique name; part of every idempotency key.")
+    transport: str
+    model: ModelName | None = Field(
+        None, description="Attribution model for this destination; default: attribution.model."
+    )
+    value_mode: Literal["credited", "full"] = Field(
+        "credited", description="Upload each touchpoint's credited share, or the full amount."
+    )
+    output_dir: Path = Field(
+        Path("out"), description="Where the file transport writes request bodies (JSONL)."
+    )
+    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of every API call.")
+    batch_size: int | None = Field(
+        None, ge=1, description="Rows per request; default and maximum: the platform limit."
+    )
+    sources: list[str] = Field(
+        default_factory=list, description="Only deals of these sources (default: all)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use lowercase letters, digits, '-' or '_' (max 40)")
+        return value
+
+
+class GoogleAdsDestination(DestinationBase):
+    """Google Ads offline click conversions (Ads API or Data Manager API)."""
+
+    type: Literal["google_ads"]
+    transport: Literal["ads_api", "data_manager", "file"] = Field(
+        "ads_api", description="ads_api | data_manager | file (request bodies to output_dir)."
+    )
+    customer_id: str = Field(description="Google Ads customer ID, digits only.")
+    login_customer_id: str | None = Field(None, description="Manager account ID, if any.")
+    conversion_action: str = Field(description="Conversion action ID for won deals.")
+    conversion_actions_by_pipeline: dict[str, str] = Field(
+        default_factory=dict, description="Pipeline -> conversion action ID overrides."
+    )
+    enhanced_conversions: bool = Field(
+        False, description="Send hashed email/phone (enhanced conversions for leads)."
+    )
+    click_window_days: int = Field(90, ge=1, le=90, description="Click-through window.")
+    account_timezone: str = Field("UTC", description="The Google Ads account's time zone.")
+    endpoint: str = Field("googleads.googleapis.com", description="Google Ads API host[:port].")
+    data_manager_endpoint: str = Field(
+        "datamanager.googleapis.com", description="Data Manager API host[:port]."
+    )
+    token_uri: str = Field(
+        "https://oauth2.googleapis.com/token", description="OAuth 2 token endpoint."
+    )
+    ca_bundle: Path | None = Field(None, description="CA bundle to trust (TLS).")
+    validate_only: bool = Field(False, description="Dry run: Google validates, stores nothing.")
+
+    @field_validator("customer_id", "login_customer_id", "conversion_action")
+    @classmethod
+    def _digits(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        digits = value.replace("-", "")
+        if not digits.isdigit():
+            raise ValueError("digits only (dashes are removed), e.g. 123-456-7890")
+        return digits
+
+
+class Ga4Destination(DestinationBase):
+    """GA4 events through the Measurement Protocol."""
+
+    type: Literal["ga4"]
+    transport: Literal["http", "file"] = Field("http", description="http | file")
+    measurement_id: str = Field(description="Web stream measurement ID, G-XXXXXXX.")
+    event_name: str = Field("close_convert_lead", description="close_convert_lead or purchase.")
+    base_url: str = Field(
+        "https://www.google-analytics.com",
+        description="MP host; https://region1.google-analytics.com for EU collection.",
+    )
+    validate_only: bool = Field(
+        False, description="Send to /debug/mp/collect and report its validation messages."
+    )
+
+    @field_validator("measurement_id")
+    @classmethod
+    def _measurement_id(cls, value: str) -> str:
+        if not re.match(r"^G-[A-Z0-9]+$", value):
+            raise ValueError("a web stream measurement ID looks like G-XXXXXXXXXX")
+        return value
+
+    @field_validator("event_name")
+    @classmethod
+    def _event_name(cls, value: str) -> str:
+        if not re.match(r"^[A-Za-z][A-Za-z0-9_]{0,39}$", value):
+            raise ValueError("a letter, then letters, digits or '_' (max 40)")
+        return value
+
+
+class MetaDestination(DestinationBase):
+    """Meta Conversions API server events."""
+
+    type: Literal["meta"]
+    transport: Literal["api", "file"] = Field("api", description="api | file")
+    pixel_id: str = Field(description="Dataset (pixel) ID.")
+    event_name: str = Field("Purchase", description="Purchase or a CRM stage name.")
+    graph_url: str = Field("https://graph.facebook.com", description="Graph API base URL.")
+    api_version: str = Field("v26.0", description="Graph API version.")
+    test_event_code: str | None = Field(None, description="Send to Test Events only.")
+    data_processing_options: list[str] = Field(
+        default_factory=list, description='Limited Data Use: ["LDU"]; empty for none.'
+    )
+    data_processing_country: int | None = Field(None, description="0 = geolocate; 1 = USA.")
+    data_processing_state: int | None = Field(None, description="0 = geolocate; 1000 = CA.")
+
+    @field_validator("pixel_id")
+    @classmethod
+    def _pixel_id(cls, value: str) -> str:
+        if not value.isdigit():
+            raise ValueError("a pixel (dataset) ID is digits only")
+        return value
+
+
+DestinationConfig = Annotated[
+    GoogleAdsDestination | Ga4Destination | MetaDestination, Field(discriminator="type")
+]
+
+
+# --- matching, attribution, channels --------------------------------------------------
+
+
+class MatchingConfig(Block):
+    lookback_days: int = Field(
+        90, ge=1, le=540, description="Journey window before the first lead event."
+    )
+    default_phone_region: str | None = Field(
+        None, description="ISO-3166 region for phone numbers without a country code, e.g. US."
+    )
+    keys: list[Literal["email", "phone", "crm_id", "click_id"]] = Field(
+        default_factory=lambda: ["email", "phone", "crm_id", "click_id"],
+        description="Which identifiers link a deal's contacts to visitors.",
+    )
+
+
+class AttributionConfig(Block):
+    model: ModelName = Field("last_non_direct", description="Default model for destinations.")
+    half_life_days: float = Field(7.0, gt=0, description="time_decay half-life in days.")
+    first_share: float = Field(0.4, ge=0, le=1, description="position_based first-touch share.")
+    last_share: float = Field(0.4, ge=0, le=1, description="position_based last-touch share.")
+
+    @model_validator(mode="after")
+    def _shares(self) -> AttributionConfig:
+        if self.first_share + self.last_share > 1:
+            raise ValueError("first_share + last_share must not exceed 1")
+        return self
+
+
+class ChannelRule(Block):
+    channel: str = Field(description="Channel name to assign.")
+    source: str | None = Field(None, description="Regex on utm_source (case-insensitive).")
+    medium: str | None = Field(None, description="Regex on utm_medium (case-insensitive).")
+    campaign: str | None = Field(None, description="Regex on utm_campaign (case-insensitive).")
+
+    @model_validator(mode="after")
+    def _has_pattern(self) -> ChannelRule:
+        for pattern in (self.source, self.medium, self.campaign):
+            if pattern is not None:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"bad regex {pattern!r}: {exc}") from None
+        if not (self.source or self.medium or self.campaign):
+            raise ValueError("give at least one of source, medium, campaign")
+        return self
+
+
+class PrivacyConfig(Block):
+    keep_full_ip: bool = Field(False, description="Keep full IPs (default: truncated).")
+    require_consent: bool = Field(
+        True, description="Never upload visitors who denied ad_user_data consent."
+    )
+
+
+class RevsyncConfig(Block):
+    """Root of ``revsync.yaml``."""
+
+    version: Literal[1] = Field(1, description="Mapping file format version.")
+    sources: list[SourceConfig] = Field(description="CRM sources to read deals from.")
+    destinations: list[DestinationConfig] = Field(
+        default_factory=list, description="Where conversions go."
+    )
+    matching: MatchingConfig = Field(default_factory=MatchingConfig)  # type: ignore[arg-type]
+    attribution: AttributionConfig = Field(default_factory=AttributionConfig)  # type: ignore[arg-type]
+    channels: list[ChannelRule] = Field(
+        default_factory=list, description="Rules applied before GA4's default channel group."
+    )
+    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)  # type: ignore[arg-type]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> RevsyncConfig:
+        for kind, names in (
+            ("source", [s.name for s in self.sources]),
+            ("destination", [d.name for d in self.destinations]),
+        ):
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {kind} name(s): {', '.join(dupes)}")
+        known = {s.name for s in self.sources}
+        for dest in self.destinations:
+            unknown = sorted(set(dest.sources) - known)
+            if unknown:
+                raise ValueError(
+                    f"destination {dest.name!r} names unknown source(s): {', '.join(unknown)}"
+                )
+        return self

@@ -1,0 +1,54 @@
+"""Process settings: where the store is, and every credential (from env or secret files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///revsync.db"
+
+
+class Settings(BaseSettings):
+    """Read from ``REVSYNC_*`` environment variables and files in ``REVSYNC_SECRETS_DIR``.
+
+    A secret file is named after the field (``/run/secrets/meta_access_token``), the usual
+    layout of Kubernetes and compose secrets.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="REVSYNC_", extra="ignore", secrets_dir=None, case_sensitive=False
+    )
+
+    database_url: str = Field(
+        DEFAULT_DATABASE_URL,
+        description="SQLAlchemy URL of the store; postgresql+psycopg://… in production.",
+    )
+    config: Path = Field(Path("revsync.yaml"), description="Path of the mapping file.")
+    log_level: str = Field("INFO", description="Python logging level.")
+
+    google_ads_developer_token: SecretStr | None = None
+    google_oauth_client_id: str | None = None
+    google_oauth_client_secret: SecretStr | None = None
+    google_oauth_refresh_token: SecretStr | None = None
+    ga4_api_secret: SecretStr | None = None
+    meta_access_token: SecretStr | None = None
+    salesforce_client_id: str | None = None
+    salesforce_client_secret: SecretStr | None = None
+    salesforce_refresh_token: SecretStr | None = None
+    salesforce_private_key: SecretStr | None = None
+    salesforce_username: str | None = None
+    hubspot_access_token: SecretStr | None = None
+
+
+def load_settings(secrets_dir: Path | None = None) -> Settings:
+    """Settings from the environment, plus secret files when ``secrets_dir`` exists."""
+    if secrets_dir is None:
+        import os
+
+        env_dir = os.environ.get("REVSYNC_SECRETS_DIR")
+        secrets_dir = Path(env_dir) if env_dir else None
+    if secrets_dir is not None and secrets_dir.is_dir():
+        return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
+    return Settings()

@@ -1,0 +1,79 @@
+"""Engine factory and migrations: SQLite (WAL, foreign keys) by default, PostgreSQL in
+production. ``open_store`` applies pending Alembic migrations on first use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from revsync.errors import ConfigError, TransientError
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_store_engine(url: str) -> Engine:
+    """An engine for ``url``; raises ``ConfigError`` for a malformed URL."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError("REVSYNC_DATABASE_URL is not a valid SQLAlchemy URL") from None
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:":
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        return create_engine(parsed, pool_pre_ping=True)
+    raise ConfigError(
+        f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://"
+    )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def alembic_config(engine: Engine) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every pending migration."""
+    command.upgrade(alembic_config(engine), "head")
+
+
+def needs_upgrade(engine: Engine) -> bool:
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision() != head
+
+
+def open_store(url: str) -> Engine:
+    """Engine for ``url`` with the schema at the newest migration."""
+    engine = create_store_engine(url)
+    try:
+        if needs_upgrade(engine):
+            upgrade(engine)
+    except OperationalError as exc:
+        engine.dispose()
+        raise TransientError(f"cannot reach the store: {type(exc.orig).__name__}") from None
+    return engine

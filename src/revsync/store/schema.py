@@ -1,0 +1,247 @@
+"""SQLAlchemy Core tables of the store. Alembic migrations mirror this file."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.engine import Dialect
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return (
+            value.astimezone(UTC)
+            if dialect.name != "sqlite"
+            else value.astimezone(UTC).replace(tzinfo=None)
+        )
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+TS = UtcDateTime()
+MONEY = Numeric(18, 4)
+HASH = String(64)
+
+visitors = Table(
+    "visitors",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("first_seen", TS, nullable=False),
+    Column("last_seen", TS, nullable=False),
+    Column("ga_client_id", String(64)),
+    Column("fbp", String(128)),
+)
+
+touchpoints = Table(
+    "touchpoints",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("visitor_id", String(128), ForeignKey("visitors.id"), nullable=False),
+    Column("occurred_at", TS, nullable=False),
+    Column("channel", String(40), nullable=False),
+    Column("source", String(255)),
+    Column("medium", String(255)),
+    Column("campaign", String(255)),
+    Column("term", String(255)),
+    Column("content", String(255)),
+    Column("landing_url", Text),
+    Column("referrer", Text),
+    Column("gclid", String(255)),
+    Column("gbraid", String(255)),
+    Column("wbraid", String(255)),
+    Column("fbclid", String(255)),
+    Column("fbc", String(300)),
+    Column("fbp", String(128)),
+    Column("ga_client_id", String(64)),
+    Column("msclkid", String(255)),
+    Column("ttclid", String(255)),
+    Column("li_fat_id", String(255)),
+    Column("consent_ad_user_data", Boolean),
+    Column("consent_ad_personalization", Boolean),
+    Column("user_agent", Text),
+    Column("ip", String(64)),
+    Index(None, "visitor_id", "occurred_at"),
+    Index(None, "gclid"),
+    Index(None, "gbraid"),
+    Index(None, "wbraid"),
+    Index(None, "fbclid"),
+    Index(None, "ga_client_id"),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("visitor_id", String(128), ForeignKey("visitors.id"), nullable=False),
+    Column("observed_at", TS, nullable=False),
+    Column("event", String(40), nullable=False),
+    Column("email_sha256", HASH),
+    Column("email_google_sha256", HASH),
+    Column("phone_sha256", HASH),
+    Column("phone_meta_sha256", HASH),
+    Column("crm_id", String(64)),
+    Index(None, "email_sha256"),
+    Index(None, "phone_sha256"),
+    Index(None, "crm_id"),
+    Index(None, "visitor_id"),
+)
+
+deals = Table(
+    "deals",
+    metadata,
+    Column("source", String(40), primary_key=True),
+    Column("id", String(64), primary_key=True),
+    Column("status", String(8), nullable=False),
+    Column("amount", MONEY),
+    Column("currency", String(3), nullable=False),
+    Column("close_at", TS),
+    Column("modified_at", TS, nullable=False),
+    Column("stage", String(255)),
+    Column("pipeline", String(255)),
+    Column("owner", String(255)),
+    Column("click_ids", JSON, nullable=False),
+    Column("fields", JSON, nullable=False),
+    Column("synced_at", TS, nullable=False),
+    Index(None, "status", "close_at"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("source", String(40), primary_key=True),
+    Column("crm_id", String(64), primary_key=True),
+    Column("email_sha256", HASH),
+    Column("email_google_sha256", HASH),
+    Column("phone_sha256", HASH),
+    Column("phone_meta_sha256", HASH),
+    Column("click_ids", JSON, nullable=False),
+    Index(None, "email_sha256"),
+    Index(None, "phone_sha256"),
+)
+
+deal_contacts = Table(
+    "deal_contacts",
+    metadata,
+    Column("source", String(40), primary_key=True),
+    Column("deal_id", String(64), primary_key=True),
+    Column("contact_id", String(64), primary_key=True),
+    Column("is_primary", Boolean, nullable=False),
+)
+
+match_links = Table(
+    "match_links",
+    metadata,
+    Column("source", String(40), primary_key=True),
+    Column("deal_id", String(64), primary_key=True),
+    Column("visitor_id", String(128), primary_key=True),
+    Column("key_type", String(20), primary_key=True),
+    Column("key", String(255), nullable=False),
+)
+
+credits = Table(
+    "credits",
+    metadata,
+    Column("source", String(40), primary_key=True),
+    Column("deal_id", String(64), primary_key=True),
+    Column("model", String(20), primary_key=True),
+    Column("touchpoint_id", String(40), primary_key=True),
+    Column("weight", String(64), nullable=False),  # exact Fraction "p/q"
+    Column("amount", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("channel", String(40), nullable=False),
+)
+
+conversions = Table(
+    "conversions",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("destination", String(40), nullable=False),
+    Column("platform", String(20), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("deal_id", String(64), nullable=False),
+    Column("touchpoint_id", String(40)),
+    Column("original_key", String(64)),
+    Column("state", String(10), nullable=False),
+    Column("value", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("event_time", TS, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", TS),
+    Column("error_code", String(80)),
+    Column("error_message", Text),
+    Column("run_id", Integer),
+    Column("created_at", TS, nullable=False),
+    Column("updated_at", TS, nullable=False),
+    Index(None, "destination", "state", "next_attempt_at"),
+    Index(None, "source", "deal_id"),
+)
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("source", String(40), primary_key=True),
+    Column("watermark", String(64)),
+    Column("updated_at", TS, nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", TS, nullable=False),
+    Column("finished_at", TS),
+    Column("status", String(10), nullable=False),
+    Column("summary", JSON),
+)
+
+quarantine = Table(
+    "quarantine",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", Integer, ForeignKey("runs.id")),
+    Column("kind", String(20), nullable=False),
+    Column("source", String(40), nullable=False),
+    Column("record_id", String(255), nullable=False),
+    Column("field", String(80), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", TS, nullable=False),
+    Index(None, "run_id"),
+)
