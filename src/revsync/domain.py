@@ -141,7 +141,7 @@ class Touchpoint:
     id: str
     visitor_id: str
     occurred_at: datetime
-    channel: Channel
+    channel: str  # a ``Channel`` value, or a name from the mapping's channel rules
     source: str | None = None
     medium: str | None = None
     campaign: str | None = None

@@ -1,0 +1,260 @@
+"""Bulk import of touchpoints (clicks, sessions) and identities (leads) from CSV/JSONL.
+
+Every row is validated on its own: a bad row is written to the rejects file with its row
+number and reason, and the rest is imported. Re-importing the same file changes nothing
+(touchpoint and identity IDs are derived from their content).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+
+from revsync.collect.parsing import (
+    ParseError,
+    channel_of,
+    click_id,
+    fb_cookie,
+    fbc_from_fbclid,
+    ga_client_id,
+    parse_landing,
+)
+from revsync.config.mapping import ChannelRule, PrivacyConfig
+from revsync.destinations.pii import InvalidIdentifier, hash_person
+from revsync.rows import RejectsWriter, RowError, boolean, file_format, read_rows, text, timestamp
+from revsync.store.queries import upsert
+from revsync.store.schema import identities, touchpoints, visitors
+
+BATCH_ROWS = 5_000
+
+
+@dataclass
+class ImportReport:
+    """What an import did; ``errors`` holds the first few rejects for display."""
+
+    read: int = 0
+    imported: int = 0
+    rejected: int = 0
+    rejects_file: Path | None = None
+    errors: list[str] = field(default_factory=list)
+
+
+def touchpoint_id(visitor_id: str, occurred_at: str, landing_url: str | None) -> str:
+    digest = hashlib.sha256(f"{visitor_id}|{occurred_at}|{landing_url or ''}".encode())
+    return digest.hexdigest()[:40]
+
+
+def truncate_ip(value: str) -> str:
+    """Zero the last octet of IPv4 and all but the first 48 bits of IPv6."""
+    address = ipaddress.ip_address(value)
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+def touchpoint_row(
+    row: dict[str, Any], rules: Sequence[ChannelRule], privacy: PrivacyConfig
+) -> dict[str, Any]:
+    """Validate one touchpoint row into a store row; raises ``RowError`` naming the field."""
+    visitor = text(row, "visitor_id", required=True)
+    occurred = timestamp(row, "occurred_at", required=True)
+    assert visitor is not None and occurred is not None
+    landing_url, referrer = text(row, "landing_url"), text(row, "referrer")
+    try:
+        landing = parse_landing(landing_url, referrer)
+    except ParseError as exc:
+        raise RowError("landing_url", str(exc)) from None
+    clicks = dict(landing.click_ids)
+    for name in ("gclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "li_fat_id"):
+        try:
+            value = click_id(name, text(row, name))
+        except ParseError as exc:
+            raise RowError(name, str(exc)) from None
+        if value:
+            clicks[name] = value
+    present = [n for n in ("gclid", "gbraid", "wbraid") if n in clicks]
+    if len(present) > 1 and "gclid" not in present:
+        raise RowError(present[1], "gbraid and wbraid are never both set on one click")
+    try:
+        client_id = ga_client_id(text(row, "_ga") or text(row, "ga_client_id"))
+    except ParseError as exc:
+        raise RowError("_ga", str(exc)) from None
+    try:
+        fbp = fb_cookie("_fbp", text(row, "_fbp") or text(row, "fbp"))
+        fbc = fb_cookie("_fbc", text(row, "_fbc") or text(row, "fbc"))
+    except ParseError as exc:
+        raise RowError(str(exc).split(" ")[0], str(exc)) from None
+    if fbc is None and "fbclid" in clicks:
+        fbc = fbc_from_fbclid(clicks["fbclid"], occurred)
+    source = (text(row, "utm_source") or landing.source or "").lower() or None
+    medium = (text(row, "utm_medium") or landing.medium or "").lower() or None
+    campaign = text(row, "utm_campaign") or landing.campaign
+    ip = text(row, "ip")
+    if ip is not None:
+        try:
+            ip = ip if privacy.keep_full_ip else truncate_ip(ip)
+        except ValueError:
+            raise RowError("ip", f"{ip!r} is not an IP address") from None
+    return {
+        "id": touchpoint_id(visitor, occurred.isoformat(), landing_url),
+        "visitor_id": visitor,
+        "occurred_at": occurred,
+        "channel": str(channel_of(source, medium, campaign, rules)),
+        "source": source,
+        "medium": medium,
+        "campaign": campaign,
+        "term": text(row, "utm_term") or landing.term,
+        "content": text(row, "utm_content") or landing.content,
+        "landing_url": landing_url,
+        "referrer": referrer,
+        "gclid": clicks.get("gclid"),
+        "gbraid": None if "gclid" in clicks else clicks.get("gbraid"),
+        "wbraid": None if clicks.keys() & {"gclid", "gbraid"} else clicks.get("wbraid"),
+        "fbclid": clicks.get("fbclid"),
+        "fbc": fbc,
+        "fbp": fbp,
+        "ga_client_id": client_id,
+        "msclkid": clicks.get("msclkid"),
+        "ttclid": clicks.get("ttclid"),
+        "li_fat_id": clicks.get("li_fat_id"),
+        "consent_ad_user_data": boolean(row, "consent_ad_user_data"),
+        "consent_ad_personalization": boolean(row, "consent_ad_personalization"),
+        "user_agent": text(row, "user_agent"),
+        "ip": ip,
+    }
+
+
+def identity_row(row: dict[str, Any], default_region: str | None) -> dict[str, Any]:
+    """Validate one identity (lead) row; raw email and phone are hashed and dropped here."""
+    visitor = text(row, "visitor_id", required=True)
+    observed = timestamp(row, "observed_at", required=True)
+    assert visitor is not None and observed is not None
+    email, phone, crm_id = text(row, "email"), text(row, "phone"), text(row, "crm_id")
+    if not (email or phone or crm_id):
+        raise RowError("email", "a lead needs an email, a phone or a crm_id")
+    try:
+        hashes = hash_person(email, phone, default_region)
+    except InvalidIdentifier as exc:
+        name, _, reason = str(exc).partition(": ")
+        raise RowError(name, reason) from None
+    key = f"{visitor}|{hashes.email}|{hashes.phone}|{crm_id}"
+    return {
+        "id": hashlib.sha256(key.encode()).hexdigest()[:40],
+        "visitor_id": visitor,
+        "observed_at": observed,
+        "event": text(row, "event") or "lead",
+        "email_sha256": hashes.email,
+        "email_google_sha256": hashes.email_google,
+        "phone_sha256": hashes.phone,
+        "phone_meta_sha256": hashes.phone_meta,
+        "crm_id": crm_id,
+    }
+
+
+def import_touchpoints(
+    engine: Engine,
+    path: Path,
+    rules: Sequence[ChannelRule] = (),
+    privacy: PrivacyConfig | None = None,
+    rejects: Path | None = None,
+) -> ImportReport:
+    privacy = privacy or PrivacyConfig()
+    return _import(
+        engine, path, rejects, lambda row: touchpoint_row(row, rules, privacy), _store_touchpoints
+    )
+
+
+def import_identities(
+    engine: Engine,
+    path: Path,
+    default_region: str | None = None,
+    rejects: Path | None = None,
+) -> ImportReport:
+    return _import(
+        engine, path, rejects, lambda row: identity_row(row, default_region), _store_identities
+    )
+
+
+def _import(
+    engine: Engine,
+    path: Path,
+    rejects: Path | None,
+    validate: Callable[[dict[str, Any]], dict[str, Any]],
+    store: Callable[[Any, list[dict[str, Any]]], None],
+) -> ImportReport:
+    fmt = file_format(path)
+    rejects = rejects or path.with_name(f"{path.stem}.rejects{path.suffix}")
+    report = ImportReport()
+    batch: list[dict[str, Any]] = []
+    with RejectsWriter(rejects, fmt) as writer:
+        for number, row in read_rows(path):
+            report.read += 1
+            if isinstance(row, RowError):
+                writer.write(number, None, str(row))
+                _note(report, path, number, str(row))
+                continue
+            try:
+                batch.append(validate(row))
+            except RowError as exc:
+                writer.write(number, row, str(exc))
+                _note(report, path, number, str(exc))
+                continue
+            if len(batch) >= BATCH_ROWS:
+                report.imported += _flush(engine, store, batch)
+        report.imported += _flush(engine, store, batch)
+        report.rejected = writer.count
+    report.rejects_file = rejects if report.rejected else None
+    return report
+
+
+def _note(report: ImportReport, path: Path, number: int, message: str) -> None:
+    if len(report.errors) < 20:
+        report.errors.append(f"{path.name}: row {number}: {message}")
+
+
+def _flush(
+    engine: Engine, store: Callable[[Any, list[dict[str, Any]]], None], batch: list[dict[str, Any]]
+) -> int:
+    if not batch:
+        return 0
+    count = len(batch)
+    with engine.begin() as conn:
+        store(conn, batch)
+    batch.clear()
+    return count
+
+
+def _ensure_visitors(conn: Any, rows: list[dict[str, Any]], time_field: str) -> None:
+    seen: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        current = seen.get(row["visitor_id"])
+        when = row[time_field]
+        if current is None:
+            seen[row["visitor_id"]] = {
+                "id": row["visitor_id"],
+                "first_seen": when,
+                "last_seen": when,
+                "ga_client_id": row.get("ga_client_id"),
+                "fbp": row.get("fbp"),
+            }
+        else:
+            current["first_seen"] = min(current["first_seen"], when)
+            current["last_seen"] = max(current["last_seen"], when)
+            current["ga_client_id"] = current["ga_client_id"] or row.get("ga_client_id")
+            current["fbp"] = current["fbp"] or row.get("fbp")
+    upsert(conn, visitors, list(seen.values()))
+
+
+def _store_touchpoints(conn: Any, rows: list[dict[str, Any]]) -> None:
+    _ensure_visitors(conn, rows, "occurred_at")
+    upsert(conn, touchpoints, rows)
+
+
+def _store_identities(conn: Any, rows: list[dict[str, Any]]) -> None:
+    _ensure_visitors(conn, rows, "observed_at")
+    upsert(conn, identities, rows)
