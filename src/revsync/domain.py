@@ -8,6 +8,7 @@ normalised identifiers (see ``revsync.destinations.pii``), one per platform rule
 from __future__ import annotations
 
 from collections.abc import Mapping
+import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -282,7 +283,7 @@ class Quarantined:
     field: str
     reason: str
     source: str = ""
-    detail: Mapping[str, Any] = field(default_factory=dict)
+    detail: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 _CONVERSION: TypeAdapter[Conversion] = TypeAdapter(Conversion)

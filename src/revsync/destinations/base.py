@@ -1,13 +1,27 @@
-"""The ``Destination`` protocol: plan -> build payload -> send batch -> per-row outcome."""
+"""The ``Destination`` protocol: plan -> build payload -> send batch -> per-row outcome.
+
+A destination is a platform's pure rules (which touchpoints are eligible, what the request
+body looks like) joined to a ``Transport`` that delivers the bodies: the platform's API,
+or a file that receives the exact bodies (``transport: file``).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any, Protocol
 
-from revsync.domain import Conversion, Credit, Journey, Quarantined, UploadOutcome
+from revsync.domain import (
+    Conversion,
+    ConversionKind,
+    Credit,
+    Journey,
+    Quarantined,
+    UploadOutcome,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +30,23 @@ class Plan:
 
     conversions: tuple[Conversion, ...] = ()
     skipped: tuple[Quarantined, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    """One request body and the idempotency keys of its rows, in row order."""
+
+    endpoint: str
+    body: dict[str, Any]
+    keys: tuple[str, ...]
+
+
+class Transport(Protocol):
+    """Delivers request bodies; answers one outcome per key of the request."""
+
+    def send(self, request: ApiRequest) -> list[UploadOutcome]: ...
+
+    def close(self) -> None: ...
 
 
 class Destination(Protocol):
@@ -35,14 +66,85 @@ class Destination(Protocol):
         """Turn a won deal's credits into conversions (pure)."""
         ...
 
-    def build(self, batch: Sequence[Conversion]) -> list[dict[str, Any]]:
-        """The exact request bodies that ``send`` would send for ``batch`` (pure)."""
+    def adjustment(
+        self, original: Conversion, kind: ConversionKind, value: Decimal, now: datetime
+    ) -> Conversion | None:
+        """A restatement or retraction of a sent conversion; ``None`` if unsupported."""
+        ...
+
+    def build(self, batch: Sequence[Conversion]) -> list[ApiRequest]:
+        """The exact requests that ``send`` sends for ``batch`` (pure)."""
         ...
 
     def send(self, batch: Sequence[Conversion]) -> list[UploadOutcome]:
-        """Send one batch (at most ``batch_size``); one outcome per conversion, same order."""
+        """Send one batch (at most ``batch_size``); one outcome per conversion."""
         ...
 
+    def close(self) -> None: ...
+
+
+def conversion_key(*parts: str | None) -> str:
+    """A stable idempotency key: SHA-256 of the parts, 32 hex chars, no PII inside."""
+    return hashlib.sha256("|".join(p or "" for p in parts).encode()).hexdigest()[:32]
+
+
+class PlatformDestination:
+    """Shared plumbing: batching limits, the transport, and the clock."""
+
+    platform = ""
+    max_batch = 1
+    resend_safe = False
+
+    def __init__(
+        self,
+        name: str,
+        model: str,
+        transport: Transport,
+        batch_size: int | None = None,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.transport = transport
+        self.batch_size = min(batch_size or self.max_batch, self.max_batch)
+        self.clock = clock or (lambda: datetime.now(UTC))
+
+    def build(self, batch: Sequence[Conversion]) -> list[ApiRequest]:
+        raise NotImplementedError
+
+    def send(self, batch: Sequence[Conversion]) -> list[UploadOutcome]:
+        outcomes: list[UploadOutcome] = []
+        for request in self.build(batch):
+            outcomes.extend(self.transport.send(request))
+        return outcomes
+
     def close(self) -> None:
-        """Release connections and flush files."""
-        ...
+        self.transport.close()
+
+
+def credited(
+    journey: Journey, credits: Sequence[Credit], destination: str, require_consent: bool
+) -> tuple[list[tuple[Any, Credit]], list[Quarantined]]:
+    """The journey's touchpoints with a positive credit, consent-denied ones left out."""
+    by_id = {tp.id: tp for tp in journey.touchpoints}
+    eligible: list[tuple[Any, Credit]] = []
+    skipped: list[Quarantined] = []
+    for credit in credits:
+        tp = by_id.get(credit.touchpoint_id)
+        if tp is None or credit.weight <= 0:
+            continue
+        if require_consent and tp.consent.denies_ads:
+            skipped.append(
+                Quarantined(
+                    "conversion", journey.deal.id, "consent_ad_user_data",
+                    f"{destination}: visitor denied ad consent; not uploaded",
+                    journey.deal.source, {"touchpoint": tp.id},
+                )  # fmt: skip
+            )
+            continue
+        eligible.append((tp, credit))
+    return eligible, skipped
+
+
+def upload_value(deal_amount: Decimal | None, credit: Credit, value_mode: str) -> Decimal:
+    return (deal_amount or Decimal(0)) if value_mode == "full" else credit.amount

@@ -1,0 +1,32 @@
+"""The file transport: writes the exact request bodies as JSONL, one line per request."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TextIO
+
+from revsync.destinations.base import ApiRequest
+from revsync.domain import OutcomeStatus, UploadOutcome
+
+
+class FileTransport:
+    """Appends ``{"endpoint", "body"}`` lines to ``<dir>/<destination>.<platform>.jsonl``."""
+
+    def __init__(self, directory: Path, destination: str, platform: str) -> None:
+        self.path = directory / f"{destination}.{platform}.jsonl"
+        self._handle: TextIO | None = None
+
+    def send(self, request: ApiRequest) -> list[UploadOutcome]:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = self.path.open("a", encoding="utf-8")
+        line = {"endpoint": request.endpoint, "body": request.body}
+        self._handle.write(json.dumps(line, separators=(",", ":"), sort_keys=True) + "\n")
+        self._handle.flush()
+        return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None

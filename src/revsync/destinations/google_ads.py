@@ -1,0 +1,222 @@
+"""Google Ads offline click conversions: eligibility, request bodies, adjustments.
+
+Bodies follow ``UploadClickConversionsRequest`` and ``UploadConversionAdjustmentsRequest``
+field for field (proto field names), so a transport can hand them to the google-ads
+client unchanged and the file transport writes exactly what would be sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
+from revsync.destinations.base import (
+    ApiRequest,
+    Plan,
+    PlatformDestination,
+    Transport,
+    conversion_key,
+    credited,
+    upload_value,
+)
+from revsync.domain import (
+    ClickIds,
+    Conversion,
+    ConversionKind,
+    Credit,
+    Journey,
+    PersonHashes,
+    Quarantined,
+)
+
+MAX_IDENTIFIERS = 5
+
+
+def google_datetime(value: datetime, timezone: str) -> str:
+    """``yyyy-mm-dd hh:mm:ss+hh:mm`` in the account's time zone."""
+    local = value.astimezone(ZoneInfo(timezone))
+    offset = local.strftime("%z")
+    return local.strftime("%Y-%m-%d %H:%M:%S") + f"{offset[:3]}:{offset[3:]}"
+
+
+class GoogleAdsDestination(PlatformDestination):
+    platform = "google_ads"
+    max_batch = 2_000
+    resend_safe = True  # order_id is unique per conversion action
+
+    def __init__(
+        self,
+        config: GoogleAdsConfig,
+        model: str,
+        transport: Transport,
+        require_consent: bool = True,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(config.name, model, transport, config.batch_size, clock)
+        self.config = config
+        self.require_consent = require_consent
+
+    def action_for(self, pipeline: str | None) -> str:
+        action = self.config.conversion_actions_by_pipeline.get(pipeline or "")
+        return action or self.config.conversion_action
+
+    def plan(self, journey: Journey, credits: Sequence[Credit], now: datetime) -> Plan:
+        deal = journey.deal
+        assert deal.close_at is not None
+        action = self.action_for(deal.pipeline)
+        window = timedelta(days=self.config.click_window_days)
+        eligible, skipped = credited(journey, credits, self.name, self.require_consent)
+        conversions: list[Conversion] = []
+        for tp, credit in eligible:
+            click = tp.click_ids.google_click
+            if click is None:
+                continue
+            if tp.occurred_at >= deal.close_at or deal.close_at - tp.occurred_at > window:
+                skipped.append(
+                    Quarantined(
+                        "conversion", deal.id, click[0],
+                        f"{self.name}: click is not within {window.days} days before the close",
+                        deal.source, {"touchpoint": tp.id},
+                    )  # fmt: skip
+                )
+                continue
+            value = upload_value(deal.amount, credit, self.config.value_mode)
+            if value <= 0:
+                continue
+            conversions.append(
+                Conversion(
+                    key=conversion_key(self.name, action, deal.source, deal.id, tp.id),
+                    destination=self.name,
+                    platform=self.platform,
+                    kind=ConversionKind.CONVERSION,
+                    source=deal.source,
+                    deal_id=deal.id,
+                    action=action,
+                    event_time=deal.close_at,
+                    value=value,
+                    currency=deal.currency,
+                    touchpoint_id=tp.id,
+                    click_ids=ClickIds(**{click[0]: click[1]}),
+                    consent=tp.consent,
+                )
+            )
+        if not conversions and self.config.enhanced_conversions and deal.amount:
+            person = _first_person(journey)
+            if person is not None:
+                conversions.append(
+                    Conversion(
+                        key=conversion_key(self.name, action, deal.source, deal.id, None),
+                        destination=self.name,
+                        platform=self.platform,
+                        kind=ConversionKind.CONVERSION,
+                        source=deal.source,
+                        deal_id=deal.id,
+                        action=action,
+                        event_time=deal.close_at,
+                        value=deal.amount,
+                        currency=deal.currency,
+                        person=person,
+                    )
+                )
+        return Plan(tuple(conversions), tuple(skipped))
+
+    def adjustment(
+        self, original: Conversion, kind: ConversionKind, value: Decimal, now: datetime
+    ) -> Conversion | None:
+        return Conversion(
+            key=conversion_key(original.key, kind, str(value)),
+            destination=self.name,
+            platform=self.platform,
+            kind=kind,
+            source=original.source,
+            deal_id=original.deal_id,
+            action=original.action,
+            event_time=now,
+            value=value,
+            currency=original.currency,
+            touchpoint_id=original.touchpoint_id,
+            original_key=original.key,
+        )
+
+    def build(self, batch: Sequence[Conversion]) -> list[ApiRequest]:
+        requests: list[ApiRequest] = []
+        clicks = [c for c in batch if c.kind is ConversionKind.CONVERSION]
+        adjustments = [c for c in batch if c.kind is not ConversionKind.CONVERSION]
+        customer = self.config.customer_id
+        if clicks:
+            requests.append(
+                ApiRequest(
+                    endpoint="ConversionUploadService/UploadClickConversions",
+                    body={
+                        "customer_id": customer,
+                        "conversions": [self._click(c) for c in clicks],
+                        "partial_failure": True,
+                        "validate_only": self.config.validate_only,
+                    },
+                    keys=tuple(c.key for c in clicks),
+                )
+            )
+        if adjustments:
+            requests.append(
+                ApiRequest(
+                    endpoint="ConversionAdjustmentUploadService/UploadConversionAdjustments",
+                    body={
+                        "customer_id": customer,
+                        "conversion_adjustments": [self._adjustment(c) for c in adjustments],
+                        "partial_failure": True,
+                        "validate_only": self.config.validate_only,
+                    },
+                    keys=tuple(c.key for c in adjustments),
+                )
+            )
+        return requests
+
+    def _action_resource(self, action: str) -> str:
+        return f"customers/{self.config.customer_id}/conversionActions/{action}"
+
+    def _click(self, c: Conversion) -> dict[str, Any]:
+        tz = self.config.account_timezone
+        row: dict[str, Any] = {
+            "conversion_action": self._action_resource(c.action),
+            "conversion_date_time": google_datetime(c.event_time, tz),
+            "conversion_value": float(c.value),
+            "currency_code": c.currency,
+            "order_id": c.key,
+        }
+        click = c.click_ids.google_click
+        if click is not None:
+            row[click[0]] = click[1]
+        if c.consent.ad_user_data is not None:
+            granted = "GRANTED" if c.consent.ad_user_data else "DENIED"
+            row["consent"] = {"ad_user_data": granted}
+        identifiers = [{"hashed_email": h} for h in (c.person.email_google,) if h]
+        identifiers += [{"hashed_phone_number": h} for h in (c.person.phone,) if h]
+        if identifiers:
+            row["user_identifiers"] = identifiers[:MAX_IDENTIFIERS]
+        return row
+
+    def _adjustment(self, c: Conversion) -> dict[str, Any]:
+        tz = self.config.account_timezone
+        row: dict[str, Any] = {
+            "conversion_action": self._action_resource(c.action),
+            "adjustment_type": c.kind.upper(),
+            "adjustment_date_time": google_datetime(c.event_time, tz),
+            "order_id": c.original_key,
+        }
+        if c.kind is ConversionKind.RESTATEMENT:
+            row["restatement_value"] = {
+                "adjusted_value": float(c.value),
+                "currency_code": c.currency,
+            }
+        return row
+
+
+def _first_person(journey: Journey) -> PersonHashes | None:
+    for contact in journey.deal.contacts:
+        if contact.hashes.any():
+            return contact.hashes
+    return None
