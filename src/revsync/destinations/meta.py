@@ -1,0 +1,143 @@
+"""Meta Conversions API server events: eligibility and request bodies.
+
+Events older than 7 days are never sent (one would make Meta reject the whole request):
+``send`` answers them as rejected with ``EVENT_TOO_OLD`` without a request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from revsync.config.mapping import MetaDestination as MetaConfig
+from revsync.destinations.base import (
+    ApiRequest,
+    Plan,
+    PlatformDestination,
+    Transport,
+    conversion_key,
+    credited,
+    upload_value,
+)
+from revsync.destinations.pii import sha256_hex
+from revsync.domain import (
+    ClickIds,
+    Conversion,
+    ConversionKind,
+    Credit,
+    Journey,
+    OutcomeStatus,
+    PersonHashes,
+    UploadOutcome,
+)
+
+MAX_EVENTS = 1_000
+MAX_AGE = timedelta(days=7)
+
+
+class MetaDestination(PlatformDestination):
+    platform = "meta"
+    max_batch = MAX_EVENTS
+    resend_safe = True  # event_id + event_name deduplicate within 48 h
+
+    def __init__(
+        self,
+        config: MetaConfig,
+        model: str,
+        transport: Transport,
+        require_consent: bool = True,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        super().__init__(config.name, model, transport, config.batch_size, clock)
+        self.config = config
+        self.require_consent = require_consent
+
+    def plan(self, journey: Journey, credits: Sequence[Credit], now: datetime) -> Plan:
+        deal = journey.deal
+        assert deal.close_at is not None
+        eligible, skipped = credited(journey, credits, self.name, self.require_consent)
+        contact = next((c for c in deal.contacts if c.hashes.any()), None)
+        conversions = []
+        for tp, credit in eligible:
+            ids = tp.click_ids
+            value = upload_value(deal.amount, credit, self.config.value_mode)
+            if not (ids.fbc or ids.fbp) or value <= 0:
+                continue
+            key = conversion_key(self.name, self.config.event_name, deal.source, deal.id, tp.id)
+            conversions.append(
+                Conversion(
+                    key=key,
+                    destination=self.name,
+                    platform=self.platform,
+                    kind=ConversionKind.CONVERSION,
+                    source=deal.source,
+                    deal_id=deal.id,
+                    action=self.config.event_name,
+                    event_time=deal.close_at,
+                    value=value,
+                    currency=deal.currency,
+                    touchpoint_id=tp.id,
+                    click_ids=ClickIds(fbc=ids.fbc, fbp=ids.fbp),
+                    person=contact.hashes if contact else PersonHashes(),
+                    external_id=sha256_hex(f"{deal.source}:{contact.crm_id}") if contact else None,
+                    consent=tp.consent,
+                )
+            )
+        return Plan(tuple(conversions), tuple(skipped))
+
+    def adjustment(
+        self, original: Conversion, kind: ConversionKind, value: Decimal, now: datetime
+    ) -> Conversion | None:
+        return None  # the Conversions API has no restatement or retraction
+
+    def send(self, batch: Sequence[Conversion]) -> list[UploadOutcome]:
+        now = self.clock()
+        fresh = [c for c in batch if now - c.event_time <= MAX_AGE]
+        outcomes = [
+            UploadOutcome(
+                c.key, OutcomeStatus.REJECTED, "EVENT_TOO_OLD",
+                "event is older than 7 days; Meta would reject the whole request",
+            )  # fmt: skip
+            for c in batch
+            if now - c.event_time > MAX_AGE
+        ]
+        if fresh:
+            outcomes.extend(super().send(fresh))
+        return outcomes
+
+    def build(self, batch: Sequence[Conversion]) -> list[ApiRequest]:
+        body: dict[str, Any] = {"data": [self._event(c) for c in batch]}
+        if self.config.test_event_code:
+            body["test_event_code"] = self.config.test_event_code
+        endpoint = f"/{self.config.api_version}/{self.config.pixel_id}/events"
+        return [ApiRequest(endpoint, body, tuple(c.key for c in batch))]
+
+    def _event(self, c: Conversion) -> dict[str, Any]:
+        user: dict[str, Any] = {}
+        if c.person.email:
+            user["em"] = [c.person.email]
+        if c.person.phone_meta:
+            user["ph"] = [c.person.phone_meta]
+        if c.external_id:
+            user["external_id"] = [c.external_id]
+        if c.click_ids.fbc:
+            user["fbc"] = c.click_ids.fbc
+        if c.click_ids.fbp:
+            user["fbp"] = c.click_ids.fbp
+        event: dict[str, Any] = {
+            "event_name": c.action,
+            "event_time": int(c.event_time.timestamp()),
+            "event_id": c.key,
+            "action_source": "system_generated",
+            "user_data": user,
+            "custom_data": {"value": float(c.value), "currency": c.currency},
+        }
+        if self.config.data_processing_options:
+            event["data_processing_options"] = self.config.data_processing_options
+            if self.config.data_processing_country is not None:
+                event["data_processing_options_country"] = self.config.data_processing_country
+            if self.config.data_processing_state is not None:
+                event["data_processing_options_state"] = self.config.data_processing_state
+        return event

@@ -1,0 +1,209 @@
+"""The upload ledger: one row per planned conversion and its state.
+
+    planned -> sending -> sent | rejected(code) | failed(attempts, next_attempt_at)
+    failed  -> sending (when due)                 sending -> unknown (after a crash,
+                                                  where the platform does not dedupe)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import Connection, and_, func, or_, select, update
+
+from revsync.domain import Conversion, ConversionKind, OutcomeStatus, UploadOutcome
+from revsync.store.queries import upsert
+from revsync.store.schema import conversions
+
+MAX_ATTEMPTS = 8
+BASE_BACKOFF = timedelta(minutes=5)
+
+
+class State(StrEnum):
+    PLANNED = "planned"
+    SENDING = "sending"
+    SENT = "sent"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+
+
+def add_planned(conn: Connection, planned: Sequence[Conversion], run_id: int, now: datetime) -> int:
+    """Insert conversions whose key is new; return how many were new."""
+    if not planned:
+        return 0
+    keys = [c.key for c in planned]
+    existing = set(
+        conn.execute(select(conversions.c.key).where(conversions.c.key.in_(keys))).scalars()
+    )
+    rows = [
+        {
+            "key": c.key,
+            "destination": c.destination,
+            "platform": c.platform,
+            "kind": c.kind.value,
+            "source": c.source,
+            "deal_id": c.deal_id,
+            "touchpoint_id": c.touchpoint_id,
+            "original_key": c.original_key,
+            "state": State.PLANNED.value,
+            "value": c.value,
+            "currency": c.currency,
+            "event_time": c.event_time,
+            "payload": c.to_json().decode(),
+            "attempts": 0,
+            "run_id": run_id,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for c in planned
+        if c.key not in existing
+    ]
+    upsert(conn, conversions, rows)
+    return len(rows)
+
+
+def deal_ledger(
+    conn: Connection, source: str, deal_ids: Iterable[str]
+) -> dict[tuple[str, str], list[dict[str, object]]]:
+    """Ledger rows of these deals, grouped by (deal_id, destination), oldest first."""
+    out: dict[tuple[str, str], list[dict[str, object]]] = {}
+    ids = sorted(set(deal_ids))
+    for start in range(0, len(ids), 500):
+        query = (
+            select(
+                conversions.c.key, conversions.c.deal_id, conversions.c.destination,
+                conversions.c.kind, conversions.c.state, conversions.c.value,
+                conversions.c.original_key, conversions.c.payload, conversions.c.created_at,
+            )  # fmt: skip
+            .where(conversions.c.source == source, conversions.c.deal_id.in_(ids[start : start + 500]))
+            .order_by(conversions.c.created_at, conversions.c.key)
+        )
+        for row in conn.execute(query).mappings():
+            out.setdefault((row["deal_id"], row["destination"]), []).append(dict(row))
+    return out
+
+
+def effective_values(rows: Sequence[dict[str, object]]) -> dict[str, tuple[Decimal, bool]]:
+    """For each original conversion key: its current value and whether it is retracted.
+
+    A restatement or retraction counts once planned: it will be sent, so planning another
+    one for the same change would double it.
+    """
+    current: dict[str, tuple[Decimal, bool]] = {}
+    for row in rows:
+        if row["kind"] == ConversionKind.CONVERSION and row["state"] != State.REJECTED:
+            current[str(row["key"])] = (Decimal(str(row["value"])), False)
+    for row in rows:
+        original = row["original_key"]
+        if original is None or str(original) not in current or row["state"] == State.REJECTED:
+            continue
+        value, _ = current[str(original)]
+        if row["kind"] == ConversionKind.RETRACTION:
+            current[str(original)] = (value, True)
+        elif row["kind"] == ConversionKind.RESTATEMENT:
+            current[str(original)] = (Decimal(str(row["value"])), False)
+    return current
+
+
+def recover_interrupted(conn: Connection, destination: str, resend_safe: bool, now: datetime) -> int:
+    """Rows left ``sending`` by a crash: back to planned if the platform dedupes on the
+    key, else ``unknown`` for an operator to decide (never sent twice silently)."""
+    state = State.PLANNED if resend_safe else State.UNKNOWN
+    result = conn.execute(
+        update(conversions)
+        .where(conversions.c.destination == destination, conversions.c.state == State.SENDING)
+        .values(state=state.value, updated_at=now)
+    )
+    return result.rowcount or 0
+
+
+def due(conn: Connection, destination: str, now: datetime, limit: int) -> list[Conversion]:
+    query = (
+        select(conversions.c.payload)
+        .where(
+            conversions.c.destination == destination,
+            or_(
+                conversions.c.state == State.PLANNED,
+                and_(conversions.c.state == State.FAILED, conversions.c.next_attempt_at <= now),
+            ),
+        )
+        .order_by(conversions.c.created_at, conversions.c.key)
+        .limit(limit)
+    )
+    return [Conversion.from_json(p) for p in conn.execute(query).scalars()]
+
+
+def mark_sending(conn: Connection, keys: Sequence[str], now: datetime) -> None:
+    conn.execute(
+        update(conversions)
+        .where(conversions.c.key.in_(keys))
+        .values(state=State.SENDING.value, updated_at=now)
+    )
+
+
+def record_outcomes(
+    conn: Connection, outcomes: Sequence[UploadOutcome], now: datetime
+) -> None:
+    """Write each row's outcome; transient failures back off exponentially, then give up."""
+    row = conversions.c
+    sent = [o.key for o in outcomes if o.status is OutcomeStatus.SENT]
+    for start in range(0, len(sent), 1_000):
+        conn.execute(
+            update(conversions)
+            .where(row.key.in_(sent[start : start + 1_000]))
+            .values(
+                state=State.SENT.value, error_code=None, error_message=None,
+                next_attempt_at=None, attempts=row.attempts + 1, updated_at=now,
+            )  # fmt: skip
+        )
+    for outcome in outcomes:
+        if outcome.status is OutcomeStatus.SENT:
+            continue
+        if outcome.status is OutcomeStatus.ALREADY_SENT:
+            values: dict[str, object] = {
+                "state": State.SENT.value, "error_code": outcome.code, "error_message": None,
+                "next_attempt_at": None,
+            }  # fmt: skip
+        elif outcome.status is OutcomeStatus.REJECTED:
+            values = {
+                "state": State.REJECTED.value, "error_code": outcome.code,
+                "error_message": outcome.message, "next_attempt_at": None,
+            }  # fmt: skip
+        else:
+            attempts = conn.execute(
+                select(row.attempts).where(row.key == outcome.key)
+            ).scalar_one()
+            if attempts + 1 >= MAX_ATTEMPTS:
+                values = {
+                    "state": State.REJECTED.value, "error_code": "RETRIES_EXHAUSTED",
+                    "error_message": f"{outcome.code}: {outcome.message}", "next_attempt_at": None,
+                }  # fmt: skip
+            else:
+                backoff = BASE_BACKOFF * (2**attempts)
+                values = {
+                    "state": State.FAILED.value, "error_code": outcome.code,
+                    "error_message": outcome.message,
+                    "next_attempt_at": max(outcome.retry_after or now, now + backoff),
+                }  # fmt: skip
+        conn.execute(
+            update(conversions)
+            .where(row.key == outcome.key)
+            .values(**values, attempts=row.attempts + 1, updated_at=now)
+        )
+
+
+def counts(conn: Connection, run_id: int | None = None) -> dict[str, dict[str, int]]:
+    """Ledger rows per destination and state (of one run's plans, or all)."""
+    query = select(conversions.c.destination, conversions.c.state, func.count()).group_by(
+        conversions.c.destination, conversions.c.state
+    )
+    if run_id is not None:
+        query = query.where(conversions.c.run_id == run_id)
+    out: dict[str, dict[str, int]] = {}
+    for destination, state, count in conn.execute(query):
+        out.setdefault(destination, {})[state] = count
+    return out
