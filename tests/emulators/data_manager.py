@@ -33,6 +33,7 @@ from google.protobuf import json_format
 
 INGEST_EVENTS_PATH = "/v1/events:ingest"
 RETRIEVE_STATUS_PATH = "/v1/requestStatus:retrieve"
+TOKEN_PATH = "/token"
 MAX_EVENTS = 2000
 MAX_USER_IDENTIFIERS = 10
 MAX_DESTINATIONS = 10
@@ -202,6 +203,8 @@ class DataManagerEmulator:
         self,
         *,
         tokens: set[str] | frozenset[str] = frozenset({"test-token"}),
+        refresh_tokens: set[str] | frozenset[str] = frozenset({"test-refresh-token"}),
+        accept_issued_tokens: bool = True,
         clock: EmulatorClock | None = None,
         processing_delay: dt.timedelta = dt.timedelta(0),
         click_window: dt.timedelta = dt.timedelta(days=90),
@@ -209,6 +212,8 @@ class DataManagerEmulator:
         rate_limit_per_minute: int | None = 300,
     ) -> None:
         self.tokens = set(tokens)
+        self.refresh_tokens = set(refresh_tokens)
+        self.accept_issued_tokens = accept_issued_tokens
         self.clock = clock or EmulatorClock()
         self.processing_delay = processing_delay
         self.click_window = click_window
@@ -232,7 +237,9 @@ class DataManagerEmulator:
     def start(self) -> DataManagerEmulator:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -247,6 +254,11 @@ class DataManagerEmulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def token_uri(self) -> str:
+        """The OAuth token endpoint (refresh-token grant) to put in ``Credentials(token_uri=)``."""
+        return f"http://{self.host}{TOKEN_PATH}"
 
     @property
     def host(self) -> str:
@@ -296,6 +308,10 @@ class DataManagerEmulator:
     ) -> tuple[int, dict[str, Any]]:
         """Route one HTTP request; returns (status, JSON body)."""
         url = urlsplit(raw_path)
+        if (method, url.path) == ("POST", TOKEN_PATH):
+            with self._lock:
+                self.calls["Token"] += 1
+            return self._token(parse_qs(body.decode()))
         rpc = {
             ("POST", INGEST_EVENTS_PATH): "IngestEvents",
             ("GET", RETRIEVE_STATUS_PATH): "RetrieveRequestStatus",
@@ -316,6 +332,21 @@ class DataManagerEmulator:
             return 200, self._retrieve(request_id, ints)
         except ApiError as err:
             return err.status, err.envelope()
+
+    def _token(self, form: dict[str, list[str]]) -> tuple[int, dict[str, Any]]:
+        """OAuth 2 refresh-token grant, answered the way Google's token endpoint does."""
+        grant = (form.get("grant_type") or [""])[0]
+        refresh_token = (form.get("refresh_token") or [""])[0]
+        if grant != "refresh_token" or refresh_token not in self.refresh_tokens:
+            return 400, {
+                "error": "invalid_grant",
+                "error_description": "Token has been expired or revoked.",
+            }
+        token = f"ya29.emulated-{uuid.uuid4().hex}"
+        if self.accept_issued_tokens:
+            with self._lock:
+                self.tokens.add(token)
+        return 200, {"access_token": token, "expires_in": 3599, "token_type": "Bearer"}
 
     def _authenticate(self, headers: dict[str, str]) -> None:
         scheme, _, token = headers.get("authorization", "").partition(" ")
