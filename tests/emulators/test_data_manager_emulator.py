@@ -470,3 +470,19 @@ def test_rest_errors_map_by_http_status_not_to_grpc_named_subclasses(
     assert raised == [exceptions.TooManyRequests, exceptions.BadRequest]
     assert not issubclass(exceptions.BadRequest, exceptions.InvalidArgument)
     assert not issubclass(exceptions.TooManyRequests, exceptions.ResourceExhausted)
+
+
+def test_too_recent_click_is_opt_in_and_judged_at_processing_time(
+    emulator: DataManagerEmulator,
+) -> None:
+    emulator.too_recent_click = dt.timedelta(hours=6)
+    emulator.add_click("gclid-fresh", customer_id=CUSTOMER, at=NOW - dt.timedelta(hours=1))
+    client = make_client(emulator)
+    fresh = event(txn="fresh", gclid="gclid-fresh", event_timestamp=NOW - dt.timedelta(minutes=5))
+
+    [first] = status(client, ingest(client, [fresh]))
+    emulator.clock.advance(dt.timedelta(hours=5))
+    [second] = status(client, ingest(client, [fresh]))
+
+    assert error_counts(first) == {Reason.PROCESSING_ERROR_REASON_TOO_RECENT_CLICK.name: 1}
+    assert second.request_status == Status.SUCCESS
