@@ -7,8 +7,8 @@ normalised identifiers (see ``revsync.destinations.pii``), one per platform rule
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal

@@ -1,9 +1,9 @@
 """Errors revsync raises; each one says whether retrying can help.
 
-    RevsyncError
-    ├── ConfigError           bad settings or mapping file (exit 2)
-    ├── PermanentError        retrying cannot help (bad credentials, rejected request)
-    └── TransientError        retry later (429, 5xx, UNAVAILABLE, quota)
+RevsyncError
+├── ConfigError           bad settings or mapping file (exit 2)
+├── PermanentError        retrying cannot help (bad credentials, rejected request)
+└── TransientError        retry later (429, 5xx, UNAVAILABLE, quota)
 """
 
 from __future__ import annotations

@@ -86,7 +86,9 @@ class RejectsWriter:
             self._handle = self.path.open("w", encoding="utf-8", newline="")
         if self.fmt == "csv":
             if self._csv is None:
-                self._csv = csv.DictWriter(self._handle, fieldnames=list(record), extrasaction="ignore")
+                self._csv = csv.DictWriter(
+                    self._handle, fieldnames=list(record), extrasaction="ignore"
+                )
                 self._csv.writeheader()
             self._csv.writerow(record)
         else:
@@ -97,7 +99,10 @@ class RejectsWriter:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if self._handle is not None:
             self._handle.close()

@@ -58,7 +58,7 @@ def ordered(touchpoints: Sequence[Touchpoint]) -> list[Touchpoint]:
 
 def channel_path(touchpoints: Sequence[Touchpoint]) -> tuple[str, ...]:
     """A journey's channels in time order: the path :meth:`MarkovModel.fit` takes."""
-    return tuple(tp.channel.value for tp in ordered(touchpoints))
+    return tuple(str(tp.channel) for tp in ordered(touchpoints))
 
 
 def _single(touchpoints: Sequence[Touchpoint], chosen: Touchpoint) -> dict[str, Fraction]:
@@ -217,7 +217,7 @@ class DataDriven:
         tps = ordered(touchpoints)
         by_channel: dict[str, list[str]] = {}
         for tp in tps:
-            by_channel.setdefault(tp.channel.value, []).append(tp.id)
+            by_channel.setdefault(str(tp.channel), []).append(tp.id)
         effects = [self._effects.get(channel) for channel in by_channel]
         known = [effect for effect in effects if effect is not None]
         if not tps or len(known) < len(effects) or max(known) <= 0:

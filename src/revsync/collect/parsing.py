@@ -121,15 +121,47 @@ def _implied_source_medium(
 
 
 _SEARCH_SITES = frozenset(
-    "google bing yahoo duckduckgo baidu yandex ecosia ask naver seznam qwant startpage "
-    "brave".split()
+    [
+        "google",
+        "bing",
+        "yahoo",
+        "duckduckgo",
+        "baidu",
+        "yandex",
+        "ecosia",
+        "ask",
+        "naver",
+        "seznam",
+        "qwant",
+        "startpage",
+        "brave",
+    ]
 )
 _SOCIAL_SITES = frozenset(
-    "facebook fb instagram ig linkedin lnkd twitter x t.co reddit pinterest tiktok "
-    "snapchat threads quora tumblr vk whatsapp messenger".split()
+    [
+        "facebook",
+        "fb",
+        "instagram",
+        "ig",
+        "linkedin",
+        "lnkd",
+        "twitter",
+        "x",
+        "t.co",
+        "reddit",
+        "pinterest",
+        "tiktok",
+        "snapchat",
+        "threads",
+        "quora",
+        "tumblr",
+        "vk",
+        "whatsapp",
+        "messenger",
+    ]
 )
-_VIDEO_SITES = frozenset("youtube vimeo twitch dailymotion wistia".split())
-_SHOPPING_SITES = frozenset("amazon ebay etsy shopify walmart google_shopping".split())
+_VIDEO_SITES = frozenset(["youtube", "vimeo", "twitch", "dailymotion", "wistia"])
+_SHOPPING_SITES = frozenset(["amazon", "ebay", "etsy", "shopify", "walmart", "google_shopping"])
 _PAID_MEDIUM = re.compile(r"^(.*cp.*|ppc|retargeting|paid.*)$")
 _DISPLAY_MEDIUM = frozenset({"display", "banner", "expandable", "interstitial", "cpm"})
 _EMAIL = re.compile(r"email|e-mail|e_mail|e mail")

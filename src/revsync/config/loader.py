@@ -22,7 +22,6 @@ from revsync.config.mapping import (
 )
 from revsync.errors import ConfigError
 
-
 _BLOCKS: dict[str, type[BaseModel]] = {
     "file": FileSource,
     "salesforce": SalesforceSource,
@@ -153,7 +152,7 @@ def _hint(error: Any, keys: list[str | int], model: type[BaseModel] | None) -> s
         if field is not None and field.description:
             return f"add `{keys[-1]}:` — {field.description}"
     if kind == "union_tag_invalid":
-        return "set `type:` to one of " + error.get("ctx", {}).get("expected_tags", "")
+        return "set `type:` to one of " + str(error.get("ctx", {}).get("expected_tags", ""))
     if kind == "union_tag_not_found":
         return "every source and destination block needs a `type:`"
     if model is not None and keys and isinstance(keys[-1], str):
@@ -161,7 +160,6 @@ def _hint(error: Any, keys: list[str | int], model: type[BaseModel] | None) -> s
         if field is not None and field.description:
             return field.description
     return ""
-
 
 
 def _resolve_paths(config: RevsyncConfig, base: Path) -> RevsyncConfig:

@@ -130,9 +130,7 @@ class HubSpotSource(SourceBase):
     )
 
 
-SourceConfig = Annotated[
-    FileSource | SalesforceSource | HubSpotSource, Field(discriminator="type")
-]
+SourceConfig = Annotated[FileSource | SalesforceSource | HubSpotSource, Field(discriminator="type")]
 
 
 # --- destinations --------------------------------------------------------------------
@@ -267,6 +265,10 @@ DestinationConfig = Annotated[
 # --- matching, attribution, channels --------------------------------------------------
 
 
+MatchKey = Literal["email", "phone", "crm_id", "click_id"]
+_DEFAULT_KEYS: tuple[MatchKey, ...] = ("email", "phone", "crm_id", "click_id")
+
+
 class MatchingConfig(Block):
     lookback_days: int = Field(
         90, ge=1, le=540, description="Journey window before the first lead event."
@@ -274,8 +276,8 @@ class MatchingConfig(Block):
     default_phone_region: str | None = Field(
         None, description="ISO-3166 region for phone numbers without a country code, e.g. US."
     )
-    keys: list[Literal["email", "phone", "crm_id", "click_id"]] = Field(
-        default_factory=lambda: ["email", "phone", "crm_id", "click_id"],
+    keys: list[MatchKey] = Field(
+        default_factory=lambda: list(_DEFAULT_KEYS),
         description="Which identifiers link a deal's contacts to visitors.",
     )
 

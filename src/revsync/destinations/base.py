@@ -136,10 +136,13 @@ def credited(
         if require_consent and tp.consent.denies_ads:
             skipped.append(
                 Quarantined(
-                    "conversion", journey.deal.id, "consent_ad_user_data",
+                    "conversion",
+                    journey.deal.id,
+                    "consent_ad_user_data",
                     f"{destination}: visitor denied ad consent; not uploaded",
-                    journey.deal.source, {"touchpoint": tp.id},
-                )  # fmt: skip
+                    journey.deal.source,
+                    {"touchpoint": tp.id},
+                )
             )
             continue
         eligible.append((tp, credit))

@@ -21,7 +21,7 @@ from revsync.destinations.base import (
     credited,
     upload_value,
 )
-from revsync.domain import ClickIds, Conversion, ConversionKind, Credit, Journey
+from revsync.domain import ClickIds, Conversion, ConversionKind, Credit, Journey, PersonHashes
 
 MAX_EVENTS = 25
 BACKDATE_LIMIT = timedelta(hours=72)
@@ -71,7 +71,7 @@ class Ga4Destination(PlatformDestination):
                     touchpoint_id=tp.id,
                     click_ids=ClickIds(ga_client_id=client_id),
                     consent=tp.consent,
-                    **({"person": person} if person else {}),
+                    person=person or PersonHashes(),
                 )
             )
         return Plan(tuple(conversions), tuple(skipped))

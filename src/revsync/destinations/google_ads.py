@@ -78,10 +78,13 @@ class GoogleAdsDestination(PlatformDestination):
             if tp.occurred_at >= deal.close_at or deal.close_at - tp.occurred_at > window:
                 skipped.append(
                     Quarantined(
-                        "conversion", deal.id, click[0],
+                        "conversion",
+                        deal.id,
+                        click[0],
                         f"{self.name}: click is not within {window.days} days before the close",
-                        deal.source, {"touchpoint": tp.id},
-                    )  # fmt: skip
+                        deal.source,
+                        {"touchpoint": tp.id},
+                    )
                 )
                 continue
             value = upload_value(deal.amount, credit, self.config.value_mode)

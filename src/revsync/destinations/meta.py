@@ -97,9 +97,11 @@ class MetaDestination(PlatformDestination):
         fresh = [c for c in batch if now - c.event_time <= MAX_AGE]
         outcomes = [
             UploadOutcome(
-                c.key, OutcomeStatus.REJECTED, "EVENT_TOO_OLD",
+                c.key,
+                OutcomeStatus.REJECTED,
+                "EVENT_TOO_OLD",
                 "event is older than 7 days; Meta would reject the whole request",
-            )  # fmt: skip
+            )
             for c in batch
             if now - c.event_time > MAX_AGE
         ]

@@ -56,8 +56,8 @@ def normalize_phone_e164(raw: str, default_region: str | None = None) -> str:
         text = "+" + text[2:]
     try:
         number = phonenumbers.parse(text, None if text.startswith("+") else default_region)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidIdentifier(f"not a phone number ({exc.error_type.name.lower()})") from None
+    except phonenumbers.NumberParseException:
+        raise InvalidIdentifier("not a phone number") from None
     if not phonenumbers.is_possible_number(number):
         raise InvalidIdentifier("not a possible phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, RowMapping, select
 
 from revsync.domain import (
     Channel,
@@ -31,7 +31,7 @@ _CHUNK = 500
 _CLICK_KEYS = ("gclid", "gbraid", "wbraid", "fbclid", "ga_client_id")
 
 
-def touchpoint_from_row(row: Mapping[str, Any]) -> Touchpoint:
+def touchpoint_from_row(row: Mapping[str, Any] | RowMapping) -> Touchpoint:
     return Touchpoint(
         id=row["id"],
         visitor_id=row["visitor_id"],
@@ -45,11 +45,17 @@ def touchpoint_from_row(row: Mapping[str, Any]) -> Touchpoint:
         landing_url=row["landing_url"],
         referrer=row["referrer"],
         click_ids=ClickIds(
-            gclid=row["gclid"], gbraid=row["gbraid"], wbraid=row["wbraid"],
-            fbclid=row["fbclid"], fbc=row["fbc"], fbp=row["fbp"],
-            ga_client_id=row["ga_client_id"], msclkid=row["msclkid"], ttclid=row["ttclid"],
+            gclid=row["gclid"],
+            gbraid=row["gbraid"],
+            wbraid=row["wbraid"],
+            fbclid=row["fbclid"],
+            fbc=row["fbc"],
+            fbp=row["fbp"],
+            ga_client_id=row["ga_client_id"],
+            msclkid=row["msclkid"],
+            ttclid=row["ttclid"],
             li_fat_id=row["li_fat_id"],
-        ),  # fmt: skip
+        ),
         consent=Consent(row["consent_ad_user_data"], row["consent_ad_personalization"]),
         user_agent=row["user_agent"],
         ip=row["ip"],
@@ -94,9 +100,9 @@ def resolve_journeys(
     phones = set().union(*(k.phones for k in per_deal.values())) if per_deal else set()
     crm_ids = set().union(*(k.crm_ids for k in per_deal.values())) if per_deal else set()
     id_rows = _identities(conn, emails, phones, crm_ids)
-    by_email: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    by_phone: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    by_crm: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    by_email: dict[str, list[RowMapping]] = defaultdict(list)
+    by_phone: dict[str, list[RowMapping]] = defaultdict(list)
+    by_crm: dict[str, list[RowMapping]] = defaultdict(list)
     for row in id_rows:
         if row["email_sha256"]:
             by_email[row["email_sha256"]].append(row)
@@ -150,7 +156,7 @@ def build_journey(
     by_visitor: Mapping[str, Sequence[Touchpoint]],
     first_lead: datetime | None,
     lookback_days: int,
-    click_rows: Mapping[tuple[str, str], Sequence[Mapping[str, Any]]] | None = None,
+    click_rows: Mapping[tuple[str, str], Sequence[RowMapping]] | None = None,
 ) -> Journey:
     """The deal's touchpoints inside ``[first lead - lookback, close]``, time-ordered.
 
@@ -174,8 +180,10 @@ def build_journey(
     for ids in (deal.click_ids, *(c.click_ids for c in deal.contacts)):
         for name in ("gclid", "gbraid", "wbraid", "fbclid"):
             value = getattr(ids, name)
-            if value and (name, value) not in known_clicks and not (
-                click_rows and click_rows.get((name, value))
+            if (
+                value
+                and (name, value) not in known_clicks
+                and not (click_rows and click_rows.get((name, value)))
             ):
                 tp = _crm_click(deal, name, value, anchor)
                 seen[tp.id] = tp
@@ -207,8 +215,8 @@ def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
 
 def _identities(
     conn: Connection, emails: set[str], phones: set[str], crm_ids: set[str]
-) -> list[Mapping[str, Any]]:
-    rows: dict[str, Mapping[str, Any]] = {}
+) -> list[RowMapping]:
+    rows: dict[str, RowMapping] = {}
     for column, values in (
         (identities.c.email_sha256, emails),
         (identities.c.phone_sha256, phones),
@@ -222,8 +230,8 @@ def _identities(
 
 def _click_touchpoints(
     conn: Connection, clicks: Mapping[str, set[str]]
-) -> dict[tuple[str, str], list[Mapping[str, Any]]]:
-    found: dict[tuple[str, str], list[Mapping[str, Any]]] = defaultdict(list)
+) -> dict[tuple[str, str], list[RowMapping]]:
+    found: dict[tuple[str, str], list[RowMapping]] = defaultdict(list)
     for name, values in clicks.items():
         column = touchpoints.c[name]
         for chunk in _chunks(values):
@@ -242,4 +250,3 @@ def _visitor_touchpoints(conn: Connection, visitor_ids: set[str]) -> dict[str, l
         for row in conn.execute(query).mappings():
             out[row["visitor_id"]].append(touchpoint_from_row(row))
     return out
-

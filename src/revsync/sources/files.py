@@ -102,7 +102,9 @@ class FileDealSource:
             if contact_id is None:
                 continue
             try:
-                hashes = hash_person(text(row, "email"), text(row, "phone"), self.default_phone_region)
+                hashes = hash_person(
+                    text(row, "email"), text(row, "phone"), self.default_phone_region
+                )
             except InvalidIdentifier as exc:
                 name, _, reason = str(exc).partition(": ")
                 draft.problems.append(
@@ -114,7 +116,9 @@ class FileDealSource:
                 primary = bool(boolean(row, "is_primary"))
             except RowError as exc:
                 draft.problems.append(
-                    Quarantined("contact", contact_id, exc.field, str(exc), self.name, {"row": number})
+                    Quarantined(
+                        "contact", contact_id, exc.field, str(exc), self.name, {"row": number}
+                    )
                 )
                 clicks, primary = ClickIds(), False
             draft.contacts[contact_id] = Contact(contact_id, hashes, primary, clicks)
@@ -139,7 +143,11 @@ class FileDealSource:
             if status is DealStatus.WON and closed is None:
                 raise RowError("close_date", "a won deal needs a close date")
             modified = timestamp(row, "modified_at") or now
-            clicks = _click_ids(row) if "contact_id" not in row or not row.get("contact_id") else ClickIds()
+            clicks = (
+                _click_ids(row)
+                if "contact_id" not in row or not row.get("contact_id")
+                else ClickIds()
+            )
         except RowError as exc:
             problems.append(self._problem(deal_id, exc.field, str(exc), draft.first_row))
             return None

@@ -1,8 +1,8 @@
 """The upload ledger: one row per planned conversion and its state.
 
-    planned -> sending -> sent | rejected(code) | failed(attempts, next_attempt_at)
-    failed  -> sending (when due)                 sending -> unknown (after a crash,
-                                                  where the platform does not dedupe)
+planned -> sending -> sent | rejected(code) | failed(attempts, next_attempt_at)
+failed  -> sending (when due)                 sending -> unknown (after a crash,
+                                              where the platform does not dedupe)
 """
 
 from __future__ import annotations
@@ -31,14 +31,17 @@ class State(StrEnum):
     UNKNOWN = "unknown"
 
 
-def add_planned(conn: Connection, planned: Sequence[Conversion], run_id: int, now: datetime) -> int:
-    """Insert conversions whose key is new; return how many were new."""
+def add_planned(
+    conn: Connection, planned: Sequence[Conversion], run_id: int, now: datetime
+) -> list[Conversion]:
+    """Insert the conversions whose key is new; return those."""
     if not planned:
-        return 0
+        return []
     keys = [c.key for c in planned]
     existing = set(
         conn.execute(select(conversions.c.key).where(conversions.c.key.in_(keys))).scalars()
     )
+    new = list({c.key: c for c in planned if c.key not in existing}.values())
     rows = [
         {
             "key": c.key,
@@ -59,11 +62,10 @@ def add_planned(conn: Connection, planned: Sequence[Conversion], run_id: int, no
             "created_at": now,
             "updated_at": now,
         }
-        for c in planned
-        if c.key not in existing
+        for c in new
     ]
     upsert(conn, conversions, rows)
-    return len(rows)
+    return new
 
 
 def deal_ledger(
@@ -75,11 +77,19 @@ def deal_ledger(
     for start in range(0, len(ids), 500):
         query = (
             select(
-                conversions.c.key, conversions.c.deal_id, conversions.c.destination,
-                conversions.c.kind, conversions.c.state, conversions.c.value,
-                conversions.c.original_key, conversions.c.payload, conversions.c.created_at,
-            )  # fmt: skip
-            .where(conversions.c.source == source, conversions.c.deal_id.in_(ids[start : start + 500]))
+                conversions.c.key,
+                conversions.c.deal_id,
+                conversions.c.destination,
+                conversions.c.kind,
+                conversions.c.state,
+                conversions.c.value,
+                conversions.c.original_key,
+                conversions.c.payload,
+                conversions.c.created_at,
+            )
+            .where(
+                conversions.c.source == source, conversions.c.deal_id.in_(ids[start : start + 500])
+            )
             .order_by(conversions.c.created_at, conversions.c.key)
         )
         for row in conn.execute(query).mappings():
@@ -109,7 +119,9 @@ def effective_values(rows: Sequence[dict[str, object]]) -> dict[str, tuple[Decim
     return current
 
 
-def recover_interrupted(conn: Connection, destination: str, resend_safe: bool, now: datetime) -> int:
+def recover_interrupted(
+    conn: Connection, destination: str, resend_safe: bool, now: datetime
+) -> int:
     """Rows left ``sending`` by a crash: back to planned if the platform dedupes on the
     key, else ``unknown`` for an operator to decide (never sent twice silently)."""
     state = State.PLANNED if resend_safe else State.UNKNOWN
@@ -145,9 +157,7 @@ def mark_sending(conn: Connection, keys: Sequence[str], now: datetime) -> None:
     )
 
 
-def record_outcomes(
-    conn: Connection, outcomes: Sequence[UploadOutcome], now: datetime
-) -> None:
+def record_outcomes(conn: Connection, outcomes: Sequence[UploadOutcome], now: datetime) -> None:
     """Write each row's outcome; transient failures back off exponentially, then give up."""
     row = conversions.c
     sent = [o.key for o in outcomes if o.status is OutcomeStatus.SENT]
@@ -156,9 +166,13 @@ def record_outcomes(
             update(conversions)
             .where(row.key.in_(sent[start : start + 1_000]))
             .values(
-                state=State.SENT.value, error_code=None, error_message=None,
-                next_attempt_at=None, attempts=row.attempts + 1, updated_at=now,
-            )  # fmt: skip
+                state=State.SENT.value,
+                error_code=None,
+                error_message=None,
+                next_attempt_at=None,
+                attempts=row.attempts + 1,
+                updated_at=now,
+            )
         )
     for outcome in outcomes:
         if outcome.status is OutcomeStatus.SENT:
@@ -174,9 +188,7 @@ def record_outcomes(
                 "error_message": outcome.message, "next_attempt_at": None,
             }  # fmt: skip
         else:
-            attempts = conn.execute(
-                select(row.attempts).where(row.key == outcome.key)
-            ).scalar_one()
+            attempts = conn.execute(select(row.attempts).where(row.key == outcome.key)).scalar_one()
             if attempts + 1 >= MAX_ATTEMPTS:
                 values = {
                     "state": State.REJECTED.value, "error_code": "RETRIES_EXHAUSTED",

@@ -1,0 +1,562 @@
+"""One sync run: read deals, match, attribute, plan into the ledger, upload, summarise.
+
+Each page of deals is stored, matched, attributed and planned in one transaction, and the
+source's watermark advances in that same transaction: a crash loses no deal and plans no
+conversion twice. Uploads then drain the ledger per destination in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select, update
+
+from revsync.attribution import AttributionModel, MarkovModel, attribute, build_model
+from revsync.config.mapping import RevsyncConfig
+from revsync.destinations.base import Destination
+from revsync.domain import (
+    Conversion,
+    ConversionKind,
+    Credit,
+    Deal,
+    DealStatus,
+    Journey,
+    OutcomeStatus,
+    Quarantined,
+    UploadOutcome,
+)
+from revsync.errors import RevsyncError, TransientError
+from revsync.matching.resolve import resolve_journeys
+from revsync.sources.base import DealSource
+from revsync.store import queries
+from revsync.store.schema import (
+    contacts,
+    credits,
+    deal_contacts,
+    deals,
+    match_links,
+    quarantine,
+    runs,
+    touchpoints,
+)
+from revsync.sync import ledger
+from revsync.sync.ledger import State
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass
+class RunSummary:
+    """What a run did; ``as_dict`` is the ``--json`` output."""
+
+    run_id: int = 0
+    status: str = "running"
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    seconds: float = 0.0
+    deals_read: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    deals_won: int = 0
+    deals_matched: int = 0
+    planned: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
+    revenue_by_channel: dict[str, dict[str, Decimal]] = field(default_factory=dict)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def rejected(self) -> int:
+        return sum(states.get(State.REJECTED, 0) for states in self.outcomes.values())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "started_at": self.started_at.isoformat(),
+            "seconds": round(self.seconds, 3),
+            "deals_read": dict(self.deals_read),
+            "deals_won": self.deals_won,
+            "deals_matched": self.deals_matched,
+            "conversions_planned": dict(self.planned),
+            "outcomes": self.outcomes,
+            "revenue_by_channel": {
+                channel: {cur: str(amount) for cur, amount in by_cur.items()}
+                for channel, by_cur in self.revenue_by_channel.items()
+            },
+            "skipped": dict(self.skipped),
+            "quarantined": [
+                {
+                    "kind": q.kind,
+                    "source": q.source,
+                    "record_id": q.record_id,
+                    "field": q.field,
+                    "reason": q.reason,
+                    **dict(q.detail),
+                }
+                for q in self.quarantined
+            ],
+            "errors": self.errors,
+        }
+
+
+class SyncJob:
+    """One run of the loop over every configured source and destination."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: RevsyncConfig,
+        sources: Sequence[DealSource],
+        destinations: Sequence[Destination],
+        clock: Callable[[], datetime] | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self.engine = engine
+        self.config = config
+        self.sources = sources
+        self.destinations = destinations
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.progress = progress or (lambda _stage, _done, _total: None)
+        self._models: dict[str, AttributionModel] = {}
+        self._default_model = config.attribution.model
+
+    def run(self) -> RunSummary:
+        started = time.perf_counter()
+        summary = RunSummary(started_at=self.clock())
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                insert(runs).values(started_at=summary.started_at, status="running")
+            )
+            summary.run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        try:
+            self._prepare_models()
+            for source in self.sources:
+                self._read_source(source, summary)
+            for destination in self.destinations:
+                self._upload(destination, summary)
+            summary.status = "partial" if summary.rejected or summary.quarantined else "ok"
+        except RevsyncError as exc:
+            summary.status = "failed"
+            summary.errors.append(f"{type(exc).__name__}: {exc}")
+            log.error("run %s failed: %s", summary.run_id, exc)
+        finally:
+            for source in self.sources:
+                source.close()
+            for destination in self.destinations:
+                destination.close()
+            summary.seconds = time.perf_counter() - started
+            with self.engine.begin() as conn:
+                summary.outcomes = ledger.counts(conn, None)
+                conn.execute(
+                    update(runs)
+                    .where(runs.c.id == summary.run_id)
+                    .values(
+                        finished_at=self.clock(),
+                        status=summary.status,
+                        summary=_jsonable(summary.as_dict()),
+                    )
+                )
+        return summary
+
+    # --- models ---------------------------------------------------------------------
+
+    def _model_names(self) -> set[str]:
+        return {d.model for d in self.destinations} | {self._default_model}
+
+    def _prepare_models(self) -> None:
+        attribution = self.config.attribution
+        markov = self._fit_markov() if "data_driven" in self._model_names() else None
+        for name in self._model_names():
+            self._models[name] = build_model(
+                name,
+                half_life_days=attribution.half_life_days,
+                first_share=Fraction(str(attribution.first_share)),
+                last_share=Fraction(str(attribution.last_share)),
+                markov=markov,
+            )
+
+    def _fit_markov(self) -> MarkovModel:
+        """Fit on every visitor path in the lookback window, converting or not."""
+        since = self.clock() - timedelta(days=self.config.matching.lookback_days)
+        with self.engine.connect() as conn:
+            converted = set(
+                conn.execute(
+                    select(match_links.c.visitor_id)
+                    .join(
+                        deals,
+                        (deals.c.source == match_links.c.source)
+                        & (deals.c.id == match_links.c.deal_id),
+                    )
+                    .where(deals.c.status == DealStatus.WON.value)
+                ).scalars()
+            )
+            rows = conn.execute(
+                select(touchpoints.c.visitor_id, touchpoints.c.channel)
+                .where(touchpoints.c.occurred_at >= since)
+                .order_by(touchpoints.c.visitor_id, touchpoints.c.occurred_at, touchpoints.c.id)
+            )
+            return MarkovModel.fit(_paths(rows, converted))
+
+    # --- reading and planning -------------------------------------------------------
+
+    def _read_source(self, source: DealSource, summary: RunSummary) -> None:
+        with self.engine.connect() as conn:
+            watermark = queries.get_watermark(conn, source.name)
+        done = 0
+        for page in source.pages(watermark, self.clock()):
+            with self.engine.begin() as conn:
+                self._store_deals(conn, page.deals)
+                self._quarantine(conn, summary.run_id, page.quarantined)
+                self._plan(conn, page.deals, summary)
+                queries.set_watermark(conn, source.name, page.watermark)
+            summary.deals_read[source.name] += len(page.deals)
+            summary.quarantined.extend(page.quarantined)
+            done += len(page.deals)
+            self.progress(f"read {source.name}", done, None)
+            if page.budget_exhausted:
+                summary.errors.append(f"{source.name}: API budget reached; resuming next run")
+                break
+
+    def _store_deals(self, conn: Connection, page: Sequence[Deal]) -> None:
+        now = self.clock()
+        queries.upsert(
+            conn,
+            deals,
+            [
+                {
+                    "source": d.source,
+                    "id": d.id,
+                    "status": d.status.value,
+                    "amount": d.amount,
+                    "currency": d.currency,
+                    "close_at": d.close_at,
+                    "modified_at": d.modified_at,
+                    "stage": d.stage,
+                    "pipeline": d.pipeline,
+                    "owner": d.owner,
+                    "click_ids": _present(d.click_ids),
+                    "fields": dict(d.fields),
+                    "synced_at": now,
+                }
+                for d in page
+            ],
+            update=(
+                "status",
+                "amount",
+                "currency",
+                "close_at",
+                "modified_at",
+                "stage",
+                "pipeline",
+                "owner",
+                "click_ids",
+                "fields",
+                "synced_at",
+            ),
+        )
+        contact_rows = {
+            (d.source, c.crm_id): {
+                "source": d.source,
+                "crm_id": c.crm_id,
+                "email_sha256": c.hashes.email,
+                "email_google_sha256": c.hashes.email_google,
+                "phone_sha256": c.hashes.phone,
+                "phone_meta_sha256": c.hashes.phone_meta,
+                "click_ids": _present(c.click_ids),
+            }
+            for d in page
+            for c in d.contacts
+        }
+        queries.upsert(
+            conn,
+            contacts,
+            list(contact_rows.values()),
+            update=(
+                "email_sha256",
+                "email_google_sha256",
+                "phone_sha256",
+                "phone_meta_sha256",
+                "click_ids",
+            ),
+        )
+        for source, ids in _by_source(page).items():
+            conn.execute(
+                delete(deal_contacts).where(
+                    deal_contacts.c.source == source, deal_contacts.c.deal_id.in_(ids)
+                )
+            )
+        queries.upsert(
+            conn,
+            deal_contacts,
+            [
+                {
+                    "source": d.source,
+                    "deal_id": d.id,
+                    "contact_id": c.crm_id,
+                    "is_primary": c.is_primary,
+                }
+                for d in page
+                for c in d.contacts
+            ],
+        )
+
+    def _quarantine(self, conn: Connection, run_id: int, items: Sequence[Quarantined]) -> None:
+        if items:
+            now = self.clock()
+            conn.execute(
+                insert(quarantine),
+                [
+                    {
+                        "run_id": run_id,
+                        "kind": q.kind,
+                        "source": q.source,
+                        "record_id": q.record_id,
+                        "field": q.field,
+                        "reason": q.reason,
+                        "created_at": now,
+                    }
+                    for q in items
+                ],
+            )
+
+    def _plan(self, conn: Connection, page: Sequence[Deal], summary: RunSummary) -> None:
+        now = self.clock()
+        won = [d for d in page if d.status is DealStatus.WON and d.close_at is not None]
+        summary.deals_won += len(won)
+        journeys = resolve_journeys(
+            conn, won, self.config.matching.lookback_days, self.config.matching.keys
+        )
+        self._store_links(conn, journeys)
+        credited: dict[str, dict[tuple[str, str], tuple[Credit, ...]]] = {}
+        for name in self._model_names():
+            credited[name] = {
+                (j.deal.source, j.deal.id): attribute(j, self._models[name], j.deal.close_at or now)
+                for j in journeys
+            }
+        self._store_credits(conn, journeys, credited)
+        for journey in journeys:
+            if journey.touchpoints:
+                summary.deals_matched += 1
+            by_id = {tp.id: tp for tp in journey.touchpoints}
+            for credit in credited[self._default_model][(journey.deal.source, journey.deal.id)]:
+                channel = by_id[credit.touchpoint_id].channel
+                per_currency = summary.revenue_by_channel.setdefault(channel, {})
+                per_currency[journey.deal.currency] = (
+                    per_currency.get(journey.deal.currency, Decimal(0)) + credit.amount
+                )
+        planned = []
+        for destination in self.destinations:
+            allowed = self._destination_sources(destination)
+            mine = [j for j in journeys if allowed is None or j.deal.source in allowed]
+            other = [d for d in page if d.status is not DealStatus.WON
+                     and (allowed is None or d.source in allowed)]  # fmt: skip
+            existing = self._ledger_of(conn, [j.deal for j in mine] + other, destination.name)
+            for journey in mine:
+                key = (journey.deal.source, journey.deal.id)
+                plan = destination.plan(journey, credited[destination.model][key], now)
+                for item in plan.skipped:
+                    summary.skipped[f"{destination.name}: {item.reason.split(': ', 1)[-1]}"] += 1
+                planned += self._changes(destination, plan.conversions, existing.get(key, []),
+                                         now, summary)  # fmt: skip
+            for deal in other:
+                planned += self._retractions(
+                    destination, existing.get((deal.source, deal.id), []), now, summary
+                )
+        for conversion in ledger.add_planned(conn, planned, summary.run_id, now):
+            summary.planned[conversion.destination] += 1
+
+    @staticmethod
+    def _ledger_of(
+        conn: Connection, page: Sequence[Deal], destination: str
+    ) -> dict[tuple[str, str], list[dict[str, object]]]:
+        out: dict[tuple[str, str], list[dict[str, object]]] = {}
+        for source, ids in _by_source(page).items():
+            for (deal_id, dest), rows in ledger.deal_ledger(conn, source, ids).items():
+                if dest == destination:
+                    out[(source, deal_id)] = rows
+        return out
+
+    @staticmethod
+    def _changes(
+        destination: Destination,
+        plan: Sequence[Conversion],
+        rows: Sequence[dict[str, object]],
+        now: datetime,
+        summary: RunSummary,
+    ) -> list[Conversion]:
+        """New conversions, and restatements of sent ones whose value changed."""
+        current = ledger.effective_values(rows)
+        out = []
+        for conversion in plan:
+            known = current.get(conversion.key)
+            if known is None:
+                out.append(conversion)
+            elif not known[1] and known[0] != conversion.value:
+                adj = destination.adjustment(
+                    conversion, ConversionKind.RESTATEMENT, conversion.value, now
+                )
+                if adj is None:
+                    summary.skipped[
+                        f"{destination.name}: amount changed; platform cannot restate"
+                    ] += 1
+                else:
+                    out.append(adj)
+        return out
+
+    @staticmethod
+    def _retractions(
+        destination: Destination,
+        rows: Sequence[dict[str, object]],
+        now: datetime,
+        summary: RunSummary,
+    ) -> list[Conversion]:
+        """Retractions of the sent conversions of a deal that is no longer won."""
+        out = []
+        payloads = {str(r["key"]): r for r in rows}
+        for original_key, (value, retracted) in ledger.effective_values(rows).items():
+            original = payloads[original_key]
+            if retracted or original["state"] != State.SENT:
+                continue
+            adj = destination.adjustment(
+                Conversion.from_json(str(original["payload"])),
+                ConversionKind.RETRACTION, value, now,
+            )  # fmt: skip
+            if adj is None:
+                summary.skipped[f"{destination.name}: deal lost; platform cannot retract"] += 1
+            else:
+                out.append(adj)
+        return out
+
+    def _destination_sources(self, destination: Destination) -> set[str] | None:
+        for block in self.config.destinations:
+            if block.name == destination.name:
+                return set(block.sources) or None
+        return None
+
+    def _store_links(self, conn: Connection, journeys: Sequence[Journey]) -> None:
+        for source, ids in _by_source([j.deal for j in journeys]).items():
+            conn.execute(
+                delete(match_links).where(
+                    match_links.c.source == source, match_links.c.deal_id.in_(ids)
+                )
+            )
+        rows = [
+            {
+                "source": j.deal.source,
+                "deal_id": j.deal.id,
+                "visitor_id": m.visitor_id,
+                "key_type": m.key_type,
+                "key": m.key,
+            }
+            for j in journeys
+            for m in j.links
+        ]
+        queries.upsert(conn, match_links, rows)
+
+    def _store_credits(
+        self,
+        conn: Connection,
+        journeys: Sequence[Journey],
+        credited: dict[str, dict[tuple[str, str], tuple[Credit, ...]]],
+    ) -> None:
+        for source, ids in _by_source([j.deal for j in journeys]).items():
+            conn.execute(
+                delete(credits).where(credits.c.source == source, credits.c.deal_id.in_(ids))
+            )
+        rows = []
+        for journey in journeys:
+            channel_of = {tp.id: tp.channel for tp in journey.touchpoints}
+            key = (journey.deal.source, journey.deal.id)
+            for model, by_deal in credited.items():
+                for credit in by_deal[key]:
+                    rows.append(
+                        {
+                            "source": key[0],
+                            "deal_id": key[1],
+                            "model": model,
+                            "touchpoint_id": credit.touchpoint_id,
+                            "weight": str(credit.weight),
+                            "amount": credit.amount,
+                            "currency": journey.deal.currency,
+                            "channel": channel_of[credit.touchpoint_id],
+                        }
+                    )
+        queries.upsert(conn, credits, rows)
+
+    # --- uploading ------------------------------------------------------------------
+
+    def _upload(self, destination: Destination, summary: RunSummary) -> None:
+        with self.engine.begin() as conn:
+            ledger.recover_interrupted(
+                conn, destination.name, destination.resend_safe, self.clock()
+            )
+        sent = 0
+        while True:
+            now = self.clock()
+            with self.engine.begin() as conn:
+                batch = ledger.due(conn, destination.name, now, destination.batch_size)
+                if not batch:
+                    break
+                ledger.mark_sending(conn, [c.key for c in batch], now)
+            try:
+                outcomes = destination.send(batch)
+            except TransientError as exc:
+                outcomes = [
+                    UploadOutcome(
+                        c.key, OutcomeStatus.RETRY, type(exc).__name__, str(exc), exc.retry_after
+                    )
+                    for c in batch
+                ]
+            except RevsyncError as exc:
+                outcomes = [
+                    UploadOutcome(c.key, OutcomeStatus.REJECTED, type(exc).__name__, str(exc))
+                    for c in batch
+                ]
+            answered = {o.key for o in outcomes}
+            outcomes += [
+                UploadOutcome(c.key, OutcomeStatus.RETRY, "NO_ANSWER", "no outcome for this row")
+                for c in batch
+                if c.key not in answered
+            ]
+            with self.engine.begin() as conn:
+                ledger.record_outcomes(conn, outcomes, self.clock())
+            sent += len(batch)
+            self.progress(f"upload {destination.name}", sent, None)
+
+
+def _paths(rows: Iterable[Any], converted: set[str]) -> Iterable[tuple[list[str], bool]]:
+    visitor: str | None = None
+    path: list[str] = []
+    for visitor_id, channel in rows:
+        if visitor_id != visitor:
+            if visitor is not None:
+                yield path, visitor in converted
+            visitor, path = visitor_id, []
+        path.append(channel)
+    if visitor is not None:
+        yield path, visitor in converted
+
+
+def _by_source(page: Sequence[Deal]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = defaultdict(list)
+    for deal in page:
+        out[deal.source].append(deal.id)
+    return out
+
+
+def _present(ids: Any) -> dict[str, str]:
+    return {name: getattr(ids, name) for name in ids.__slots__ if getattr(ids, name)}
+
+
+def _jsonable(value: Any) -> Any:
+    import json
+
+    return json.loads(json.dumps(value, default=str))
