@@ -119,7 +119,9 @@ class EmulatorServer:
             context.load_cert_chain(self._tls.server_cert, self._tls.server_key)
             server.socket = context.wrap_socket(server.socket, server_side=True)
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
         self._thread.start()
         return self
 
