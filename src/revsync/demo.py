@@ -26,10 +26,13 @@ CHANNEL_MIX = (
     (4, "display"),
     (2, "organic_social"),
 )
-CURRENCIES = (("USD", 80), ("EUR", 12), ("GBP", 8))
+CURRENCIES = ((80, "USD"), (12, "EUR"), (8, "GBP"))
+TERMS = ("crm+attribution", "offline+conversions", "revenue+tracking")
+STAGES = {"won": "Closed Won", "lost": "Closed Lost", "open": "Negotiation"}
 PIPELINES = ("new_business", "expansion")
 FIRST_NAMES = "ana ben chloe dev emma felix gita hugo ines jon kai lena max nora omar pia".split()
 DOMAINS = ("gmail.com", "acme.io", "example.org", "outlook.com", "globex.com", "initech.net")
+LEAD_FIELDS = ["visitor_id", "observed_at", "email", "phone", "event"]
 LANDINGS = ("/", "/pricing", "/demo", "/features", "/blog/attribution", "/case-studies")
 
 
@@ -39,6 +42,10 @@ class DemoFiles:
     leads: Path
     deals: Path
     counts: dict[str, int]
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat().replace("+00:00", "Z")
 
 
 def _token(rng: random.Random, n: int) -> str:
@@ -69,7 +76,7 @@ def _session(rng: random.Random, kind: str, at: datetime, ios: bool) -> dict[str
             param = rng.choice(("gbraid", "wbraid"))
         row["landing_url"] = (
             f"{base}?{param}={_token(rng, 40)}&utm_source=google&utm_medium=cpc"
-            f"&utm_campaign={campaign}&utm_term={rng.choice(('crm+attribution', 'offline+conversions', 'revenue+tracking'))}"
+            f"&utm_campaign={campaign}&utm_term={rng.choice(TERMS)}"
         )
     elif kind == "meta_ads":
         row["landing_url"] = (
@@ -144,7 +151,7 @@ def generate(
                 row = _session(rng, kind, at, ios)
                 row.update(
                     visitor_id=visitor_id,
-                    occurred_at=at.isoformat().replace("+00:00", "Z"),
+                    occurred_at=_iso(at),
                     _ga=ga,
                     _fbp=fbp,
                     consent_ad_user_data="granted" if consent else "denied",
@@ -175,13 +182,13 @@ def generate(
                     "email": email,
                     "phone": phone,
                     "event": "demo_request",
-                }  # fmt: skip
+                }
             )
             counts["leads"] += 1
             if rng.random() > 0.65:
                 continue
             deal_number += 1
-            status = _pick(rng, (("won", 40), ("lost", 30), ("open", 30)))
+            status = _pick(rng, ((40, "won"), (30, "lost"), (30, "open")))
             close = lead_at + timedelta(days=rng.uniform(3, 45))
             if status == "won" and close > now:
                 close = now - timedelta(hours=rng.uniform(1, 72))
@@ -224,7 +231,7 @@ def generate(
 
 def _bad_rows(crm: csv.DictWriter[str], now: datetime) -> None:
     """A few malformed CRM rows, as real exports have: each is quarantined with a reason."""
-    stamp = now.isoformat().replace("+00:00", "Z")
+    stamp = _iso(now)
     base = {
         "status": "won", "stage": "Closed Won", "amount": "1200.00", "currency": "USD",
         "close_date": now.date().isoformat(), "modified_at": stamp, "pipeline": "new_business",

@@ -1,0 +1,373 @@
+"""The ``revsync`` command.
+
+Exit codes: 0 success, 1 run failed, 2 configuration error, 3 partial (rows rejected or
+quarantined).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import Engine
+
+from revsync.collect.importer import ImportReport, import_identities, import_touchpoints
+from revsync.config.loader import load_config
+from revsync.config.mapping import RevsyncConfig
+from revsync.config.settings import Settings, load_settings
+from revsync.errors import ConfigError, RevsyncError
+from revsync.store.engine import open_store, upgrade
+from revsync.sync.factory import build_destinations, build_sources
+from revsync.sync.job import RunSummary, SyncJob
+
+app = typer.Typer(
+    help="revsync: closed-won CRM revenue back to Google Ads, GA4 and Meta.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="Store maintenance.", no_args_is_help=True)
+config_app = typer.Typer(help="Mapping file tools.", no_args_is_help=True)
+import_app = typer.Typer(help="Bulk import of touchpoints and identities.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(config_app, name="config")
+app.add_typer(import_app, name="import")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL = 0, 1, 2, 3
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Mapping file (default: $REVSYNC_CONFIG or revsync.yaml)."),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Store URL (default: $REVSYNC_DATABASE_URL or SQLite)."),
+]
+
+
+def _settings(database_url: str | None = None, config: Path | None = None) -> Settings:
+    settings = load_settings()
+    updates: dict[str, Any] = {}
+    if database_url:
+        updates["database_url"] = database_url
+    if config:
+        updates["config"] = config
+    settings = settings.model_copy(update=updates)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return settings
+
+
+def _fail_config(exc: ConfigError) -> typer.Exit:
+    for problem in exc.problems:
+        err.print(f"[red]error[/red] {problem}", highlight=False, markup=True, soft_wrap=True)
+    return typer.Exit(EXIT_CONFIG)
+
+
+def _load(settings: Settings) -> RevsyncConfig:
+    try:
+        return load_config(settings.config)
+    except ConfigError as exc:
+        raise _fail_config(exc) from None
+
+
+def _engine(settings: Settings) -> Engine:
+    try:
+        return open_store(settings.database_url)
+    except ConfigError as exc:
+        raise _fail_config(exc) from None
+    except RevsyncError as exc:
+        err.print(f"[red]error[/red] {exc}")
+        raise typer.Exit(EXIT_FAILED) from None
+
+
+@contextmanager
+def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]:
+    """A Rich progress display on a terminal; plain lines (at most one per second) else."""
+    if enabled and out.is_terminal:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed:,}"),
+            TimeElapsedColumn(),
+            console=out,
+            transient=True,
+        ) as bar:
+            tasks: dict[str, Any] = {}
+
+            def update(stage: str, done: int, total: int | None) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(stage, total=total)
+                bar.update(tasks[stage], completed=done, total=total)
+
+            yield update
+        return
+    last: dict[str, float] = {}
+
+    def plain(stage: str, done: int, total: int | None) -> None:
+        now = time.monotonic()
+        if enabled and now - last.get(stage, 0.0) >= 1.0:
+            last[stage] = now
+            suffix = f"/{total:,}" if total else ""
+            err.print(f"{stage}: {done:,}{suffix}", highlight=False)
+
+    yield plain
+
+
+def run_sync(
+    engine: Engine, config: RevsyncConfig, settings: Settings, show_progress: bool
+) -> RunSummary:
+    try:
+        sources = build_sources(config, settings)
+        destinations = build_destinations(config, settings)
+    except ConfigError as exc:
+        raise _fail_config(exc) from None
+    with _progress(show_progress) as progress:
+        return SyncJob(engine, config, sources, destinations, progress=progress).run()
+
+
+def print_summary(summary: RunSummary) -> None:
+    out.print(
+        f"[bold]run {summary.run_id}[/bold]: {summary.status} in {summary.seconds:.1f}s — "
+        f"deals read {sum(summary.deals_read.values()):,}, won {summary.deals_won:,}, "
+        f"matched to touchpoints {summary.deals_matched:,}"
+    )
+    table = Table(title="Conversions by destination", title_justify="left")
+    table.add_column("destination")
+    table.add_column("new this run", justify="right")
+    for state in ("sent", "rejected", "failed", "planned", "unknown"):
+        table.add_column(state, justify="right")
+    for name in sorted(set(summary.planned) | set(summary.outcomes)):
+        states = summary.outcomes.get(name, {})
+        table.add_row(
+            name,
+            f"{summary.planned.get(name, 0):,}",
+            *(
+                f"{states.get(s, 0):,}"
+                for s in ("sent", "rejected", "failed", "planned", "unknown")
+            ),
+        )
+    out.print(table)
+    if summary.revenue_by_channel:
+        revenue = Table(title="Revenue by channel (this run, default model)", title_justify="left")
+        revenue.add_column("channel")
+        revenue.add_column("revenue", justify="right")
+        rows = sorted(
+            summary.revenue_by_channel.items(),
+            key=lambda item: -sum(item[1].values()),
+        )
+        for channel, by_currency in rows:
+            amounts = ", ".join(
+                f"{amount:,.2f} {cur}" for cur, amount in sorted(by_currency.items())
+            )
+            revenue.add_row(channel, amounts)
+        out.print(revenue)
+    if summary.skipped:
+        out.print("[bold]Not uploaded[/bold] (by reason):")
+        for reason, count in sorted(summary.skipped.items()):
+            out.print(f"  {count:>6,}  {reason}", highlight=False)
+    if summary.quarantined:
+        out.print(f"[bold]Quarantined records[/bold] ({len(summary.quarantined)}):")
+        for q in summary.quarantined[:20]:
+            row = f" (row {q.detail['row']})" if "row" in q.detail else ""
+            out.print(
+                f"  {q.source} {q.kind} {q.record_id}{row}: {q.field}: {q.reason}", highlight=False
+            )
+    for error in summary.errors:
+        err.print(f"[red]error[/red] {error}")
+
+
+def _exit_code(summary: RunSummary) -> int:
+    if summary.status == "failed":
+        return EXIT_FAILED
+    return EXIT_PARTIAL if summary.status == "partial" else EXIT_OK
+
+
+@app.command()
+def sync(
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+) -> None:
+    """Run the loop once: read deals, match, attribute, plan and upload."""
+    settings = _settings(database_url, config)
+    mapping = _load(settings)
+    engine = _engine(settings)
+    summary = run_sync(engine, mapping, settings, show_progress=not as_json)
+    if as_json:
+        out.print_json(json.dumps(summary.as_dict(), default=str))
+    else:
+        print_summary(summary)
+    raise typer.Exit(_exit_code(summary))
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Where to write the demo.")] = Path(
+        "revsync-demo"
+    ),
+    visitors: Annotated[int, typer.Option(min=10, help="Visitors to generate.")] = 5_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Generate a realistic dataset, sync it to file destinations and print a summary."""
+    from revsync.demo import DEMO_CONFIG, generate
+
+    started = time.perf_counter()
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in ("revsync.db", "revsync.db-wal", "revsync.db-shm"):
+        (directory / stale).unlink(missing_ok=True)
+    for stale in (directory / "out").glob("*.jsonl"):
+        stale.unlink()
+    config_path = directory / "revsync.yaml"
+    config_path.write_text(DEMO_CONFIG, encoding="utf-8")
+    database_url = f"sqlite:///{(directory / 'revsync.db').resolve()}"
+    settings = _settings(database_url, config_path)
+    out.print(f"Generating {visitors:,} visitors over 90 days in {directory}/ …")
+    files = generate(directory, visitors=visitors, seed=seed)
+    out.print(
+        f"  {files.counts['touchpoints']:,} sessions, {files.counts['leads']:,} leads, "
+        f"{files.counts['deals']:,} CRM deals ({files.counts['won']:,} won) + 4 malformed rows"
+    )
+    mapping = _load(settings)
+    engine = _engine(settings)
+    tp_report = import_touchpoints(engine, files.touchpoints, mapping.channels, mapping.privacy)
+    _print_import("touchpoints", tp_report)
+    id_report = import_identities(engine, files.leads, mapping.matching.default_phone_region)
+    _print_import("identities", id_report)
+    summary = run_sync(engine, mapping, settings, show_progress=True)
+    print_summary(summary)
+    again = SyncJob(
+        engine,
+        mapping,
+        build_sources(mapping, settings),
+        build_destinations(mapping, settings),
+    ).run()
+    out.print(
+        f"Second sync on the same store: {sum(again.planned.values())} new conversions planned "
+        "(idempotent)."
+    )
+    out.print(f"Request bodies per platform: {directory / 'out'}/")
+    for path in sorted((directory / "out").glob("*.jsonl")):
+        lines = sum(1 for _ in path.open(encoding="utf-8"))
+        out.print(f"  {path.name}: {lines:,} requests")
+    out.print(
+        f"Done in {time.perf_counter() - started:.1f}s. Sync again with:\n"
+        f"  revsync sync --config {config_path} --database-url {database_url}"
+    )
+
+
+def _print_import(kind: str, report: ImportReport) -> None:
+    out.print(
+        f"Imported {report.imported:,} of {report.read:,} {kind}"
+        + (f"; {report.rejected:,} rejected → {report.rejects_file}" if report.rejected else "")
+    )
+    for line in report.errors[:10]:
+        err.print(f"  [yellow]rejected[/yellow] {line}", highlight=False)
+
+
+def _import(
+    kind: str, file: Path, rejects: Path | None, config: Path | None, url: str | None
+) -> None:
+    settings = _settings(url, config)
+    mapping = _load(settings) if settings.config.exists() else RevsyncConfig(sources=[])
+    engine = _engine(settings)
+    try:
+        if kind == "touchpoints":
+            report = import_touchpoints(engine, file, mapping.channels, mapping.privacy, rejects)
+        else:
+            report = import_identities(engine, file, mapping.matching.default_phone_region, rejects)
+    except ConfigError as exc:
+        raise _fail_config(exc) from None
+    _print_import(kind, report)
+    raise typer.Exit(EXIT_PARTIAL if report.rejected else EXIT_OK)
+
+
+FileArg = Annotated[Path, typer.Argument(help="CSV or JSONL file.")]
+RejectsOption = Annotated[
+    Path | None, typer.Option(help="Where rejected rows go (default: FILE.rejects.EXT).")
+]
+
+
+@import_app.command("touchpoints")
+def import_touchpoints_command(
+    file: FileArg,
+    rejects: RejectsOption = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Import sessions and clicks (visitor_id, occurred_at, landing_url, referrer, utm_*,
+    gclid/gbraid/wbraid/fbclid, _ga, _fbp, _fbc, consent_*, user_agent, ip)."""
+    _import("touchpoints", file, rejects, config, database_url)
+
+
+@import_app.command("identities")
+def import_identities_command(
+    file: FileArg,
+    rejects: RejectsOption = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Import leads linking visitors to people (visitor_id, observed_at, email, phone,
+    crm_id, event). Email and phone are hashed on import; the raw values are not kept."""
+    _import("identities", file, rejects, config, database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOption = None) -> None:
+    """Apply pending schema migrations."""
+    settings = _settings(database_url)
+    engine = _engine(settings)
+    upgrade(engine)
+    out.print("store is at the newest schema")
+
+
+@config_app.command("validate")
+def config_validate(
+    file: Annotated[Path | None, typer.Argument(help="Mapping file.")] = None,
+) -> None:
+    """Check a mapping file; print every problem with file, line, key path and a hint."""
+    path = file or _settings().config
+    try:
+        mapping = load_config(path)
+    except ConfigError as exc:
+        raise _fail_config(exc) from None
+    out.print(
+        f"{path}: OK — {len(mapping.sources)} source(s), {len(mapping.destinations)} destination(s)"
+    )
+
+
+@app.command()
+def init(
+    file: Annotated[Path, typer.Argument(help="Where to write the starter file.")] = Path(
+        "revsync.yaml"
+    ),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter mapping file."""
+    if file.exists() and not force:
+        err.print(f"[red]error[/red] {file} exists; use --force to overwrite")
+        raise typer.Exit(EXIT_CONFIG)
+    example = Path(__file__).parent / "config" / "revsync.example.yaml"
+    file.write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    out.print(f"wrote {file}; edit it, then run `revsync config validate {file}`")
+
+
+def main() -> None:
+    app()
