@@ -46,6 +46,64 @@ _CURRENCY = re.compile(r"[A-Z]{3}")
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _FROM = re.compile(r"\bFROM\s+(\w+)", re.IGNORECASE)
 
+_INVALID = grpc.StatusCode.INVALID_ARGUMENT
+_UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+_REFUSALS: dict[str, tuple[grpc.StatusCode, str, str]] = {
+    # error name: (gRPC status, ErrorCode oneof field, message)
+    "DEVELOPER_TOKEN_PARAMETER_MISSING": (
+        _INVALID,
+        "request_error",
+        "The developer-token header is missing.",
+    ),
+    "DEVELOPER_TOKEN_INVALID": (
+        _UNAUTHENTICATED,
+        "authentication_error",
+        "The developer token is not valid.",
+    ),
+    "OAUTH_TOKEN_EXPIRED": (
+        _UNAUTHENTICATED,
+        "authentication_error",
+        "The OAuth access token has expired.",
+    ),
+    "OAUTH_TOKEN_INVALID": (
+        _UNAUTHENTICATED,
+        "authentication_error",
+        "Authorization: Bearer <token> is invalid.",
+    ),
+    "CLIENT_CUSTOMER_ID_INVALID": (
+        _INVALID,
+        "authentication_error",
+        "login-customer-id must be digits only.",
+    ),
+    "INVALID_CUSTOMER_ID": (_INVALID, "request_error", "customer_id must be digits only."),
+    "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE": (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "not_allowlisted_error",
+        "This developer token may not upload conversions; use the Data Manager API.",
+    ),
+    "PARTIAL_FAILURE_MODE_REQUIRED": (
+        _INVALID,
+        "partial_failure_error",
+        "partial_failure must be true.",
+    ),
+    "TOO_MANY_CONVERSIONS_IN_REQUEST": (
+        _INVALID,
+        "conversion_upload_error",
+        "At most 2000 conversions per request.",
+    ),
+    "TOO_MANY_ADJUSTMENTS_IN_REQUEST": (
+        _INVALID,
+        "conversion_adjustment_upload_error",
+        "At most 2000 adjustments per request.",
+    ),
+    "EXPECTED_FROM": (_INVALID, "query_error", "The query has no FROM clause."),
+    "BAD_RESOURCE_TYPE_IN_FROM_CLAUSE": (
+        _INVALID,
+        "query_error",
+        "The emulator answers only FROM conversion_action.",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class ConversionAction:
@@ -262,8 +320,10 @@ class GoogleAdsEmulator:
 
     # --- request plumbing ------------------------------------------------------------
 
-    def _begin(self, method: str, context: grpc.ServicerContext, *, upload: bool) -> _Request:
-        """Count the call, apply injected faults, then authenticate it."""
+    def _begin(
+        self, method: str, request: Any, context: grpc.ServicerContext, *, upload: bool
+    ) -> _Request:
+        """Count the call, apply injected faults, then check credentials and customer id."""
         call = _Request(uuid.uuid4().hex)
         context.set_trailing_metadata((("request-id", call.request_id),))
         with self._lock:
@@ -273,119 +333,50 @@ class GoogleAdsEmulator:
             context.abort(fault, f"injected {fault.name}")
         metadata = {item.key: item.value for item in context.invocation_metadata()}
         token = metadata.get("developer-token")
-        if not token:
-            self._abort(
-                context,
-                call,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                _Error(
-                    "request_error",
-                    "DEVELOPER_TOKEN_PARAMETER_MISSING",
-                    "The developer-token header is missing.",
-                ),
-            )
-        if token not in self.developer_tokens:
-            self._abort(
-                context,
-                call,
-                grpc.StatusCode.UNAUTHENTICATED,
-                _Error(
-                    "authentication_error",
-                    "DEVELOPER_TOKEN_INVALID",
-                    "The developer token is not valid.",
-                ),
-            )
-        status = self.oauth.bearer_status(metadata.get("authorization"))
-        if status is not TokenStatus.VALID:
-            name = "OAUTH_TOKEN_EXPIRED" if status is TokenStatus.EXPIRED else "OAUTH_TOKEN_INVALID"
-            self._abort(
-                context,
-                call,
-                grpc.StatusCode.UNAUTHENTICATED,
-                _Error("authentication_error", name, "Authorization: Bearer <token> was refused."),
-            )
+        bearer = self.oauth.bearer_status(metadata.get("authorization"))
         login = metadata.get("login-customer-id")
+        if not token:
+            self._refuse(context, call, "DEVELOPER_TOKEN_PARAMETER_MISSING")
+        if token not in self.developer_tokens:
+            self._refuse(context, call, "DEVELOPER_TOKEN_INVALID")
+        if bearer is TokenStatus.EXPIRED:
+            self._refuse(context, call, "OAUTH_TOKEN_EXPIRED")
+        if bearer is TokenStatus.INVALID:
+            self._refuse(context, call, "OAUTH_TOKEN_INVALID")
         if login is not None and not login.isdigit():
-            self._abort(
-                context,
-                call,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                _Error(
-                    "authentication_error",
-                    "CLIENT_CUSTOMER_ID_INVALID",
-                    "login-customer-id must be digits only.",
-                ),
-            )
+            self._refuse(context, call, "CLIENT_CUSTOMER_ID_INVALID")
+        if not request.customer_id.isdigit():
+            self._refuse(context, call, "INVALID_CUSTOMER_ID", "customer_id")
         if upload and token in self.not_allowlisted_tokens:
-            self._abort(
-                context,
-                call,
-                grpc.StatusCode.PERMISSION_DENIED,
-                _Error(
-                    "not_allowlisted_error",
-                    "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE",
-                    "This developer token may not upload conversions; use the Data Manager API.",
-                ),
-            )
+            self._refuse(context, call, "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE")
         return call
 
-    def _check_request(
+    def _check_upload(
         self,
         context: grpc.ServicerContext,
         call: _Request,
-        request: Any,
-        rows: str,
-        kind: str,
+        rows: Sequence[Any],
         too_many: str,
+        partial_failure: bool,
     ) -> None:
         """Whole-request rules shared by both upload methods."""
-        if not request.customer_id.isdigit():
-            self._abort(
-                context,
-                call,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                _Error("request_error", "INVALID_CUSTOMER_ID", "customer_id must be digits only."),
-            )
-        if not request.partial_failure:
-            self._abort(
-                context,
-                call,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                _Error(
-                    "partial_failure_error",
-                    "PARTIAL_FAILURE_MODE_REQUIRED",
-                    "partial_failure must be true.",
-                    (("partial_failure", None),),
-                ),
-            )
-        if len(getattr(request, rows)) > MAX_ROWS_PER_REQUEST:
-            self._abort(
-                context,
-                call,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                _Error(
-                    kind,
-                    too_many,
-                    f"At most {MAX_ROWS_PER_REQUEST} rows per request.",
-                    ((rows, None),),
-                ),
-            )
+        if not partial_failure:
+            self._refuse(context, call, "PARTIAL_FAILURE_MODE_REQUIRED", "partial_failure")
+        if len(rows) > MAX_ROWS_PER_REQUEST:
+            self._refuse(context, call, too_many)
 
-    def _abort(
-        self, context: grpc.ServicerContext, call: _Request, code: grpc.StatusCode, error: _Error
+    def _refuse(
+        self, context: grpc.ServicerContext, call: _Request, name: str, at: str | None = None
     ) -> NoReturn:
-        """End the call with a GoogleAdsFailure in the trailers, as the real API does."""
+        """Fail the whole call with a GoogleAdsFailure in the trailers, as the real API does."""
+        code, kind, message = _REFUSALS[name]
+        error = _Error(kind, name, message, () if at is None else ((at, None),))
         failure = self._failure([error], call.request_id)
+        key = f"google.ads.googleads.{self.version}.errors.googleadsfailure-bin"
         context.set_trailing_metadata(
-            (
-                (
-                    f"google.ads.googleads.{self.version}.errors.googleadsfailure-bin",
-                    type(failure).serialize(failure),
-                ),
-                ("request-id", call.request_id),
-            )
+            ((key, type(failure).serialize(failure)), ("request-id", call.request_id))
         )
-        context.abort(code, error.message)
+        context.abort(code, message)
 
     def _failure(self, errors: list[_Error], request_id: str) -> Any:
         types = self._errors
@@ -441,14 +432,13 @@ class GoogleAdsEmulator:
     # --- ConversionUploadService -----------------------------------------------------
 
     def _upload_click_conversions(self, request: Any, context: grpc.ServicerContext) -> Any:
-        call = self._begin("UploadClickConversions", context, upload=True)
-        self._check_request(
+        call = self._begin("UploadClickConversions", request, context, upload=True)
+        self._check_upload(
             context,
             call,
-            request,
-            "conversions",
-            "conversion_upload_error",
+            request.conversions,
             "TOO_MANY_CONVERSIONS_IN_REQUEST",
+            request.partial_failure,
         )
         results = []
         with self._lock:
@@ -618,14 +608,13 @@ class GoogleAdsEmulator:
     # --- ConversionAdjustmentUploadService -------------------------------------------
 
     def _upload_conversion_adjustments(self, request: Any, context: grpc.ServicerContext) -> Any:
-        call = self._begin("UploadConversionAdjustments", context, upload=True)
-        self._check_request(
+        call = self._begin("UploadConversionAdjustments", request, context, upload=True)
+        self._check_upload(
             context,
             call,
-            request,
-            "conversion_adjustments",
-            "conversion_adjustment_upload_error",
+            request.conversion_adjustments,
             "TOO_MANY_ADJUSTMENTS_IN_REQUEST",
+            request.partial_failure,
         )
         results = []
         with self._lock:
@@ -778,26 +767,12 @@ class GoogleAdsEmulator:
 
     def _rows(self, method: str, request: Any, context: grpc.ServicerContext) -> list[Any]:
         """Every seeded conversion action of the customer, for a FROM conversion_action query."""
-        call = self._begin(method, context, upload=False)
+        call = self._begin(method, request, context, upload=False)
         match = _FROM.search(request.query)
         if match is None:
-            self._abort(
-                context,
-                call,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                _Error("query_error", "EXPECTED_FROM", "The query has no FROM clause."),
-            )
+            self._refuse(context, call, "EXPECTED_FROM", "query")
         if match.group(1).lower() != "conversion_action":
-            self._abort(
-                context,
-                call,
-                grpc.StatusCode.INVALID_ARGUMENT,
-                _Error(
-                    "query_error",
-                    "BAD_RESOURCE_TYPE_IN_FROM_CLAUSE",
-                    "The emulator answers only FROM conversion_action.",
-                ),
-            )
+            self._refuse(context, call, "BAD_RESOURCE_TYPE_IN_FROM_CLAUSE", "query")
         resources = self._resources
         with self._lock:
             actions = [a for a in self.actions.values() if a.customer_id == request.customer_id]
