@@ -58,6 +58,7 @@ def ads(tls: TlsFiles, oauth: OAuthEmulator) -> Iterator[GoogleAdsEmulator]:
     with GoogleAdsEmulator(tls, oauth, now=NOW) as emulator:
         emulator.add_conversion_action(CUSTOMER, 111, "Closed won")
         emulator.add_conversion_action(CUSTOMER, 222, "Website purchase", type="WEBPAGE")
+        emulator.add_conversion_action(CUSTOMER, 333, "Old import", status="REMOVED")
         emulator.add_click(GCLID, NOW - dt.timedelta(days=10))
         emulator.add_click(GBRAID, NOW - dt.timedelta(days=5))
         emulator.add_click(GCLID_OLD, NOW - dt.timedelta(days=100))
@@ -86,11 +87,12 @@ def make_client(
     credentials: Credentials,
     developer_token: str = "test-dev-token",
     version: str = DEFAULT_VERSION,
+    login_customer_id: str = "9876543210",
 ) -> GoogleAdsClient:
     return GoogleAdsClient(
         credentials=credentials,
         developer_token=developer_token,
-        login_customer_id="9876543210",
+        login_customer_id=login_customer_id,
         endpoint=ads.endpoint,
         use_proto_plus=True,
         version=version,
@@ -232,20 +234,38 @@ def test_search_and_search_stream_list_seeded_conversion_actions(
     assert ads.calls == {"Search": 1, "SearchStream": 1}
 
 
-def test_search_rejects_other_resources(client: GoogleAdsClient) -> None:
+def search(client: GoogleAdsClient, query: str, customer_id: str = CUSTOMER) -> list[Any]:
     service = client.get_service("GoogleAdsService")
+    return list(service.search(customer_id=customer_id, query=query, timeout=TIMEOUT))
+
+
+@pytest.mark.parametrize(
+    ("query", "customer_id", "expected"),
+    [
+        ("SELECT campaign.id FROM campaign", CUSTOMER, "BAD_RESOURCE_TYPE_IN_FROM_CLAUSE"),
+        ("SELECT conversion_action.id", CUSTOMER, "EXPECTED_FROM"),
+        (
+            "SELECT conversion_action.id FROM conversion_action",
+            "123-456-7890",
+            "INVALID_CUSTOMER_ID",
+        ),
+    ],
+)
+def test_search_refuses_what_it_cannot_answer(
+    client: GoogleAdsClient, query: str, customer_id: str, expected: str
+) -> None:
     with pytest.raises(GoogleAdsException) as raised:
-        list(
-            service.search(
-                customer_id=CUSTOMER, query="SELECT campaign.id FROM campaign", timeout=TIMEOUT
-            )
-        )
-    assert whole_request_error(raised) == "BAD_RESOURCE_TYPE_IN_FROM_CLAUSE"
+        search(client, query, customer_id)
+
+    assert whole_request_error(raised) == expected
+    assert raised.value.error.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
 def test_mixed_batch_fails_only_the_bad_rows(
     client: GoogleAdsClient, ads: GoogleAdsEmulator
 ) -> None:
+    third_party = client.get_type("UserIdentifier")
+    third_party.third_party_user_id = "crm-contact-42"
     cases = [
         ({}, None),
         ({"gbraid": GBRAID, "order_id": "r1"}, "GBRAID_WBRAID_BOTH_SET"),
@@ -295,6 +315,9 @@ def test_mixed_batch_fails_only_the_bad_rows(
             None,
         ),
         ({"gclid": None, "user_identifiers": [email(client)], "order_id": "deal-3"}, None),
+        ({"gclid": None, "order_id": "r20"}, "REQUIRED"),
+        ({"user_identifiers": [third_party], "order_id": "r21"}, "UNSUPPORTED_USER_IDENTIFIER"),
+        ({"conversion_action": action(333), "order_id": "r22"}, "NO_CONVERSION_ACTION_FOUND"),
     ]
     rows = [conversion(client, **fields) for fields, _ in cases]
 
@@ -303,6 +326,7 @@ def test_mixed_batch_fails_only_the_bad_rows(
     expected = {i: name for i, (_, name) in enumerate(cases) if name is not None}
     assert row_errors(client, response) == expected
     assert response.partial_failure_error.code == 3
+    assert response.job_id == 1
     assert [bool(r.conversion_action) for r in response.results] == [
         name is None for _, name in cases
     ]
@@ -397,43 +421,42 @@ def test_not_allowlisted_developer_token_cannot_upload_but_can_search(
 
     assert whole_request_error(raised) == "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE"
     assert raised.value.error.code() is grpc.StatusCode.PERMISSION_DENIED
-    service = client.get_service("GoogleAdsService")
-    assert (
-        len(
-            list(
-                service.search(
-                    customer_id=CUSTOMER,
-                    query="SELECT conversion_action.id FROM conversion_action",
-                    timeout=TIMEOUT,
-                )
-            )
-        )
-        == 2
-    )
+    assert len(search(client, "SELECT conversion_action.id FROM conversion_action")) == 3
+
+
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+INVALID_ARGUMENT = grpc.StatusCode.INVALID_ARGUMENT
 
 
 @pytest.mark.parametrize(
-    ("token", "developer_token", "expected"),
+    ("bearer", "developer_token", "login_customer_id", "status", "expected"),
     [
-        ("forged-token", "test-dev-token", "OAUTH_TOKEN_INVALID"),
-        (None, "unknown-dev-token", "DEVELOPER_TOKEN_INVALID"),
+        ("forged", "test-dev-token", "9876543210", UNAUTHENTICATED, "OAUTH_TOKEN_INVALID"),
+        (None, "unknown-token", "9876543210", UNAUTHENTICATED, "DEVELOPER_TOKEN_INVALID"),
+        (None, "", "9876543210", INVALID_ARGUMENT, "DEVELOPER_TOKEN_PARAMETER_MISSING"),
+        (None, "test-dev-token", "987-654-3210", INVALID_ARGUMENT, "CLIENT_CUSTOMER_ID_INVALID"),
     ],
 )
-def test_bad_credentials_are_unauthenticated(
+def test_bad_credentials_fail_the_whole_request(
     ads: GoogleAdsEmulator,
     oauth: OAuthEmulator,
-    token: str | None,
+    bearer: str | None,
     developer_token: str,
+    login_customer_id: str,
+    status: grpc.StatusCode,
     expected: str,
 ) -> None:
-    credentials = Credentials(token=token) if token else user_credentials(oauth)
-    client = make_client(ads, credentials, developer_token=developer_token)
+    credentials = Credentials(token=bearer) if bearer else user_credentials(oauth)
+    client = make_client(
+        ads, credentials, developer_token=developer_token, login_customer_id=login_customer_id
+    )
 
     with pytest.raises(GoogleAdsException) as raised:
         upload(client, [conversion(client)])
 
-    assert raised.value.error.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert raised.value.error.code() is status
     assert whole_request_error(raised) == expected
+    assert ads.uploads == []
 
 
 def test_expired_token_is_refused_until_the_client_refreshes(
@@ -533,29 +556,25 @@ def test_adjustments_retract_and_restate_uploaded_conversions(
         ("deal-3", False, 1100.0),
     ]
 
-    later = adjust(
-        client,
-        [
-            {"order_id": "deal-1", "adjustment_type": "RESTATEMENT", "adjusted_value": 5.0},
-            {
-                "order_id": "deal-2",
-                "adjustment_type": "RESTATEMENT",
-                "adjusted_value": 5.0,
-                "adjustment_date_time": stamp(NOW - dt.timedelta(hours=1)),
-            },
-            {
-                "order_id": "deal-2",
-                "adjustment_type": "RESTATEMENT",
-                "adjusted_value": 5.0,
-                "conversion_action": action(222),
-            },
-        ],
-    )
-    assert row_errors(client, later) == {
-        0: "CONVERSION_ALREADY_RETRACTED",
-        1: "MORE_RECENT_RESTATEMENT_FOUND",
-        2: "INVALID_CONVERSION_ACTION_TYPE",
-    }
+    restate = {"order_id": "deal-2", "adjustment_type": "RESTATEMENT", "adjusted_value": 5.0}
+    hour_ago = stamp(NOW - dt.timedelta(hours=1))
+    later = [
+        ({**restate, "order_id": "deal-1"}, "CONVERSION_ALREADY_RETRACTED"),
+        ({**restate, "adjustment_date_time": hour_ago}, "MORE_RECENT_RESTATEMENT_FOUND"),
+        (restate, "RESTATEMENT_ALREADY_EXISTS"),
+        ({**restate, "conversion_action": action(222)}, "INVALID_CONVERSION_ACTION_TYPE"),
+        (
+            {**restate, "adjustment_type": "ENHANCEMENT"},
+            "CONVERSION_ACTION_NOT_ELIGIBLE_FOR_ENHANCEMENT",
+        ),
+        ({"order_id": "deal-2", "adjustment_type": "RESTATEMENT"}, "REQUIRED"),
+        (
+            {**restate, "adjustment_date_time": "2026-11-16T12:00:00Z"},
+            "INVALID_STRING_DATE_TIME_SECONDS_WITH_OFFSET",
+        ),
+    ]
+    response = adjust(client, [fields for fields, _ in later])
+    assert row_errors(client, response) == {i: name for i, (_, name) in enumerate(later)}
 
     ads.now = NOW + dt.timedelta(days=60)
     expired = adjust(client, [{"order_id": "deal-2", "adjustment_type": "RETRACTION"}])
