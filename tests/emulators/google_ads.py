@@ -159,6 +159,22 @@ class _Error:
     path: tuple[tuple[str, int | None], ...] = ()
 
 
+class _RowError(Exception):
+    """The first rule a row breaks; ``kind`` defaults to the method's own upload error."""
+
+    def __init__(self, name: str, message: str, at: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.name, self.message, self.at, self.kind = name, message, at, kind
+
+    def at_row(self, rows: str, index: int) -> _Error:
+        kind = self.kind or (
+            "conversion_upload_error"
+            if rows == "conversions"
+            else "conversion_adjustment_upload_error"
+        )
+        return _Error(kind, self.name, self.message, ((rows, index), (self.at, None)))
+
+
 @dataclass
 class _Request:
     """Per-call state: the request id, row errors so far, and keys of the rows accepted."""
@@ -444,8 +460,10 @@ class GoogleAdsEmulator:
         with self._lock:
             accepted: list[StoredConversion] = []
             for index, conversion in enumerate(request.conversions):
-                stored = self._check_click_conversion(request.customer_id, index, conversion, call)
-                if stored is None:
+                try:
+                    stored = self._check_click_conversion(request.customer_id, conversion, call)
+                except _RowError as error:
+                    call.errors.append(error.at_row("conversions", index))
                     results.append(self._upload.ClickConversionResult())
                     continue
                 accepted.append(stored)
@@ -467,71 +485,51 @@ class GoogleAdsEmulator:
         )
 
     def _check_click_conversion(
-        self, customer_id: str, index: int, conversion: Any, call: _Request
-    ) -> StoredConversion | None:
-        """Apply the per-row rules; record an error and return None on the first failure."""
-
-        def fail(name: str, message: str, at: str, kind: str = "conversion_upload_error") -> None:
-            call.errors.append(_Error(kind, name, message, (("conversions", index), (at, None))))
-
+        self, customer_id: str, conversion: Any, call: _Request
+    ) -> StoredConversion:
+        """Apply the per-row rules in order; raise :class:`_RowError` on the first failure."""
         id_fields = [name for name in CLICK_ID_FIELDS if getattr(conversion, name)]
         if len(id_fields) > 1:
-            return fail(
+            raise _RowError(
                 "GBRAID_WBRAID_BOTH_SET", "Set only one of gclid, gbraid, wbraid.", id_fields[1]
             )
         if not id_fields and not conversion.user_identifiers:
-            return fail(
+            raise _RowError(
                 "REQUIRED", "A click id or user identifiers are required.", "gclid", "field_error"
             )
         id_field = id_fields[0] if id_fields else ""
         click_id = getattr(conversion, id_field) if id_field else ""
         if click_id and not _CLICK_ID.fullmatch(click_id):
-            return fail(
+            raise _RowError(
                 f"UNPARSEABLE_{id_field.upper()}", "The click id could not be decoded.", id_field
             )
         if click_id and click_id not in self.clicks:
-            return fail("CLICK_NOT_FOUND", "No click with this id.", id_field)
+            raise _RowError("CLICK_NOT_FOUND", "No click with this id.", id_field)
         action = self._action(customer_id, conversion.conversion_action, "UPLOAD_CLICKS")
         if isinstance(action, str):
-            return fail(
+            raise _RowError(
                 action, "The conversion action cannot take click uploads.", "conversion_action"
             )
-        when = conversion.conversion_date_time
-        if not _DATE_TIME.fullmatch(when):
-            return fail(
-                "INVALID_STRING_DATE_TIME_SECONDS_WITH_OFFSET",
-                "Use 'yyyy-mm-dd hh:mm:ss+|-hh:mm'.",
-                "conversion_date_time",
-                "date_error",
-            )
-        try:
-            converted_at = dt.datetime.strptime(when, "%Y-%m-%d %H:%M:%S%z")
-        except ValueError:
-            return fail(
-                "INVALID_FIELD_VALUES_IN_DATE_TIME",
-                "The date-time does not exist.",
-                "conversion_date_time",
-                "date_error",
-            )
+        converted_at = _date_time(conversion.conversion_date_time, "conversion_date_time")
         if click_id:
             clicked_at = self.clicks[click_id]
             window = dt.timedelta(days=action.click_through_lookback_window_days)
             if converted_at <= clicked_at:
-                return fail(
+                raise _RowError(
                     "CONVERSION_PRECEDES_EVENT",
                     "The conversion precedes the click.",
                     "conversion_date_time",
                 )
             if self.now - clicked_at < TOO_RECENT_CLICK:
-                return fail(
+                raise _RowError(
                     "TOO_RECENT_EVENT", "The click is under 6 hours old; retry later.", id_field
                 )
             if converted_at - clicked_at > window or self.now - clicked_at > MAX_CLICK_AGE:
-                return fail(
+                raise _RowError(
                     "EXPIRED_EVENT", "The click is outside the click-through window.", id_field
                 )
         if conversion.currency_code and not _CURRENCY.fullmatch(conversion.currency_code):
-            return fail(
+            raise _RowError(
                 "UNSUPPORTED",
                 "Not an ISO 4217 currency code.",
                 "currency_code",
@@ -539,14 +537,20 @@ class GoogleAdsEmulator:
             )
         order_id = conversion.order_id
         if "@" in order_id:
-            return fail("ORDER_ID_CONTAINS_PII", "The order id looks like an email.", "order_id")
+            raise _RowError(
+                "ORDER_ID_CONTAINS_PII", "The order id looks like an email.", "order_id"
+            )
         if order_id and ("order", action.resource_name, order_id) in call.seen:
-            return fail("DUPLICATE_ORDER_ID", "The order id repeats in this request.", "order_id")
+            raise _RowError(
+                "DUPLICATE_ORDER_ID", "The order id repeats in this request.", "order_id"
+            )
         if order_id and (action.resource_name, order_id) in self._by_order:
-            return fail("ORDER_ID_ALREADY_IN_USE", "The order id was uploaded before.", "order_id")
+            raise _RowError(
+                "ORDER_ID_ALREADY_IN_USE", "The order id was uploaded before.", "order_id"
+            )
         identifiers = conversion.user_identifiers
         if len(identifiers) > MAX_USER_IDENTIFIERS:
-            return fail(
+            raise _RowError(
                 "TOO_MANY",
                 f"At most {MAX_USER_IDENTIFIERS} user identifiers.",
                 "user_identifiers",
@@ -555,13 +559,13 @@ class GoogleAdsEmulator:
         for identifier in identifiers:
             kind = type(identifier).pb(identifier).WhichOneof("identifier")
             if kind not in ("hashed_email", "hashed_phone_number"):
-                return fail(
+                raise _RowError(
                     "UNSUPPORTED_USER_IDENTIFIER",
                     "Use hashed_email or hashed_phone_number.",
                     "user_identifiers",
                 )
             if not _SHA256_HEX.fullmatch(getattr(identifier, kind)):
-                return fail(
+                raise _RowError(
                     "INVALID_USER_IDENTIFIER",
                     "Not a lowercase hex SHA-256 digest.",
                     "user_identifiers",
@@ -569,13 +573,13 @@ class GoogleAdsEmulator:
         if click_id:
             key = (action.resource_name, click_id, converted_at)
             if key in self._by_click:
-                return fail(
+                raise _RowError(
                     "CLICK_CONVERSION_ALREADY_EXISTS",
                     "This click already converted at this time.",
                     id_field,
                 )
             if ("click", *key) in call.seen:
-                return fail(
+                raise _RowError(
                     "DUPLICATE_CLICK_CONVERSION_IN_REQUEST",
                     "The click conversion repeats in this request.",
                     id_field,
@@ -620,8 +624,10 @@ class GoogleAdsEmulator:
         with self._lock:
             accepted: list[StoredAdjustment] = []
             for index, adjustment in enumerate(request.conversion_adjustments):
-                stored = self._check_adjustment(request.customer_id, index, adjustment, call)
-                if stored is None:
+                try:
+                    stored = self._check_adjustment(request.customer_id, adjustment, call)
+                except _RowError as error:
+                    call.errors.append(error.at_row("conversion_adjustments", index))
                     results.append(self._adjust.ConversionAdjustmentResult())
                     continue
                 accepted.append(stored)
@@ -644,76 +650,54 @@ class GoogleAdsEmulator:
         )
 
     def _check_adjustment(
-        self, customer_id: str, index: int, adjustment: Any, call: _Request
-    ) -> StoredAdjustment | None:
-        """Apply the per-row adjustment rules; record an error and return None on failure."""
-
-        def fail(
-            name: str, message: str, at: str, kind: str = "conversion_adjustment_upload_error"
-        ) -> None:
-            call.errors.append(
-                _Error(kind, name, message, (("conversion_adjustments", index), (at, None)))
-            )
-
+        self, customer_id: str, adjustment: Any, call: _Request
+    ) -> StoredAdjustment:
+        """Apply the per-row adjustment rules in order; raise :class:`_RowError` on failure."""
         pair = adjustment.gclid_date_time_pair
         if adjustment.order_id and pair.gclid:
-            return fail(
+            raise _RowError(
                 "GCLID_DATE_TIME_PAIR_AND_ORDER_ID_BOTH_SET",
                 "Identify the conversion by order_id or gclid pair, not both.",
                 "order_id",
             )
         action = self._action(customer_id, adjustment.conversion_action, "UPLOAD_CLICKS")
         if isinstance(action, str):
-            return fail(
+            raise _RowError(
                 action, "The conversion action cannot take adjustments.", "conversion_action"
             )
         kinds = self._adjustment_type
         if adjustment.adjustment_type not in (kinds.RETRACTION, kinds.RESTATEMENT):
-            return fail(
+            raise _RowError(
                 "CONVERSION_ACTION_NOT_ELIGIBLE_FOR_ENHANCEMENT",
                 "Only RETRACTION and RESTATEMENT are emulated.",
                 "adjustment_type",
             )
-        when = adjustment.adjustment_date_time
-        if not _DATE_TIME.fullmatch(when):
-            return fail(
-                "INVALID_STRING_DATE_TIME_SECONDS_WITH_OFFSET",
-                "Use 'yyyy-mm-dd hh:mm:ss+|-hh:mm'.",
-                "adjustment_date_time",
-                "date_error",
-            )
-        try:
-            adjusted_at = dt.datetime.strptime(when, "%Y-%m-%d %H:%M:%S%z")
-        except ValueError:
-            return fail(
-                "INVALID_FIELD_VALUES_IN_DATE_TIME",
-                "The date-time does not exist.",
-                "adjustment_date_time",
-                "date_error",
-            )
+        adjusted_at = _date_time(adjustment.adjustment_date_time, "adjustment_date_time")
         conversion = self._find_conversion(action.resource_name, adjustment.order_id, pair)
         if conversion is None:
-            return fail("CONVERSION_NOT_FOUND", "No uploaded conversion matches.", "order_id")
+            raise _RowError("CONVERSION_NOT_FOUND", "No uploaded conversion matches.", "order_id")
         if conversion.retracted:
-            return fail(
+            raise _RowError(
                 "CONVERSION_ALREADY_RETRACTED", "The conversion was retracted.", "adjustment_type"
             )
         if ("adjusted", id(conversion)) in call.seen:
-            return fail(
+            raise _RowError(
                 "DUPLICATE_ADJUSTMENT_IN_REQUEST",
                 "The conversion is adjusted twice in this request.",
                 "order_id",
             )
         if self.now - conversion.uploaded_at < TOO_RECENT_FOR_ADJUSTMENT:
-            return fail(
+            raise _RowError(
                 "TOO_RECENT_CONVERSION",
                 "The conversion was uploaded under 24 hours ago; retry later.",
                 "order_id",
             )
         if self.now - conversion.conversion_time > MAX_ADJUSTMENT_AGE:
-            return fail("CONVERSION_EXPIRED", "The conversion is older than 54 days.", "order_id")
+            raise _RowError(
+                "CONVERSION_EXPIRED", "The conversion is older than 54 days.", "order_id"
+            )
         if adjusted_at <= conversion.conversion_time:
-            return fail(
+            raise _RowError(
                 "ADJUSTMENT_PRECEDES_CONVERSION",
                 "The adjustment must be after the conversion.",
                 "adjustment_date_time",
@@ -721,20 +705,20 @@ class GoogleAdsEmulator:
         value = None
         if adjustment.adjustment_type == kinds.RESTATEMENT:
             if "adjusted_value" not in adjustment.restatement_value:
-                return fail(
+                raise _RowError(
                     "REQUIRED",
                     "A restatement needs restatement_value.adjusted_value.",
                     "restatement_value",
                     "field_error",
                 )
             if conversion.restated_at is not None and adjusted_at == conversion.restated_at:
-                return fail(
+                raise _RowError(
                     "RESTATEMENT_ALREADY_EXISTS",
                     "A restatement at this time exists.",
                     "adjustment_date_time",
                 )
             if conversion.restated_at is not None and adjusted_at < conversion.restated_at:
-                return fail(
+                raise _RowError(
                     "MORE_RECENT_RESTATEMENT_FOUND",
                     "A later restatement exists.",
                     "adjustment_date_time",
@@ -748,10 +732,7 @@ class GoogleAdsEmulator:
     ) -> StoredConversion | None:
         if order_id:
             return self._by_order.get((action_name, order_id))
-        try:
-            converted_at = dt.datetime.strptime(pair.conversion_date_time, "%Y-%m-%d %H:%M:%S%z")
-        except ValueError:
-            return None
+        converted_at = _date_time(pair.conversion_date_time, "gclid_date_time_pair")
         return self._by_click.get((action_name, pair.gclid, converted_at))
 
     def _apply(self, adjustment: StoredAdjustment) -> None:
@@ -796,6 +777,23 @@ class GoogleAdsEmulator:
     def _search_stream(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         rows = self._rows("SearchStream", request, context)
         yield self._search.SearchGoogleAdsStreamResponse(results=rows)
+
+
+def _date_time(value: str, at: str) -> dt.datetime:
+    """Parse ``yyyy-mm-dd hh:mm:ss+|-hh:mm`` or raise the API's date error for field ``at``."""
+    if not _DATE_TIME.fullmatch(value):
+        raise _RowError(
+            "INVALID_STRING_DATE_TIME_SECONDS_WITH_OFFSET",
+            "Use 'yyyy-mm-dd hh:mm:ss+|-hh:mm'.",
+            at,
+            "date_error",
+        )
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%d %H:%M:%S%z")
+    except ValueError:
+        raise _RowError(
+            "INVALID_FIELD_VALUES_IN_DATE_TIME", "The date-time does not exist.", at, "date_error"
+        ) from None
 
 
 def _unary(handler: Any, request_type: Any, response_type: Any) -> grpc.RpcMethodHandler:
