@@ -133,7 +133,8 @@ class StoredConversion:
     value: float | None
     currency_code: str
     order_id: str
-    user_identifier_count: int
+    user_identifiers: tuple[tuple[str, str], ...]
+    ad_user_data: str
     uploaded_at: dt.datetime
     retracted: bool = False
     restated_at: dt.datetime | None = None
@@ -216,8 +217,9 @@ class GoogleAdsEmulator:
         self._by_click: dict[tuple[str, str, dt.datetime], StoredConversion] = {}
         self._faults: deque[grpc.StatusCode] = deque()
         self._job_ids = itertools.count(1)
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._server: grpc.Server | None = None
+        self._executor: ThreadPoolExecutor | None = None
         self._port = 0
         base = f"google.ads.googleads.{version}"
         self._upload = import_module(f"{base}.services.types.conversion_upload_service")
@@ -240,7 +242,8 @@ class GoogleAdsEmulator:
 
     def start(self) -> Self:
         """Listen with TLS on an ephemeral localhost port."""
-        server = grpc.server(ThreadPoolExecutor(max_workers=8))
+        self._executor = ThreadPoolExecutor(max_workers=8)
+        server = grpc.server(self._executor)
         services = f"google.ads.googleads.{self.version}.services"
         upload, adjust, search = self._upload, self._adjust, self._search
         server.add_generic_rpc_handlers(
@@ -293,6 +296,9 @@ class GoogleAdsEmulator:
         if self._server is not None:
             self._server.stop(grace=None).wait(timeout=5)
             self._server = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -556,6 +562,7 @@ class GoogleAdsEmulator:
                 "user_identifiers",
                 "collection_size_error",
             )
+        hashed = []
         for identifier in identifiers:
             kind = type(identifier).pb(identifier).WhichOneof("identifier")
             if kind not in ("hashed_email", "hashed_phone_number"):
@@ -570,6 +577,7 @@ class GoogleAdsEmulator:
                     "Not a lowercase hex SHA-256 digest.",
                     "user_identifiers",
                 )
+            hashed.append((kind, getattr(identifier, kind)))
         if click_id:
             key = (action.resource_name, click_id, converted_at)
             if key in self._by_click:
@@ -597,7 +605,8 @@ class GoogleAdsEmulator:
             value=conversion.conversion_value if "conversion_value" in conversion else None,
             currency_code=conversion.currency_code,
             order_id=order_id,
-            user_identifier_count=len(identifiers),
+            user_identifiers=tuple(hashed),
+            ad_user_data=conversion.consent.ad_user_data.name,
             uploaded_at=self.now,
         )
 

@@ -59,6 +59,9 @@ def ads(tls: TlsFiles, oauth: OAuthEmulator) -> Iterator[GoogleAdsEmulator]:
         emulator.add_conversion_action(CUSTOMER, 111, "Closed won")
         emulator.add_conversion_action(CUSTOMER, 222, "Website purchase", type="WEBPAGE")
         emulator.add_conversion_action(CUSTOMER, 333, "Old import", status="REMOVED")
+        emulator.add_conversion_action(
+            CUSTOMER, 444, "Short window", click_through_lookback_window_days=7
+        )
         emulator.add_click(GCLID, NOW - dt.timedelta(days=10))
         emulator.add_click(GBRAID, NOW - dt.timedelta(days=5))
         emulator.add_click(GCLID_OLD, NOW - dt.timedelta(days=100))
@@ -266,6 +269,8 @@ def test_mixed_batch_fails_only_the_bad_rows(
 ) -> None:
     third_party = client.get_type("UserIdentifier")
     third_party.third_party_user_id = "crm-contact-42"
+    granted = client.get_type("Consent")
+    granted.ad_user_data = "GRANTED"
     cases = [
         ({}, None),
         ({"gbraid": GBRAID, "order_id": "r1"}, "GBRAID_WBRAID_BOTH_SET"),
@@ -314,10 +319,19 @@ def test_mixed_batch_fails_only_the_bad_rows(
             },
             None,
         ),
-        ({"gclid": None, "user_identifiers": [email(client)], "order_id": "deal-3"}, None),
+        (
+            {
+                "gclid": None,
+                "user_identifiers": [email(client)],
+                "order_id": "deal-3",
+                "consent": granted,
+            },
+            None,
+        ),
         ({"gclid": None, "order_id": "r20"}, "REQUIRED"),
         ({"user_identifiers": [third_party], "order_id": "r21"}, "UNSUPPORTED_USER_IDENTIFIER"),
         ({"conversion_action": action(333), "order_id": "r22"}, "NO_CONVERSION_ACTION_FOUND"),
+        ({"conversion_action": action(444), "order_id": "r23"}, "EXPIRED_EVENT"),
     ]
     rows = [conversion(client, **fields) for fields, _ in cases]
 
@@ -338,6 +352,8 @@ def test_mixed_batch_fails_only_the_bad_rows(
         ("deal-3", "", 1250.0),
     ]
     assert ads.uploads[1].conversion_time == NOW - dt.timedelta(hours=30)
+    assert ads.uploads[2].user_identifiers == (("hashed_email", "a" * 64),)
+    assert [u.ad_user_data for u in ads.uploads] == ["UNSPECIFIED", "UNSPECIFIED", "GRANTED"]
 
 
 def test_second_run_is_rejected_by_order_id_and_click_time(client: GoogleAdsClient) -> None:
@@ -421,7 +437,7 @@ def test_not_allowlisted_developer_token_cannot_upload_but_can_search(
 
     assert whole_request_error(raised) == "CUSTOMER_NOT_ALLOWLISTED_FOR_THIS_FEATURE"
     assert raised.value.error.code() is grpc.StatusCode.PERMISSION_DENIED
-    assert len(search(client, "SELECT conversion_action.id FROM conversion_action")) == 3
+    assert len(search(client, "SELECT conversion_action.id FROM conversion_action")) == 4
 
 
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
