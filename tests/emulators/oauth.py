@@ -184,10 +184,11 @@ class OAuthEmulator:
             header = json.loads(_b64url(header_b64))
             claims = json.loads(_b64url(claims_b64))
             signature = _b64url(signature_b64)
-        except (ValueError, binascii.Error):
+            pem = self.jwt_issuers.get(claims["iss"])
+            live = float(claims["exp"]) > time.time()
+        except (ValueError, TypeError, KeyError, binascii.Error):
             raise OAuthError("invalid_grant") from None
-        pem = self.jwt_issuers.get(claims.get("iss", ""))
-        if pem is None or float(claims.get("exp", 0)) <= time.time():
+        if pem is None or not live or not isinstance(header, dict):
             raise OAuthError("invalid_grant")
         key = serialization.load_pem_public_key(pem)
         signed = f"{header_b64}.{claims_b64}".encode()
