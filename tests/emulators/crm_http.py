@@ -104,7 +104,9 @@ class EmulatorServer:
             ctx.load_cert_chain(self._tls.server_cert, self._tls.server_key)
             server.tls_context = ctx
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
