@@ -366,6 +366,10 @@ class HubSpotEmulator(EmulatorServer):
             raise HubSpotError(400, "VALIDATION_ERROR",
                                "Too many filters: at most 5 filterGroups, 6 filters per group "
                                "and 18 filters in total")
+        for flt in (f for g in groups for f in g.get("filters") or []):
+            self._prop(object_type, flt["propertyName"])
+            if flt.get("operator") not in OPERATORS:
+                raise HubSpotError(400, "VALIDATION_ERROR", f"Unknown operator: {flt['operator']}")
         sorts = body.get("sorts") or []
         if len(sorts) > 1:
             raise HubSpotError(400, "VALIDATION_ERROR", "Only one sort is supported")
@@ -398,9 +402,7 @@ class HubSpotEmulator(EmulatorServer):
     def _group_matches(self, object_type: str, record: dict[str, Any],
                        group: dict[str, Any]) -> bool:
         for flt in group.get("filters") or []:
-            operator = flt.get("operator")
-            if operator not in OPERATORS:
-                raise HubSpotError(400, "VALIDATION_ERROR", f"Unknown operator: {operator}")
+            operator = flt["operator"]
             prop = self._prop(object_type, flt["propertyName"])
             value = self._typed(prop, record["properties"].get(prop.name))
             if operator in ("HAS_PROPERTY", "NOT_HAS_PROPERTY"):

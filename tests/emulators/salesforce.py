@@ -674,7 +674,7 @@ class SalesforceEmulator(EmulatorServer):
         if parts[0] == "sobjects":
             return self._sobjects(request, parts[1:], version)
         if parts == ["composite", "sobjects"] and method == "PATCH":
-            return self._composite_update(request.json())
+            return self._composite_update(request.json() or {})
         if parts[:2] == ["jobs", "query"]:
             return self._bulk(request, parts[2:], version)
         return _sf_error(404, "NOT_FOUND", "The requested resource does not exist")
@@ -734,7 +734,7 @@ class SalesforceEmulator(EmulatorServer):
             names = [f.name for f in self.schema[sobject].values()]
             return json_response(200, self._render(sobject, record, names, version))
         if request.method == "PATCH":
-            self._api_update(sobject, record, request.json())
+            self._api_update(sobject, record, request.json() or {})
             return Response(204)
         return _sf_error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{request.method}' not allowed")
 
@@ -787,7 +787,7 @@ class SalesforceEmulator(EmulatorServer):
     # --- Bulk API 2.0 query ----------------------------------------------------------------
     def _bulk(self, request: Request, parts: list[str], version: str) -> Response:
         if not parts and request.method == "POST":
-            return self._bulk_create(request.json(), version)
+            return self._bulk_create(request.json() or {}, version)
         job = self._jobs.get(parts[0]) if parts else None
         if job is None:
             return _sf_error(404, "NOT_FOUND", "The requested resource does not exist")
