@@ -103,6 +103,24 @@ def test_relationship_fields_in_and_parenthesised_or(
     assert rows[0]["Contact"]["attributes"]["type"] == "Contact"
 
 
+def test_nulls_negation_and_null_ordering(emu: SalesforceEmulator, tls: TlsFiles) -> None:
+    with_email = emu.add("Lead", LastName="A", Email="a@example.com", GCLID__c="g-a")
+    without = emu.add("Lead", LastName="B")
+    converted = emu.add("Lead", LastName="C", Email="c@example.com", IsConverted=True)
+    sf = connect(emu, tls)
+
+    def ids(where: str, order: str = "LastName") -> list[str]:
+        soql = f"SELECT Id FROM Lead WHERE {where} ORDER BY {order}"
+        return [r["Id"] for r in sf.query_all(soql)["records"]]
+
+    assert ids("Email = null") == [without]
+    assert ids("Email != null AND NOT (IsConverted = true)") == [with_email]
+    assert ids("LastName NOT IN ('a', 'c')") == [without]
+    assert ids("Id != null", "Email DESC NULLS FIRST") == [without, converted, with_email]
+    assert ids("CreatedDate <= 2026-03-01T12:00:00.000+00:00", "GCLID__c") == [
+        without, converted, with_email]
+
+
 def test_query_errors_map_to_sdk_exceptions(emu: SalesforceEmulator, tls: TlsFiles) -> None:
     sf = connect(emu, tls)
     cases = {
@@ -171,7 +189,7 @@ def test_edits_during_a_run_bump_system_modstamp(emu: SalesforceEmulator, tls: T
     watermark = "2026-03-01T12:01:00Z"
     page = sf.query(f"SELECT Id FROM Opportunity WHERE SystemModstamp > {watermark}")
     assert page["totalSize"] == 0
-    emu.set_clock(T0 + dt.timedelta(hours=1))
+    emu.advance(minutes=59)  # the clock stood at T0 + 1 min after seeding
     emu.update("Opportunity", first, Amount=999.0, StageName="Closed Lost")
     rows = sf.query(f"SELECT Id, Amount, IsWon, LastModifiedDate FROM Opportunity "
                     f"WHERE SystemModstamp > {watermark}")["records"]
