@@ -231,10 +231,9 @@ def demo(
 
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in ("revsync.db", "revsync.db-wal", "revsync.db-shm"):
-        (directory / stale).unlink(missing_ok=True)
-    for stale in (directory / "out").glob("*.jsonl"):
-        stale.unlink()
+    stale = [directory / f"revsync.db{suffix}" for suffix in ("", "-wal", "-shm")]
+    for path in [*stale, *(directory / "out").glob("*.jsonl")]:
+        path.unlink(missing_ok=True)
     config_path = directory / "revsync.yaml"
     config_path.write_text(DEMO_CONFIG, encoding="utf-8")
     database_url = f"sqlite:///{(directory / 'revsync.db').resolve()}"
