@@ -74,3 +74,42 @@ def test_bad_database_url_is_a_config_error() -> None:
     result = runner.invoke(app, ["db", "upgrade", "--database-url", "mysql://x/y"])
     assert result.exit_code == 2
     assert "unsupported database" in result.output
+
+
+def test_explain_and_models_report(tmp_path: Path) -> None:
+    from decimal import Decimal
+    from fractions import Fraction
+
+    demo = tmp_path / "demo"
+    assert runner.invoke(app, ["demo", str(demo), "--visitors", "400"]).exit_code == 0
+    where = ["--config", str(demo / "revsync.yaml"), "--database-url", f"sqlite:///{demo / 'revsync.db'}"]
+
+    report = json.loads(runner.invoke(app, ["report", "models", "--json", *where]).stdout)
+    assert report["deals"] > 0
+    models = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay",
+              "position_based", "data_driven"]  # fmt: skip
+    for currency in {row["currency"] for row in report["rows"]}:
+        rows = [r for r in report["rows"] if r["currency"] == currency]
+        totals = {m: sum(Decimal(r[m]) for r in rows) for m in models}
+        assert len(set(totals.values())) == 1, totals  # every model splits the same revenue
+
+    from revsync.store.engine import open_store
+    from revsync.store.schema import conversions
+
+    engine = open_store(f"sqlite:///{demo / 'revsync.db'}")
+    with engine.connect() as conn:
+        deal_id = conn.execute(
+            conversions.select().with_only_columns(conversions.c.deal_id).limit(1)
+        ).scalar_one()
+    engine.dispose()
+    result = runner.invoke(app, ["explain", deal_id, "--json", *where])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["matches"] and data["conversions"]
+    shares = [Fraction(tp["credits"]["last_non_direct"]["share"]) for tp in data["journey"]
+              if "last_non_direct" in tp["credits"]]  # fmt: skip
+    assert sum(shares) == 1
+    amounts = sum(Decimal(tp["credits"]["last_non_direct"]["amount"].split()[0])
+                  for tp in data["journey"] if "last_non_direct" in tp["credits"])  # fmt: skip
+    assert amounts == Decimal(data["deal"]["amount"])
+    assert runner.invoke(app, ["explain", "NOPE", *where]).exit_code == 1
