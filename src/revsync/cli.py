@@ -200,6 +200,8 @@ def print_summary(summary: RunSummary) -> None:
 
 
 def _exit_code(summary: RunSummary) -> int:
+    if summary.status == "config_error":
+        return EXIT_CONFIG
     if summary.status == "failed":
         return EXIT_FAILED
     return EXIT_PARTIAL if summary.status == "partial" else EXIT_OK

@@ -117,3 +117,10 @@ def test_import_identities_hashes_and_drops_raw_pii(engine: Engine, tmp_path: Pa
 def test_import_missing_file_is_a_clear_error(engine: Engine, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="missing.csv"):
         import_touchpoints(engine, tmp_path / "missing.csv")
+
+
+def test_non_utf8_file_is_a_clear_error_not_a_traceback(engine: Engine, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("visitor_id,occurred_at\nv\xe9,2026-11-01T00:00:00Z\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.csv: not UTF-8 text"):
+        import_touchpoints(engine, path)

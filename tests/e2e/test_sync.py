@@ -191,3 +191,12 @@ def test_interrupted_batch_is_resent_only_where_the_platform_dedupes(
     bodies = requests_in(tmp_path / "out")
     assert len(bodies["gads.google_ads.jsonl"]) == 2  # resent with the same order_id
     assert len(bodies["ga4.ga4.jsonl"]) == 1  # never silently sent twice
+
+
+def test_missing_crm_export_is_a_config_error_recorded_on_the_run(
+    engine: Engine, tmp_path: Path
+) -> None:
+    (tmp_path / "revsync.yaml").write_text(CONFIG)
+    summary = run(engine, load_config(tmp_path / "revsync.yaml"))
+    assert summary.status == "config_error"
+    assert "deals.csv" in summary.errors[0]

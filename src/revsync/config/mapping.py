@@ -329,12 +329,21 @@ class RevsyncConfig(Block):
     destinations: list[DestinationConfig] = Field(
         default_factory=list, description="Where conversions go."
     )
-    matching: MatchingConfig = Field(default_factory=MatchingConfig)  # type: ignore[arg-type]
-    attribution: AttributionConfig = Field(default_factory=AttributionConfig)  # type: ignore[arg-type]
+    matching: MatchingConfig = Field(
+        default_factory=MatchingConfig,  # type: ignore[arg-type]
+        description="How a deal's contacts are linked to website visitors.",
+    )
+    attribution: AttributionConfig = Field(
+        default_factory=AttributionConfig,  # type: ignore[arg-type]
+        description="How revenue is split across a journey's touchpoints.",
+    )
     channels: list[ChannelRule] = Field(
         default_factory=list, description="Rules applied before GA4's default channel group."
     )
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)  # type: ignore[arg-type]
+    privacy: PrivacyConfig = Field(
+        default_factory=PrivacyConfig,  # type: ignore[arg-type]
+        description="IP truncation and consent enforcement.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> RevsyncConfig:

@@ -33,7 +33,7 @@ from revsync.domain import (
     Quarantined,
     UploadOutcome,
 )
-from revsync.errors import RevsyncError, TransientError
+from revsync.errors import ConfigError, RevsyncError, TransientError
 from revsync.matching.paths import visitor_paths
 from revsync.matching.resolve import resolve_journeys
 from revsync.sources.base import DealSource
@@ -143,10 +143,18 @@ class SyncJob:
             for destination in self.destinations:
                 self._upload(destination, summary)
             summary.status = "partial" if summary.rejected or summary.quarantined else "ok"
+        except ConfigError as exc:
+            summary.status = "config_error"
+            summary.errors.append(str(exc))
+            log.error("run %s stopped: %s", summary.run_id, exc)
         except RevsyncError as exc:
             summary.status = "failed"
             summary.errors.append(f"{type(exc).__name__}: {exc}")
             log.error("run %s failed: %s", summary.run_id, exc)
+        except Exception as exc:
+            summary.status = "failed"
+            summary.errors.append(f"internal error: {type(exc).__name__}")
+            log.exception("run %s failed with an internal error", summary.run_id)
         finally:
             for source in self.sources:
                 source.close()
