@@ -189,7 +189,7 @@ def test_meta_batch_size_and_wire_format(meta: MetaGraphEmulator, policy: RetryP
     destination = meta_destination(meta, policy, batch_size=2, test_event_code="TEST123")
     conversions = planned(destination, 3)
 
-    assert statuses(destination.send(conversions)) == {(OutcomeStatus.SENT, None)}
+    assert statuses(destination.send(conversions)) == {(OutcomeStatus.RETRY, "TEST_EVENT")}
 
     assert [len(json.loads(x.request.form()["data"])) for x in meta.log] == [2, 1]
     request = meta.log[0].request

@@ -46,6 +46,9 @@ class MetaApiTransport:
     error, HTTP 429/5xx or a network failure -> retried, then RETRY for each row; any other
     Graph error (190 token, 100 invalid parameter, ...) -> REJECTED for each row with code
     ``META_<code>``: Meta refuses the whole batch for one bad event.
+
+    With ``test_event_code`` the events land in Test Events only, so a success is RETRY
+    with code ``TEST_EVENT``: SENT would mark them delivered in the ledger for good.
     """
 
     def __init__(
@@ -76,6 +79,12 @@ class MetaApiTransport:
             message = f"Meta acknowledged {received} of {len(request.keys)} events; resending"
             return [
                 UploadOutcome(key, OutcomeStatus.RETRY, "META_PARTIAL", message)
+                for key in request.keys
+            ]
+        if "test_event_code" in request.body:
+            message = "received into Test Events only; not sent for real"
+            return [
+                UploadOutcome(key, OutcomeStatus.RETRY, "TEST_EVENT", message)
                 for key in request.keys
             ]
         return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]
