@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -57,6 +56,7 @@ ASSOCIATIONS_PER_CALL = 1_000
 CONTACTS_PER_CALL = 100
 _API_ERRORS = (deals.ApiException, contacts.ApiException, associations.v4.ApiException)
 _T = TypeVar("_T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class _Throttle:
@@ -65,15 +65,13 @@ class _Throttle:
     def __init__(self, per_second: float) -> None:
         self.interval = 1.0 / per_second
         self.next_at = 0.0
-        self.lock = threading.Lock()
 
     def wait(self) -> None:
-        with self.lock:
-            now = time.monotonic()
-            if now < self.next_at:
-                time.sleep(self.next_at - now)
-                now = self.next_at
-            self.next_at = now + self.interval
+        now = time.monotonic()
+        if now < self.next_at:
+            time.sleep(self.next_at - now)
+            now = self.next_at
+        self.next_at = now + self.interval
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -162,7 +160,7 @@ class HubSpotDealSource:
     def _search_page(self, since: datetime | None, offset: int, limit: int) -> Any:
         filters = []
         if since is not None:
-            millis = str(int(since.timestamp() * 1000))
+            millis = str((since - _EPOCH) // timedelta(milliseconds=1))
             filters = [
                 {"filters": [{"propertyName": MODIFIED, "operator": "GTE", "value": millis}]}
             ]
@@ -392,9 +390,9 @@ class HubSpotDealSource:
             raise _api_error(what, exc) from None
 
     def _wait(self, state: RetryCallState) -> float:
-        """Full-jitter exponential backoff, at least ``Retry-After``, at most the cap."""
+        """Exponential backoff with jitter, at least ``Retry-After``, at most the cap."""
         backoff = self.config.retry_initial_wait_seconds * 2 ** (state.attempt_number - 1)
-        wait = random.uniform(0, backoff)
+        wait = random.uniform(backoff / 2, backoff)
         if state.outcome is not None:
             wait = max(wait, _retry_after(state.outcome.exception()) or 0.0)
         return min(wait, self.config.retry_max_wait_seconds)
