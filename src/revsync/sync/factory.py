@@ -7,6 +7,7 @@ from datetime import datetime
 
 from revsync.config.mapping import (
     FileSource,
+    HubSpotSource,
     RevsyncConfig,
 )
 from revsync.config.mapping import (
@@ -36,6 +37,10 @@ def build_sources(config: RevsyncConfig, settings: Settings) -> list[DealSource]
     for block in config.sources:
         if isinstance(block, FileSource):
             sources.append(FileDealSource(block, config.matching.default_phone_region))
+        elif isinstance(block, HubSpotSource):
+            from revsync.sources.hubspot import HubSpotDealSource
+
+            sources.append(HubSpotDealSource(block, settings, config.matching.default_phone_region))
         else:
             raise ConfigError(
                 f"source {block.name!r}: type {block.type!r} is not available in this build"
