@@ -428,6 +428,9 @@ def test_no_secret_or_raw_pii_in_logs_outcomes_or_wire(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # Other SDKs (hubspot-api-client's generated Configuration) lower these globally.
+    for name in ("urllib3", "httpx", "httpcore"):
+        caplog.set_level(logging.DEBUG, logger=name)
     outcomes: list[UploadOutcome] = []
     meta_ok = meta_destination(meta, policy)
     meta_bad_token = meta_destination(meta, policy, token=WRONG_TOKEN)
