@@ -63,6 +63,10 @@ def build_destinations(
 def _transport(block: GoogleAdsConfig | Ga4Config | MetaConfig, settings: Settings) -> Transport:
     if block.transport == "file":
         return FileTransport(block.output_dir, block.name, block.type)
+    if isinstance(block, GoogleAdsConfig):
+        from revsync.destinations.google_ads_api import google_transport  # imports google-ads
+
+        return google_transport(block, settings)
     raise ConfigError(
         f"destination {block.name!r}: transport {block.transport!r} is not available in this "
         "build; use `transport: file`"
