@@ -26,7 +26,6 @@ from google.ads.datamanager_v1.services.ingestion_service.transports import (
 )
 from google.api_core import exceptions as core_exceptions
 from google.auth import exceptions as auth_exceptions
-from google.auth.transport.requests import AuthorizedSession, Request
 
 from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
 from revsync.destinations.base import ApiRequest
@@ -116,12 +115,10 @@ class DataManagerTransport:
             transport = IngestionServiceRestTransport(
                 host=self._host, url_scheme=self._scheme, credentials=credentials
             )
-            # The transport's own session would ignore ca_bundle (API and token refresh).
-            authorized = AuthorizedSession(  # type: ignore[no-untyped-call]
-                credentials, auth_request=Request(self._session), default_host=self._host
-            )
-            authorized.verify, authorized.trust_env = self._session.verify, self._session.trust_env
-            transport._session = authorized
+            # Trust ca_bundle for API calls. (Token refreshes that the session makes on its
+            # own, after expiry or a 401, use its private session: REQUESTS_CA_BUNDLE.)
+            transport._session.verify = self._session.verify
+            transport._session.trust_env = self._session.trust_env
             self._client = dm.IngestionServiceClient(transport=transport)
         return self._client
 
@@ -170,8 +167,10 @@ class DataManagerTransport:
         except core_exceptions.BadRequest as exc:
             return _refused(chunk, exc)
         if validate_only:
-            return [UploadOutcome(k, OutcomeStatus.RETRY, VALIDATED, VALIDATED_MESSAGE)
-                    for k in chunk.keys]  # fmt: skip
+            return [
+                UploadOutcome(k, OutcomeStatus.RETRY, VALIDATED, VALIDATED_MESSAGE)
+                for k in chunk.keys
+            ]
         note = f"request_id={response.request_id}"
         return [UploadOutcome(k, OutcomeStatus.SENT, ACCEPTED, note) for k in chunk.keys]
 
@@ -312,9 +311,7 @@ def _refused(chunk: _Chunk, exc: core_exceptions.BadRequest) -> list[UploadOutco
         text = f"{path}: {description}" if path else description
         if event := _EVENT_PATH.match(path):
             by_row.setdefault(int(event.group(1)), (reason, text))
-        elif (dest := _DESTINATION_PATH.match(path)) and int(dest.group(1)) < len(
-            chunk.actions
-        ):
+        elif (dest := _DESTINATION_PATH.match(path)) and int(dest.group(1)) < len(chunk.actions):
             action = chunk.actions[int(dest.group(1))]
             for i, row_action in enumerate(chunk.event_actions):
                 if row_action == action:
@@ -359,4 +356,3 @@ def _summary(
             warnings[name] = warnings.get(name, 0) + count.record_count
     records = sum(d.events_ingestion_status.record_count for d in per_destination)
     return RequestStatus(request_id, state, records, errors, warnings)
-

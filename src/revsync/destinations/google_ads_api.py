@@ -35,6 +35,7 @@ from google.auth import exceptions as auth_exceptions
 from google.auth.transport.grpc import secure_authorized_channel
 from google.auth.transport.requests import Request
 from google.oauth2.credentials import Credentials
+from pydantic import SecretStr
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -188,7 +189,7 @@ class GoogleAdsApiTransport:
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.config = config
-        self.developer_token = developer_token
+        self.developer_token = SecretStr(developer_token)
         self.oauth = oauth
         self.retry = retry or RetryPolicy()
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -206,7 +207,7 @@ class GoogleAdsApiTransport:
             )
             self._client = GoogleAdsClient(
                 credentials=credentials,
-                developer_token=self.developer_token,
+                developer_token=self.developer_token.get_secret_value(),
                 login_customer_id=self.config.login_customer_id,
                 endpoint=self.config.endpoint,
                 use_proto_plus=True,
