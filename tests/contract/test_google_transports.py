@@ -451,6 +451,24 @@ def test_data_manager_ingests_and_reads_status_back(dm_emulator: DataManagerEmul
     assert dm_emulator.calls == {"Token": 1, "IngestEvents": 1, "RetrieveRequestStatus": 2}
 
 
+def test_data_manager_resend_after_a_crash_stores_no_duplicate(
+    dm_emulator: DataManagerEmulator,
+) -> None:
+    dm_emulator.add_click("ok-1", customer_id=CUSTOMER, at=NOW - dt.timedelta(days=10))
+    destination, transport = dm_destination(dm_emulator)
+    row = planned(destination, "d1", "ok-1")
+    destination.send([row])  # the process dies before the ledger records this outcome
+
+    [again] = destination.send([row])
+
+    # No per-row answer exists: the duplicate shows only in the request status.
+    assert (again.status, again.code) == (OutcomeStatus.SENT, "DM_ACCEPTED")
+    assert [e.event.transaction_id for e in dm_emulator.events] == [row.key]
+    request_id = (again.message or "").removeprefix("request_id=")
+    status = transport.check_status([request_id])[request_id]
+    assert (status.state, status.errors) == ("FAILED", {"DUPLICATE_TRANSACTION_ID": 1})
+
+
 def test_data_manager_4500_conversions_take_exactly_three_requests(
     dm_emulator: DataManagerEmulator,
 ) -> None:

@@ -58,6 +58,7 @@ _TRANSIENT = (
     core_exceptions.DeadlineExceeded,
     requests.ConnectionError,
     requests.Timeout,
+    auth_exceptions.TransportError,
 )
 _CONSENT = {"GRANTED": dm.ConsentStatus.CONSENT_GRANTED, "DENIED": dm.ConsentStatus.CONSENT_DENIED}
 _GOOGLE_ADS = dm.ProductAccount.AccountType.GOOGLE_ADS

@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+API_VERSION = "v26"  # the bodies of GoogleAdsDestination follow this version
 ADS_SCOPE = "https://www.googleapis.com/auth/adwords"
 CLICKS = "ConversionUploadService/UploadClickConversions"
 ADJUSTMENTS = "ConversionAdjustmentUploadService/UploadConversionAdjustments"
@@ -211,6 +212,7 @@ class GoogleAdsApiTransport:
                 login_customer_id=self.config.login_customer_id,
                 endpoint=self.config.endpoint,
                 use_proto_plus=True,
+                version=API_VERSION,
             )
             roots = self.config.ca_bundle.read_bytes() if self.config.ca_bundle else None
             self._channel = secure_authorized_channel(  # type: ignore[no-untyped-call]
@@ -226,17 +228,16 @@ class GoogleAdsApiTransport:
         """The ``<name>Client`` on our channel, with the library's interceptors."""
         client = self._connect()
         if name not in self._services:
-            version = client.version or "v26"
-            package = f"google.ads.googleads.{version}.services.services"
+            package = f"google.ads.googleads.{API_VERSION}.services.services"
             module = import_module(f"{package}.{_snake(name)}")
             service_class = getattr(module, f"{name}Client")
             channel = grpc.intercept_channel(
                 self._channel,
                 MetadataInterceptor(client.developer_token, client.login_customer_id),
                 LoggingInterceptor(
-                    logging.getLogger("google.ads.googleads.client"), version, client.endpoint
+                    logging.getLogger("google.ads.googleads.client"), API_VERSION, client.endpoint
                 ),
-                ExceptionInterceptor(version, use_proto_plus=True),
+                ExceptionInterceptor(API_VERSION, use_proto_plus=True),
             )
             transport = service_class.get_transport_class("grpc")(channel=channel)
             self._services[name] = service_class(transport=transport)
