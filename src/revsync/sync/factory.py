@@ -75,7 +75,7 @@ def _transport(block: GoogleAdsConfig | Ga4Config | MetaConfig, settings: Settin
         if settings.ga4_api_secret is None:
             raise ConfigError(
                 f"destination {block.name!r}: set REVSYNC_GA4_API_SECRET (or the "
-                "ga4_api_secret file in REVSYNC_SECRETS_DIR) to the stream's MP api secret"
+                "revsync_ga4_api_secret file in REVSYNC_SECRETS_DIR) to the stream's MP api secret"
             )
         return Ga4HttpTransport(block, settings.ga4_api_secret)
     if isinstance(block, MetaConfig) and block.transport == "api":
@@ -84,9 +84,13 @@ def _transport(block: GoogleAdsConfig | Ga4Config | MetaConfig, settings: Settin
         if settings.meta_access_token is None:
             raise ConfigError(
                 f"destination {block.name!r}: set REVSYNC_META_ACCESS_TOKEN (or the "
-                "meta_access_token file in REVSYNC_SECRETS_DIR) to a Conversions API token"
+                "revsync_meta_access_token file in REVSYNC_SECRETS_DIR) to a Conversions API token"
             )
         return MetaApiTransport(block, settings.meta_access_token)
+    if isinstance(block, GoogleAdsConfig):
+        from revsync.destinations.google_ads_api import google_transport  # imports google-ads
+
+        return google_transport(block, settings)
     raise ConfigError(
         f"destination {block.name!r}: transport {block.transport!r} is not available in this "
         "build; use `transport: file`"
