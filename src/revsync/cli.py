@@ -157,17 +157,18 @@ def print_summary(summary: RunSummary) -> None:
     table = Table(title="Conversions by destination", title_justify="left")
     table.add_column("destination")
     table.add_column("new this run", justify="right")
-    for state in ("sent", "rejected", "failed", "planned", "unknown"):
-        table.add_column(state, justify="right")
-    for name in sorted(set(summary.planned) | set(summary.outcomes)):
-        states = summary.outcomes.get(name, {})
+    statuses = ("sent", "already_sent", "rejected", "retry", "validated")
+    for status in statuses:
+        table.add_column(f"{status.replace('_', ' ')} (run)", justify="right")
+    table.add_column("ledger", justify="left")
+    for name in sorted(set(summary.planned) | set(summary.results) | set(summary.ledger)):
+        results = summary.results.get(name, {})
+        ledger = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.ledger.get(name, {}).items()))
         table.add_row(
             name,
             f"{summary.planned.get(name, 0):,}",
-            *(
-                f"{states.get(s, 0):,}"
-                for s in ("sent", "rejected", "failed", "planned", "unknown")
-            ),
+            *(f"{results.get(s, 0):,}" for s in statuses),
+            ledger,
         )
     out.print(table)
     if summary.revenue_by_channel:
@@ -195,8 +196,10 @@ def print_summary(summary: RunSummary) -> None:
             out.print(
                 f"  {q.source} {q.kind} {q.record_id}{row}: {q.field}: {q.reason}", highlight=False
             )
-    for error in summary.errors:
-        err.print(f"[red]error[/red] {error}")
+    for warning in summary.warnings:
+        err.print(f"[yellow]warning[/yellow] {warning}")
+    for failure in summary.failures:
+        err.print(f"[red]error[/red] {failure}")
 
 
 def _exit_code(summary: RunSummary) -> int:

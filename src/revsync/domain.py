@@ -64,6 +64,7 @@ class OutcomeStatus(StrEnum):
     ALREADY_SENT = "already_sent"  # the platform already holds it: counts as sent
     REJECTED = "rejected"  # permanent: never retried
     RETRY = "retry"  # transient: retried no earlier than ``retry_after``
+    VALIDATED = "validated"  # a dry run (validate_only, test events) passed; nothing stored
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +273,7 @@ class UploadOutcome:
     code: str | None = None
     message: str | None = None
     retry_after: datetime | None = None
+    request_id: str | None = None  # the platform's ID of the request, to read status later
 
 
 @dataclass(frozen=True, slots=True)

@@ -402,7 +402,7 @@ def test_validate_only_is_never_reported_as_sent(
     )
 
     assert [(o.status, o.code) for o in outcomes] == [
-        (OutcomeStatus.RETRY, "VALIDATED"),
+        (OutcomeStatus.VALIDATED, "VALIDATED"),
         (OutcomeStatus.REJECTED, "CLICK_NOT_FOUND"),
     ]
     assert ads.uploads == []
@@ -423,9 +423,8 @@ def test_data_manager_ingests_and_reads_status_back(dm_emulator: DataManagerEmul
     outcomes = destination.send(rows)
 
     assert {(o.status, o.code) for o in outcomes} == {(OutcomeStatus.SENT, "DM_ACCEPTED")}
-    [request_id] = {o.message for o in outcomes}
-    assert request_id and request_id.startswith("request_id=")
-    request_id = request_id.removeprefix("request_id=")
+    [request_id] = {o.request_id for o in outcomes}
+    assert request_id
     [record] = dm_emulator.requests.values()
     [target] = record.request.destinations
     assert (target.operating_account.account_id, target.product_destination_id) == (
@@ -464,7 +463,7 @@ def test_data_manager_resend_after_a_crash_stores_no_duplicate(
     # No per-row answer exists: the duplicate shows only in the request status.
     assert (again.status, again.code) == (OutcomeStatus.SENT, "DM_ACCEPTED")
     assert [e.event.transaction_id for e in dm_emulator.events] == [row.key]
-    request_id = (again.message or "").removeprefix("request_id=")
+    request_id = again.request_id or ""
     status = transport.check_status([request_id])[request_id]
     assert (status.state, status.errors) == ("FAILED", {"DUPLICATE_TRANSACTION_ID": 1})
 
@@ -553,7 +552,7 @@ def test_data_manager_rejects_adjustments_and_validates_without_storing(
     outcomes = destination.send([original, retraction])
 
     assert [(o.status, o.code) for o in outcomes] == [
-        (OutcomeStatus.RETRY, "VALIDATED"),
+        (OutcomeStatus.VALIDATED, "VALIDATED"),
         (OutcomeStatus.REJECTED, "DM_ADJUSTMENTS_UNSUPPORTED"),
     ]
     assert dm_emulator.requests == {}

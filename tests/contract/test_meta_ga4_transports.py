@@ -189,7 +189,7 @@ def test_meta_batch_size_and_wire_format(meta: MetaGraphEmulator, policy: RetryP
     destination = meta_destination(meta, policy, batch_size=2, test_event_code="TEST123")
     conversions = planned(destination, 3)
 
-    assert statuses(destination.send(conversions)) == {(OutcomeStatus.RETRY, "TEST_EVENT")}
+    assert statuses(destination.send(conversions)) == {(OutcomeStatus.VALIDATED, "TEST_EVENT")}
 
     assert [len(json.loads(x.request.form()["data"])) for x in meta.log] == [2, 1]
     request = meta.log[0].request
@@ -397,7 +397,7 @@ def test_ga4_validate_mode_maps_messages_to_their_rows(
     outcomes = destination.send([good, lower, reserved])
 
     assert [(o.status, o.code) for o in outcomes] == [
-        (OutcomeStatus.RETRY, "VALIDATED"),
+        (OutcomeStatus.VALIDATED, "VALIDATED"),
         (OutcomeStatus.REJECTED, "VALUE_INVALID"),
         (OutcomeStatus.REJECTED, "NAME_RESERVED"),
     ]

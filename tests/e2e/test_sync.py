@@ -199,4 +199,4 @@ def test_missing_crm_export_is_a_config_error_recorded_on_the_run(
     (tmp_path / "revsync.yaml").write_text(CONFIG)
     summary = run(engine, load_config(tmp_path / "revsync.yaml"))
     assert summary.status == "config_error"
-    assert "deals.csv" in summary.errors[0]
+    assert "deals.csv" in summary.failures[0]

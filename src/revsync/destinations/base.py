@@ -8,11 +8,11 @@ or a file that receives the exact bodies (``transport: file``).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from revsync.domain import (
     Conversion,
@@ -47,6 +47,27 @@ class Transport(Protocol):
     def send(self, request: ApiRequest) -> list[UploadOutcome]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReadsRequestStatus(Protocol):
+    """A transport whose platform processes requests later (Data Manager): rows are SENT
+    with ``accepted_code`` and a request ID; ``check_status`` reads the verdict back."""
+
+    accepted_code: str
+
+    def check_status(self, request_ids: Iterable[str]) -> Mapping[str, RequestVerdict]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class RequestVerdict:
+    """What the platform made of one request: its state and record counts per reason."""
+
+    request_id: str
+    state: str  # PROCESSING | SUCCESS | PARTIAL_SUCCESS | FAILED | INVALID_REQUEST_ID | ...
+    record_count: int = 0
+    errors: Mapping[str, int] = field(default_factory=dict)
+    warnings: Mapping[str, int] = field(default_factory=dict)
 
 
 class Destination(Protocol):

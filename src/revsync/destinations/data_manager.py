@@ -6,7 +6,7 @@ Data Manager ``Event`` (docs/data-manager.md). Ingestion is fast-fail and asynch
 request is refused whole (400, with field violations naming rows) or accepted with a
 ``request_id`` whose per-reason results :meth:`DataManagerTransport.check_status` reads
 later. There is no per-row result, so accepted rows are SENT with code ``DM_ACCEPTED`` and
-``request_id=...`` as message. ``data_manager_endpoint`` may carry a scheme
+the request's ``request_id``. ``data_manager_endpoint`` may carry a scheme
 (``http://127.0.0.1:8080`` for an emulator); the default is https.
 """
 
@@ -28,7 +28,7 @@ from google.api_core import exceptions as core_exceptions
 from google.auth import exceptions as auth_exceptions
 
 from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
-from revsync.destinations.base import ApiRequest
+from revsync.destinations.base import ApiRequest, RequestVerdict
 from revsync.destinations.google_ads_api import (
     ADJUSTMENTS,
     VALIDATED,
@@ -65,22 +65,6 @@ _GOOGLE_ADS = dm.ProductAccount.AccountType.GOOGLE_ADS
 _REASON_PREFIX = "PROCESSING_ERROR_REASON_"
 
 
-@dataclass(frozen=True, slots=True)
-class RequestStatus:
-    """What Google made of one ingest request, summed over its destinations.
-
-    ``state``: PROCESSING, SUCCESS, PARTIAL_SUCCESS, FAILED, REQUEST_STATUS_UNKNOWN, or
-    INVALID_REQUEST_ID. ``errors``/``warnings``: record counts per reason
-    (``CLICK_NOT_FOUND``, ``DUPLICATE_TRANSACTION_ID``, ...).
-    """
-
-    request_id: str
-    state: str
-    record_count: int = 0
-    errors: dict[str, int] = field(default_factory=dict)
-    warnings: dict[str, int] = field(default_factory=dict)
-
-
 @dataclass
 class _Chunk:
     """One IngestEvents request: its events, their keys, and one destination per action."""
@@ -93,6 +77,8 @@ class _Chunk:
 
 class DataManagerTransport:
     """Sends click conversion bodies to Data Manager ``IngestEvents``; reads status back."""
+
+    accepted_code = ACCEPTED
 
     def __init__(
         self,
@@ -169,11 +155,14 @@ class DataManagerTransport:
             return _refused(chunk, exc)
         if validate_only:
             return [
-                UploadOutcome(k, OutcomeStatus.RETRY, VALIDATED, VALIDATED_MESSAGE)
+                UploadOutcome(k, OutcomeStatus.VALIDATED, VALIDATED, VALIDATED_MESSAGE)
                 for k in chunk.keys
             ]
-        note = f"request_id={response.request_id}"
-        return [UploadOutcome(k, OutcomeStatus.SENT, ACCEPTED, note) for k in chunk.keys]
+        request_id = response.request_id
+        return [
+            UploadOutcome(k, OutcomeStatus.SENT, ACCEPTED, request_id=request_id)
+            for k in chunk.keys
+        ]
 
     def _destination(self, customer: str, action: str) -> dm.Destination:
         destination = dm.Destination(
@@ -189,10 +178,10 @@ class DataManagerTransport:
 
     # --- status ----------------------------------------------------------------------
 
-    def check_status(self, request_ids: Iterable[str]) -> dict[str, RequestStatus]:
+    def check_status(self, request_ids: Iterable[str]) -> dict[str, RequestVerdict]:
         """Read back what Google made of earlier ingest requests (call ~30 min later)."""
         client = self._connect()
-        out: dict[str, RequestStatus] = {}
+        out: dict[str, RequestVerdict] = {}
         for request_id in request_ids:
             message = dm.RetrieveRequestStatusRequest(request_id=request_id)
 
@@ -205,7 +194,7 @@ class DataManagerTransport:
             try:
                 response = self.retry.call(call)
             except core_exceptions.BadRequest:
-                out[request_id] = RequestStatus(request_id, "INVALID_REQUEST_ID")
+                out[request_id] = RequestVerdict(request_id, "INVALID_REQUEST_ID")
                 continue
             out[request_id] = _summary(request_id, response.request_status_per_destination)
         return out
@@ -338,7 +327,7 @@ def _refused(chunk: _Chunk, exc: core_exceptions.BadRequest) -> list[UploadOutco
 
 def _summary(
     request_id: str, per_destination: Sequence[dm.RequestStatusPerDestination]
-) -> RequestStatus:
+) -> RequestVerdict:
     states = {d.request_status.name for d in per_destination}
     if "PROCESSING" in states:
         state = "PROCESSING"
@@ -356,4 +345,4 @@ def _summary(
             name = count.reason.name.removeprefix(_REASON_PREFIX)
             warnings[name] = warnings.get(name, 0) + count.record_count
     records = sum(d.events_ingestion_status.record_count for d in per_destination)
-    return RequestStatus(request_id, state, records, errors, warnings)
+    return RequestVerdict(request_id, state, records, errors, warnings)

@@ -61,9 +61,8 @@ class Ga4HttpTransport:
     Validate mode: each validation message is mapped to the event it names (``fieldPath``
     ``events[i]...`` or a description "Event at index: [i]"), else to every row; a row with
     messages is REJECTED with the first ``validationCode`` as code and the descriptions as
-    message. A clean row is RETRY with code ``VALIDATED``: GA4 stored nothing, and SENT
-    would mark it delivered in the ledger for good, so switching ``validate_only`` off
-    would never send it. RETRY keeps it due for a real send.
+    message. A clean row is VALIDATED: GA4 stored nothing, and the ledger keeps it due for a
+    real send once ``validate_only`` is off.
     """
 
     def __init__(
@@ -137,7 +136,7 @@ class Ga4HttpTransport:
                 outcomes.append(
                     UploadOutcome(
                         key,
-                        OutcomeStatus.RETRY,
+                        OutcomeStatus.VALIDATED,
                         "VALIDATED",
                         "valid; validate_only: GA4 stored nothing",
                     )

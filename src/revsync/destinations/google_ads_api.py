@@ -177,8 +177,8 @@ def error_name(error: Any) -> str:
 class GoogleAdsApiTransport:
     """Sends ``GoogleAdsDestination`` bodies to the Google Ads API; one outcome per key.
 
-    ``validate_only`` rows that pass come back as RETRY/``VALIDATED``: Google stored
-    nothing, so the ledger must not count them as sent.
+    ``validate_only`` rows that pass come back VALIDATED: Google stored nothing, so the
+    ledger keeps them due for a real send.
     """
 
     def __init__(
@@ -335,7 +335,7 @@ class GoogleAdsApiTransport:
                 )
             elif request.body.get("validate_only"):
                 outcomes.append(
-                    UploadOutcome(key, OutcomeStatus.RETRY, VALIDATED, VALIDATED_MESSAGE)
+                    UploadOutcome(key, OutcomeStatus.VALIDATED, VALIDATED, VALIDATED_MESSAGE)
                 )
             else:
                 outcomes.append(UploadOutcome(key, OutcomeStatus.SENT))

@@ -47,8 +47,8 @@ class MetaApiTransport:
     Graph error (190 token, 100 invalid parameter, ...) -> REJECTED for each row with code
     ``META_<code>``: Meta refuses the whole batch for one bad event.
 
-    With ``test_event_code`` the events land in Test Events only, so a success is RETRY
-    with code ``TEST_EVENT``: SENT would mark them delivered in the ledger for good.
+    With ``test_event_code`` the events land in Test Events only, so a success is
+    VALIDATED with code ``TEST_EVENT``: the ledger keeps them due for a real send.
     """
 
     def __init__(
@@ -84,7 +84,7 @@ class MetaApiTransport:
         if "test_event_code" in request.body:
             message = "received into Test Events only; not sent for real"
             return [
-                UploadOutcome(key, OutcomeStatus.RETRY, "TEST_EVENT", message)
+                UploadOutcome(key, OutcomeStatus.VALIDATED, "TEST_EVENT", message)
                 for key in request.keys
             ]
         return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]

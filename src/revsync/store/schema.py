@@ -210,7 +210,9 @@ conversions = Table(
     Column("run_id", Integer),
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
+    Column("request_id", String(128)),
     Index(None, "destination", "state", "next_attempt_at"),
+    Index(None, "request_id"),
     Index(None, "source", "deal_id"),
 )
 

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine, delete, insert, update
 
 from revsync.attribution import AttributionModel, MarkovModel, attribute, build_model
 from revsync.config.mapping import RevsyncConfig
-from revsync.destinations.base import Destination
+from revsync.destinations.base import Destination, ReadsRequestStatus, RequestVerdict
 from revsync.domain import (
     Conversion,
     ConversionKind,
@@ -51,6 +51,7 @@ from revsync.sync import ledger
 from revsync.sync.ledger import State
 
 log = logging.getLogger(__name__)
+STATUS_DELAY = timedelta(minutes=30)  # Data Manager processes requests asynchronously
 Progress = Callable[[str, int, int | None], None]
 
 
@@ -66,15 +67,17 @@ class RunSummary:
     deals_won: int = 0
     deals_matched: int = 0
     planned: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    outcomes: dict[str, dict[str, int]] = field(default_factory=dict)
+    results: dict[str, dict[str, int]] = field(default_factory=dict)  # this run's sends
+    ledger: dict[str, dict[str, int]] = field(default_factory=dict)  # all rows, by state
     revenue_by_channel: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # what made the run fail
 
     @property
     def rejected(self) -> int:
-        return sum(states.get(State.REJECTED, 0) for states in self.outcomes.values())
+        return sum(r.get(OutcomeStatus.REJECTED, 0) for r in self.results.values())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -86,7 +89,8 @@ class RunSummary:
             "deals_won": self.deals_won,
             "deals_matched": self.deals_matched,
             "conversions_planned": dict(self.planned),
-            "outcomes": self.outcomes,
+            "results": self.results,
+            "ledger": self.ledger,
             "revenue_by_channel": {
                 channel: {cur: str(amount) for cur, amount in by_cur.items()}
                 for channel, by_cur in self.revenue_by_channel.items()
@@ -103,7 +107,8 @@ class RunSummary:
                 }
                 for q in self.quarantined
             ],
-            "errors": self.errors,
+            "warnings": self.warnings,
+            "failures": self.failures,
         }
 
 
@@ -142,18 +147,23 @@ class SyncJob:
                 self._read_source(source, summary)
             for destination in self.destinations:
                 self._upload(destination, summary)
-            summary.status = "partial" if summary.rejected or summary.quarantined else "ok"
+            if summary.failures:
+                summary.status = "failed"
+            elif summary.rejected or summary.quarantined:
+                summary.status = "partial"
+            else:
+                summary.status = "ok"
         except ConfigError as exc:
             summary.status = "config_error"
-            summary.errors.append(str(exc))
+            summary.failures.append(str(exc))
             log.error("run %s stopped: %s", summary.run_id, exc)
         except RevsyncError as exc:
             summary.status = "failed"
-            summary.errors.append(f"{type(exc).__name__}: {exc}")
+            summary.failures.append(f"{type(exc).__name__}: {exc}")
             log.error("run %s failed: %s", summary.run_id, exc)
         except Exception as exc:
             summary.status = "failed"
-            summary.errors.append(f"internal error: {type(exc).__name__}")
+            summary.failures.append(f"internal error: {type(exc).__name__}")
             log.exception("run %s failed with an internal error", summary.run_id)
         finally:
             for source in self.sources:
@@ -162,7 +172,7 @@ class SyncJob:
                 destination.close()
             summary.seconds = time.perf_counter() - started
             with self.engine.begin() as conn:
-                summary.outcomes = ledger.counts(conn, None)
+                summary.ledger = ledger.counts(conn, None)
                 conn.execute(
                     update(runs)
                     .where(runs.c.id == summary.run_id)
@@ -214,7 +224,7 @@ class SyncJob:
             done += len(page.deals)
             self.progress(f"read {source.name}", done, None)
             if page.budget_exhausted:
-                summary.errors.append(f"{source.name}: API budget reached; resuming next run")
+                summary.warnings.append(f"{source.name}: API budget reached; resuming next run")
                 break
 
     def _store_deals(self, conn: Connection, page: Sequence[Deal]) -> None:
@@ -486,15 +496,22 @@ class SyncJob:
     # --- uploading ------------------------------------------------------------------
 
     def _upload(self, destination: Destination, summary: RunSummary) -> None:
+        """Drain the destination's due rows in batches; read back earlier request verdicts.
+
+        A failure of the whole destination (bad credentials, an account not allowed to
+        upload) stops it: its rows go back to planned, unspent, and the run fails.
+        """
+        run_started = summary.started_at
         with self.engine.begin() as conn:
             ledger.recover_interrupted(
                 conn, destination.name, destination.resend_safe, self.clock()
             )
+        self._read_back(destination, summary)
         sent = 0
         while True:
             now = self.clock()
             with self.engine.begin() as conn:
-                batch = ledger.due(conn, destination.name, now, destination.batch_size)
+                batch = ledger.due(conn, destination.name, now, destination.batch_size, run_started)
                 if not batch:
                     break
                 ledger.mark_sending(conn, [c.key for c in batch], now)
@@ -508,10 +525,11 @@ class SyncJob:
                     for c in batch
                 ]
             except RevsyncError as exc:
-                outcomes = [
-                    UploadOutcome(c.key, OutcomeStatus.REJECTED, type(exc).__name__, str(exc))
-                    for c in batch
-                ]
+                with self.engine.begin() as conn:
+                    ledger.release(conn, [c.key for c in batch], self.clock())
+                summary.failures.append(f"{destination.name}: {exc}")
+                log.error("destination %s stopped: %s", destination.name, exc)
+                return
             answered = {o.key for o in outcomes}
             outcomes += [
                 UploadOutcome(c.key, OutcomeStatus.RETRY, "NO_ANSWER", "no outcome for this row")
@@ -520,8 +538,49 @@ class SyncJob:
             ]
             with self.engine.begin() as conn:
                 ledger.record_outcomes(conn, outcomes, self.clock())
+            tally = summary.results.setdefault(destination.name, {})
+            for outcome in outcomes:
+                tally[outcome.status.value] = tally.get(outcome.status.value, 0) + 1
             sent += len(batch)
             self.progress(f"upload {destination.name}", sent, None)
+
+    def _read_back(self, destination: Destination, summary: RunSummary) -> None:
+        """Record the verdicts of requests the platform processed after answering."""
+        transport = getattr(destination, "transport", None)
+        if not isinstance(transport, ReadsRequestStatus):
+            return
+        now = self.clock()
+        with self.engine.connect() as conn:
+            pending = ledger.pending_requests(
+                conn, destination.name, transport.accepted_code, now - STATUS_DELAY
+            )
+        if not pending:
+            return
+        try:
+            verdicts = transport.check_status(pending)
+        except TransientError as exc:
+            summary.warnings.append(f"{destination.name}: request status not read: {exc}")
+            return
+        with self.engine.begin() as conn:
+            for request_id, verdict in verdicts.items():
+                outcome = _verdict_state(verdict)
+                if outcome is not None:
+                    ledger.record_request_status(conn, request_id, *outcome, now)
+
+
+def _verdict_state(verdict: RequestVerdict) -> tuple[State, str, str] | None:
+    """Ledger state, code and message for a request verdict; ``None`` while processing."""
+    reasons = ", ".join(f"{name}={count}" for name, count in sorted(verdict.errors.items()))
+    detail = f"{verdict.record_count} records" + (f"; errors: {reasons}" if reasons else "")
+    if verdict.state in ("PROCESSING", "REQUEST_STATUS_UNKNOWN"):
+        return None
+    if verdict.state == "SUCCESS":
+        return State.SENT, "DM_SUCCESS", detail
+    if verdict.state == "FAILED" and set(verdict.errors) <= {"DUPLICATE_TRANSACTION_ID"}:
+        return State.SENT, "DM_ALREADY_SENT", detail
+    if verdict.state == "FAILED":
+        return State.REJECTED, "DM_FAILED", detail
+    return State.SENT, f"DM_{verdict.state}", detail
 
 
 def _by_source(page: Sequence[Deal]) -> dict[str, list[str]]:

@@ -1,8 +1,10 @@
 """The upload ledger: one row per planned conversion and its state.
 
 planned -> sending -> sent | rejected(code) | failed(attempts, next_attempt_at)
+                   -> validated (a dry run passed: due again on the next run)
 failed  -> sending (when due)                 sending -> unknown (after a crash,
                                               where the platform does not dedupe)
+sending -> planned (the destination failed as a whole: nothing was decided)
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class State(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     UNKNOWN = "unknown"
+    VALIDATED = "validated"
 
 
 def add_planned(
@@ -133,20 +136,34 @@ def recover_interrupted(
     return result.rowcount or 0
 
 
-def due(conn: Connection, destination: str, now: datetime, limit: int) -> list[Conversion]:
+def due(
+    conn: Connection, destination: str, now: datetime, limit: int, run_started: datetime
+) -> list[Conversion]:
+    """Rows to send now: planned, failed and due, or validated by an earlier run."""
+    row = conversions.c
     query = (
-        select(conversions.c.payload)
+        select(row.payload)
         .where(
-            conversions.c.destination == destination,
+            row.destination == destination,
             or_(
-                conversions.c.state == State.PLANNED,
-                and_(conversions.c.state == State.FAILED, conversions.c.next_attempt_at <= now),
+                row.state == State.PLANNED,
+                and_(row.state == State.FAILED, row.next_attempt_at <= now),
+                and_(row.state == State.VALIDATED, row.updated_at < run_started),
             ),
         )
-        .order_by(conversions.c.created_at, conversions.c.key)
+        .order_by(row.created_at, row.key)
         .limit(limit)
     )
     return [Conversion.from_json(p) for p in conn.execute(query).scalars()]
+
+
+def release(conn: Connection, keys: Sequence[str], now: datetime) -> None:
+    """Put rows marked ``sending`` back to planned when nothing was decided for them."""
+    conn.execute(
+        update(conversions)
+        .where(conversions.c.key.in_(keys), conversions.c.state == State.SENDING)
+        .values(state=State.PLANNED.value, updated_at=now)
+    )
 
 
 def mark_sending(conn: Connection, keys: Sequence[str], now: datetime) -> None:
@@ -160,7 +177,7 @@ def mark_sending(conn: Connection, keys: Sequence[str], now: datetime) -> None:
 def record_outcomes(conn: Connection, outcomes: Sequence[UploadOutcome], now: datetime) -> None:
     """Write each row's outcome; transient failures back off exponentially, then give up."""
     row = conversions.c
-    sent = [o.key for o in outcomes if o.status is OutcomeStatus.SENT]
+    sent = [o.key for o in outcomes if o.status is OutcomeStatus.SENT and o.request_id is None]
     for start in range(0, len(sent), 1_000):
         conn.execute(
             update(conversions)
@@ -175,13 +192,28 @@ def record_outcomes(conn: Connection, outcomes: Sequence[UploadOutcome], now: da
             )
         )
     for outcome in outcomes:
-        if outcome.status is OutcomeStatus.SENT:
+        if outcome.status is OutcomeStatus.SENT and outcome.request_id is None:
             continue
-        if outcome.status is OutcomeStatus.ALREADY_SENT:
+        if outcome.status is OutcomeStatus.VALIDATED:
+            conn.execute(
+                update(conversions)
+                .where(row.key == outcome.key)
+                .values(
+                    state=State.VALIDATED.value,
+                    error_code=outcome.code,
+                    error_message=outcome.message,
+                    updated_at=now,
+                )
+            )
+            continue
+        if outcome.status in (OutcomeStatus.SENT, OutcomeStatus.ALREADY_SENT):
             values: dict[str, object] = {
-                "state": State.SENT.value, "error_code": outcome.code, "error_message": None,
+                "state": State.SENT.value,
+                "error_code": outcome.code,
+                "error_message": None,
                 "next_attempt_at": None,
-            }  # fmt: skip
+                "request_id": outcome.request_id,
+            }
         elif outcome.status is OutcomeStatus.REJECTED:
             values = {
                 "state": State.REJECTED.value, "error_code": outcome.code,
@@ -219,3 +251,32 @@ def counts(conn: Connection, run_id: int | None = None) -> dict[str, dict[str, i
     for destination, state, count in conn.execute(query):
         out.setdefault(destination, {})[state] = count
     return out
+
+
+def pending_requests(
+    conn: Connection, destination: str, code: str, older_than: datetime
+) -> list[str]:
+    """Request IDs of sent rows whose processing status has not been read back yet."""
+    query = (
+        select(conversions.c.request_id)
+        .where(
+            conversions.c.destination == destination,
+            conversions.c.state == State.SENT,
+            conversions.c.error_code == code,
+            conversions.c.request_id.is_not(None),
+            conversions.c.updated_at <= older_than,
+        )
+        .distinct()
+    )
+    return [r for r in conn.execute(query).scalars() if r]
+
+
+def record_request_status(
+    conn: Connection, request_id: str, state: State, code: str, message: str, now: datetime
+) -> None:
+    """Write what the platform made of a whole request onto each of its rows."""
+    conn.execute(
+        update(conversions)
+        .where(conversions.c.request_id == request_id)
+        .values(state=state.value, error_code=code, error_message=message, updated_at=now)
+    )
