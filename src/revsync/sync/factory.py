@@ -8,6 +8,7 @@ from datetime import datetime
 from revsync.config.mapping import (
     FileSource,
     RevsyncConfig,
+    SalesforceSource,
 )
 from revsync.config.mapping import (
     Ga4Destination as Ga4Config,
@@ -36,6 +37,12 @@ def build_sources(config: RevsyncConfig, settings: Settings) -> list[DealSource]
     for block in config.sources:
         if isinstance(block, FileSource):
             sources.append(FileDealSource(block, config.matching.default_phone_region))
+        elif isinstance(block, SalesforceSource):
+            from revsync.sources.salesforce import SalesforceDealSource
+
+            sources.append(
+                SalesforceDealSource(block, settings, config.matching.default_phone_region)
+            )
         else:
             raise ConfigError(
                 f"source {block.name!r}: type {block.type!r} is not available in this build"
