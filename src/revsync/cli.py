@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,7 +42,9 @@ config_app = typer.Typer(help="Mapping file tools.", no_args_is_help=True)
 import_app = typer.Typer(help="Bulk import of touchpoints and identities.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(config_app, name="config")
+report_app = typer.Typer(help="Reports read from the store.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+app.add_typer(report_app, name="report")
 
 out = Console()
 err = Console(stderr=True)
@@ -71,6 +74,8 @@ def _settings(database_url: str | None = None, config: Path | None = None) -> Se
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if settings.log_level.upper() != "DEBUG":
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     return settings
 
 
@@ -195,6 +200,8 @@ def print_summary(summary: RunSummary) -> None:
 
 
 def _exit_code(summary: RunSummary) -> int:
+    if summary.status == "config_error":
+        return EXIT_CONFIG
     if summary.status == "failed":
         return EXIT_FAILED
     return EXIT_PARTIAL if summary.status == "partial" else EXIT_OK
@@ -231,10 +238,9 @@ def demo(
 
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
-    for stale in ("revsync.db", "revsync.db-wal", "revsync.db-shm"):
-        (directory / stale).unlink(missing_ok=True)
-    for stale in (directory / "out").glob("*.jsonl"):
-        stale.unlink()
+    stale = [directory / f"revsync.db{suffix}" for suffix in ("", "-wal", "-shm")]
+    for path in [*stale, *(directory / "out").glob("*.jsonl")]:
+        path.unlink(missing_ok=True)
     config_path = directory / "revsync.yaml"
     config_path.write_text(DEMO_CONFIG, encoding="utf-8")
     database_url = f"sqlite:///{(directory / 'revsync.db').resolve()}"
@@ -367,6 +373,118 @@ def init(
     example = Path(__file__).parent / "config" / "revsync.example.yaml"
     file.write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
     out.print(f"wrote {file}; edit it, then run `revsync config validate {file}`")
+
+
+@app.command()
+def explain(
+    deal_id: Annotated[str, typer.Argument(help="The CRM deal ID.")],
+    source: Annotated[str | None, typer.Option(help="Source name, if the ID is ambiguous.")] = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show a deal's journey, the keys that matched, each touchpoint's credit and the
+    conversions planned from it."""
+    from revsync.reports.explain import as_dict, find_sources
+    from revsync.reports.explain import explain as explain_deal
+
+    settings = _settings(database_url, config)
+    mapping = _load(settings)
+    engine = _engine(settings)
+    with engine.connect() as conn:
+        sources = [source] if source else find_sources(conn, deal_id)
+        if len(sources) != 1:
+            what = "not in the store" if not sources else f"in several sources: {sources}"
+            err.print(f"[red]error[/red] deal {deal_id!r} is {what}")
+            raise typer.Exit(EXIT_FAILED)
+        result = explain_deal(conn, mapping, sources[0], deal_id)
+    if result is None:
+        err.print(f"[red]error[/red] deal {deal_id!r} is not in source {sources[0]!r}")
+        raise typer.Exit(EXIT_FAILED)
+    data = as_dict(result)
+    if as_json:
+        out.print_json(json.dumps(data))
+        return
+    deal = data["deal"]
+    out.print(
+        f"[bold]{deal['source']}/{deal['id']}[/bold]: {deal['status']} {deal['amount']} "
+        f"{deal['currency']}, closed {deal['close_at']}, pipeline {deal['pipeline']}, "
+        f"contacts {', '.join(deal['contacts']) or '—'}"
+    )
+    if not data["matches"]:
+        out.print("No visitor matched this deal's contacts or click IDs.")
+    for match in data["matches"]:
+        out.print(f"  visitor {match['visitor_id']} matched by {match['key_type']} {match['key']}")
+    journey = Table(title="Journey", title_justify="left")
+    for column in ("#", "time (UTC)", "channel", "source / medium", "campaign", "click"):
+        journey.add_column(column)
+    models = list(result.credits)
+    for model in models:
+        journey.add_column(model, justify="right")
+    for number, tp in enumerate(data["journey"], start=1):
+        credits = [
+            f"{float(Fraction(tp['credits'][m]['share'])):.1%} {tp['credits'][m]['amount']}"
+            if m in tp["credits"]
+            else "—"
+            for m in models
+        ]
+        journey.add_row(
+            str(number),
+            tp["at"][:16].replace("T", " "),
+            tp["channel"],
+            f"{tp['source'] or '—'} / {tp['medium'] or '—'}",
+            tp["campaign"] or "",
+            tp["click"] or "",
+            *credits,
+        )
+    out.print(journey)
+    planned = Table(title="Conversions", title_justify="left")
+    for column in ("destination", "kind", "key", "touchpoint", "value", "state", "code"):
+        planned.add_column(column)
+    for row in data["conversions"]:
+        planned.add_row(
+            row["destination"],
+            row["kind"],
+            row["key"][:12] + "…",
+            (row["touchpoint_id"] or "—")[:12],
+            f"{row['value']} {row['currency']}",
+            row["state"],
+            row["error_code"] or "",
+        )
+    out.print(planned)
+
+
+@report_app.command("models")
+def report_models(
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Revenue by channel under each attribution model, side by side."""
+    from revsync.attribution import MODEL_NAMES
+    from revsync.reports.models import models_report
+
+    settings = _settings(database_url, config)
+    mapping = _load(settings)
+    engine = _engine(settings)
+    with engine.connect() as conn:
+        report, matched = models_report(conn, mapping)
+    rows = sorted(report.items(), key=lambda item: (item[0][1], -sum(item[1].values())))
+    if as_json:
+        payload = [
+            {"channel": ch, "currency": cur, **{m: str(v.get(m, 0)) for m in MODEL_NAMES}}
+            for (ch, cur), v in rows
+        ]
+        out.print_json(json.dumps({"deals": matched, "rows": payload}))
+        return
+    table = Table(title=f"Revenue by channel and model ({matched:,} matched won deals)")
+    table.add_column("channel")
+    table.add_column("cur")
+    for name in MODEL_NAMES:
+        table.add_column(name.replace("_", " "), justify="right")
+    for (channel, currency), values in rows:
+        table.add_row(channel, currency, *(f"{values.get(m, 0):,.2f}" for m in MODEL_NAMES))
+    out.print(table)
 
 
 def main() -> None:

@@ -44,29 +44,39 @@ def read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
         handle = path.open(encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
-    with handle:
-        if fmt == "csv":
-            reader = csv.DictReader(handle)
-            for number, row in enumerate(reader, start=2):
-                if None in row:
-                    yield number, RowError("(row)", "more values than header columns")
-                elif any(v is None for v in row.values()):
-                    yield number, RowError("(row)", "fewer values than header columns")
-                else:
-                    yield number, {k.strip(): v for k, v in row.items()}
+    try:
+        yield from _rows(handle, fmt)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except csv.Error as exc:
+        raise ConfigError(f"{path}: unreadable CSV: {exc}") from None
+    finally:
+        handle.close()
+
+
+def _rows(handle: TextIO, fmt: str) -> Iterator[tuple[int, dict[str, Any] | RowError]]:
+    if fmt == "csv":
+        reader = csv.DictReader(handle)
+        for number, row in enumerate(reader, start=2):
+            if None in row:
+                yield number, RowError("(row)", "more values than header columns")
+            elif any(v is None for v in row.values()):
+                yield number, RowError("(row)", "fewer values than header columns")
+            else:
+                yield number, {k.strip(): v for k, v in row.items()}
+        return
+    for number, line in enumerate(handle, start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield number, RowError("(row)", f"invalid JSON: {exc.msg}")
+            continue
+        if not isinstance(value, dict):
+            yield number, RowError("(row)", "a JSON object per line is expected")
         else:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    yield number, RowError("(row)", f"invalid JSON: {exc.msg}")
-                    continue
-                if not isinstance(value, dict):
-                    yield number, RowError("(row)", "a JSON object per line is expected")
-                else:
-                    yield number, value
+            yield number, value
 
 
 class RejectsWriter:

@@ -40,9 +40,7 @@ def load_config(path: Path) -> RevsyncConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: no such file", [f"{path}: no such file (hint: run `revsync init`)"]
-        ) from None
+        raise ConfigError(f"{path}: no such file (hint: run `revsync init {path}`)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: {exc.strerror}") from None
     try:

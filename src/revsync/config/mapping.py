@@ -176,6 +176,57 @@ class HubSpotSource(SourceBase):
     push_attribution: bool = Field(
         False, description="Write first/last-touch data onto newly identified contacts."
     )
+    default_currency: str = Field(
+        "USD", description="ISO 4217 currency of deals without deal_currency_code."
+    )
+    deal_properties: list[str] = Field(
+        default_factory=list, description="Extra deal properties kept as deal fields."
+    )
+    deal_click_id_properties: dict[str, str] = Field(
+        default_factory=dict,
+        description="Click ID kind -> deal property, e.g. {gclid: gclid}.",
+    )
+    contact_click_id_properties: dict[str, str] = Field(
+        default_factory=lambda: {"gclid": "hs_google_click_id", "fbclid": "hs_facebook_click_id"},
+        description="Click ID kind -> contact property (gclid, gbraid, wbraid, fbclid).",
+    )
+    page_size: int = Field(200, ge=1, le=200, description="Deals per search request.")
+    search_result_cap: int = Field(
+        10_000, ge=1, description="Results one search query can page through (HubSpot: 10,000)."
+    )
+    searches_per_second: float = Field(
+        4.0, gt=0, description="Client-side limit on search requests (HubSpot allows ~5/s)."
+    )
+    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of every API call.")
+    max_attempts: int = Field(
+        5, ge=1, description="Tries per call on 429, 5xx and connection errors."
+    )
+    retry_initial_wait_seconds: float = Field(
+        1.0, ge=0, description="First backoff wait (doubles, with jitter) without Retry-After."
+    )
+    retry_max_wait_seconds: float = Field(
+        60.0, ge=0, description="Longest single wait between tries, Retry-After included."
+    )
+
+    @field_validator("default_currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        from revsync.currencies import ISO_4217
+
+        if value.upper() not in ISO_4217:
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        return value.upper()
+
+    @field_validator("deal_click_id_properties", "contact_click_id_properties")
+    @classmethod
+    def _click_kinds(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - {"gclid", "gbraid", "wbraid", "fbclid", "ga_client_id"})
+        if unknown:
+            raise ValueError(
+                f"unknown click ID kind(s) {', '.join(unknown)}; "
+                "use gclid, gbraid, wbraid, fbclid or ga_client_id"
+            )
+        return value
 
 
 SourceConfig = Annotated[FileSource | SalesforceSource | HubSpotSource, Field(discriminator="type")]
@@ -377,12 +428,21 @@ class RevsyncConfig(Block):
     destinations: list[DestinationConfig] = Field(
         default_factory=list, description="Where conversions go."
     )
-    matching: MatchingConfig = Field(default_factory=MatchingConfig)  # type: ignore[arg-type]
-    attribution: AttributionConfig = Field(default_factory=AttributionConfig)  # type: ignore[arg-type]
+    matching: MatchingConfig = Field(
+        default_factory=MatchingConfig,  # type: ignore[arg-type]
+        description="How a deal's contacts are linked to website visitors.",
+    )
+    attribution: AttributionConfig = Field(
+        default_factory=AttributionConfig,  # type: ignore[arg-type]
+        description="How revenue is split across a journey's touchpoints.",
+    )
     channels: list[ChannelRule] = Field(
         default_factory=list, description="Rules applied before GA4's default channel group."
     )
-    privacy: PrivacyConfig = Field(default_factory=PrivacyConfig)  # type: ignore[arg-type]
+    privacy: PrivacyConfig = Field(
+        default_factory=PrivacyConfig,  # type: ignore[arg-type]
+        description="IP truncation and consent enforcement.",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> RevsyncConfig:

@@ -13,8 +13,9 @@ DEFAULT_DATABASE_URL = "sqlite:///revsync.db"
 class Settings(BaseSettings):
     """Read from ``REVSYNC_*`` environment variables and files in ``REVSYNC_SECRETS_DIR``.
 
-    A secret file is named after the field (``/run/secrets/meta_access_token``), the usual
-    layout of Kubernetes and compose secrets.
+    A secret file is named like its variable, lower-case
+    (``/run/secrets/revsync_meta_access_token``), the layout of Kubernetes and compose
+    secrets.
     """
 
     model_config = SettingsConfigDict(

@@ -24,7 +24,7 @@ from revsync.destinations.base import (
 from revsync.domain import ClickIds, Conversion, ConversionKind, Credit, Journey, PersonHashes
 
 MAX_EVENTS = 25
-BACKDATE_LIMIT = timedelta(hours=72)
+BACKDATE_LIMIT = timedelta(hours=71)  # GA4 allows 72 h; 1 h margin for skew and retries
 
 
 class Ga4Destination(PlatformDestination):

@@ -1,7 +1,8 @@
 """Meta Conversions API server events: eligibility and request bodies.
 
 Events older than 7 days are never sent (one would make Meta reject the whole request):
-``send`` answers them as rejected with ``EVENT_TOO_OLD`` without a request.
+``send`` answers them as rejected with ``EVENT_TOO_OLD`` without a request. The cut-off
+keeps a margin (``SEND_WINDOW``) for clock skew and the time retries take.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from revsync.domain import (
 
 MAX_EVENTS = 1_000
 MAX_AGE = timedelta(days=7)
+SEND_WINDOW = MAX_AGE - timedelta(hours=1)
 
 
 class MetaDestination(PlatformDestination):
@@ -94,27 +96,31 @@ class MetaDestination(PlatformDestination):
 
     def send(self, batch: Sequence[Conversion]) -> list[UploadOutcome]:
         now = self.clock()
-        fresh = [c for c in batch if now - c.event_time <= MAX_AGE]
+        fresh = [c for c in batch if now - c.event_time <= SEND_WINDOW]
         outcomes = [
             UploadOutcome(
                 c.key,
                 OutcomeStatus.REJECTED,
                 "EVENT_TOO_OLD",
-                "event is older than 7 days; Meta would reject the whole request",
+                "event is older than 7 days (less a 1 h margin); Meta would reject the request",
             )
             for c in batch
-            if now - c.event_time > MAX_AGE
+            if now - c.event_time > SEND_WINDOW
         ]
         if fresh:
             outcomes.extend(super().send(fresh))
         return outcomes
 
     def build(self, batch: Sequence[Conversion]) -> list[ApiRequest]:
-        body: dict[str, Any] = {"data": [self._event(c) for c in batch]}
-        if self.config.test_event_code:
-            body["test_event_code"] = self.config.test_event_code
         endpoint = f"/{self.config.api_version}/{self.config.pixel_id}/events"
-        return [ApiRequest(endpoint, body, tuple(c.key for c in batch))]
+        requests = []
+        for start in range(0, len(batch), self.batch_size):
+            chunk = batch[start : start + self.batch_size]
+            body: dict[str, Any] = {"data": [self._event(c) for c in chunk]}
+            if self.config.test_event_code:
+                body["test_event_code"] = self.config.test_event_code
+            requests.append(ApiRequest(endpoint, body, tuple(c.key for c in chunk)))
+        return requests
 
     def _event(self, c: Conversion) -> dict[str, Any]:
         user: dict[str, Any] = {}

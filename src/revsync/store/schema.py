@@ -228,7 +228,7 @@ runs = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("started_at", TS, nullable=False),
     Column("finished_at", TS),
-    Column("status", String(10), nullable=False),
+    Column("status", String(16), nullable=False),
     Column("summary", JSON),
 )
 

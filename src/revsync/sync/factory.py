@@ -7,6 +7,7 @@ from datetime import datetime
 
 from revsync.config.mapping import (
     FileSource,
+    HubSpotSource,
     RevsyncConfig,
     SalesforceSource,
 )
@@ -37,6 +38,10 @@ def build_sources(config: RevsyncConfig, settings: Settings) -> list[DealSource]
     for block in config.sources:
         if isinstance(block, FileSource):
             sources.append(FileDealSource(block, config.matching.default_phone_region))
+        elif isinstance(block, HubSpotSource):
+            from revsync.sources.hubspot import HubSpotDealSource
+
+            sources.append(HubSpotDealSource(block, settings, config.matching.default_phone_region))
         elif isinstance(block, SalesforceSource):
             from revsync.sources.salesforce import SalesforceDealSource
 
@@ -70,6 +75,25 @@ def build_destinations(
 def _transport(block: GoogleAdsConfig | Ga4Config | MetaConfig, settings: Settings) -> Transport:
     if block.transport == "file":
         return FileTransport(block.output_dir, block.name, block.type)
+    # Imported here: each SDK is loaded only when a destination uses it.
+    if isinstance(block, Ga4Config) and block.transport == "http":
+        from revsync.destinations.ga4_http import Ga4HttpTransport
+
+        if settings.ga4_api_secret is None:
+            raise ConfigError(
+                f"destination {block.name!r}: set REVSYNC_GA4_API_SECRET (or the "
+                "ga4_api_secret file in REVSYNC_SECRETS_DIR) to the stream's MP api secret"
+            )
+        return Ga4HttpTransport(block, settings.ga4_api_secret)
+    if isinstance(block, MetaConfig) and block.transport == "api":
+        from revsync.destinations.meta_api import MetaApiTransport
+
+        if settings.meta_access_token is None:
+            raise ConfigError(
+                f"destination {block.name!r}: set REVSYNC_META_ACCESS_TOKEN (or the "
+                "meta_access_token file in REVSYNC_SECRETS_DIR) to a Conversions API token"
+            )
+        return MetaApiTransport(block, settings.meta_access_token)
     raise ConfigError(
         f"destination {block.name!r}: transport {block.transport!r} is not available in this "
         "build; use `transport: file`"

@@ -10,14 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, update
 
 from revsync.attribution import AttributionModel, MarkovModel, attribute, build_model
 from revsync.config.mapping import RevsyncConfig
@@ -33,7 +33,8 @@ from revsync.domain import (
     Quarantined,
     UploadOutcome,
 )
-from revsync.errors import RevsyncError, TransientError
+from revsync.errors import ConfigError, RevsyncError, TransientError
+from revsync.matching.paths import visitor_paths
 from revsync.matching.resolve import resolve_journeys
 from revsync.sources.base import DealSource
 from revsync.store import queries
@@ -45,7 +46,6 @@ from revsync.store.schema import (
     match_links,
     quarantine,
     runs,
-    touchpoints,
 )
 from revsync.sync import ledger
 from revsync.sync.ledger import State
@@ -143,10 +143,18 @@ class SyncJob:
             for destination in self.destinations:
                 self._upload(destination, summary)
             summary.status = "partial" if summary.rejected or summary.quarantined else "ok"
+        except ConfigError as exc:
+            summary.status = "config_error"
+            summary.errors.append(str(exc))
+            log.error("run %s stopped: %s", summary.run_id, exc)
         except RevsyncError as exc:
             summary.status = "failed"
             summary.errors.append(f"{type(exc).__name__}: {exc}")
             log.error("run %s failed: %s", summary.run_id, exc)
+        except Exception as exc:
+            summary.status = "failed"
+            summary.errors.append(f"internal error: {type(exc).__name__}")
+            log.exception("run %s failed with an internal error", summary.run_id)
         finally:
             for source in self.sources:
                 source.close()
@@ -187,23 +195,7 @@ class SyncJob:
         """Fit on every visitor path in the lookback window, converting or not."""
         since = self.clock() - timedelta(days=self.config.matching.lookback_days)
         with self.engine.connect() as conn:
-            converted = set(
-                conn.execute(
-                    select(match_links.c.visitor_id)
-                    .join(
-                        deals,
-                        (deals.c.source == match_links.c.source)
-                        & (deals.c.id == match_links.c.deal_id),
-                    )
-                    .where(deals.c.status == DealStatus.WON.value)
-                ).scalars()
-            )
-            rows = conn.execute(
-                select(touchpoints.c.visitor_id, touchpoints.c.channel)
-                .where(touchpoints.c.occurred_at >= since)
-                .order_by(touchpoints.c.visitor_id, touchpoints.c.occurred_at, touchpoints.c.id)
-            )
-            return MarkovModel.fit(_paths(rows, converted))
+            return MarkovModel.fit(visitor_paths(conn, since))
 
     # --- reading and planning -------------------------------------------------------
 
@@ -530,19 +522,6 @@ class SyncJob:
                 ledger.record_outcomes(conn, outcomes, self.clock())
             sent += len(batch)
             self.progress(f"upload {destination.name}", sent, None)
-
-
-def _paths(rows: Iterable[Any], converted: set[str]) -> Iterable[tuple[list[str], bool]]:
-    visitor: str | None = None
-    path: list[str] = []
-    for visitor_id, channel in rows:
-        if visitor_id != visitor:
-            if visitor is not None:
-                yield path, visitor in converted
-            visitor, path = visitor_id, []
-        path.append(channel)
-    if visitor is not None:
-        yield path, visitor in converted
 
 
 def _by_source(page: Sequence[Deal]) -> dict[str, list[str]]:

@@ -1,0 +1,163 @@
+"""GA4 Measurement Protocol transport over httpx.
+
+The ``api_secret`` can only travel in the query string, and httpx logs every request URL
+at INFO: a filter on the ``httpx`` logger masks ``api_secret=`` values before any handler
+sees the record.
+
+Production (``/mp/collect``) answers 2xx even to events it drops, so SENT there means
+"delivered", not "valid": run ``validate_only`` first. Validate mode (``/debug/mp/collect``)
+stores nothing; see ``Ga4HttpTransport`` for how its answers map to outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+
+from revsync.config.mapping import Ga4Destination as Ga4Config
+from revsync.destinations.base import ApiRequest
+from revsync.destinations.retry import (
+    RejectedCall,
+    RetryableCall,
+    RetryPolicy,
+    failure_outcomes,
+    retry_after,
+    scrub,
+)
+from revsync.domain import OutcomeStatus, UploadOutcome
+
+_API_SECRET = re.compile(r"(api_secret=)[^&\s\"']*")
+_EVENT_PATH = re.compile(r"^events\[(\d+)\]")
+_EVENT_DESCRIPTION = re.compile(r"Event at index: \[(\d+)\]")
+
+
+class _MaskApiSecret(logging.Filter):
+    """Masks ``api_secret=...`` in records of the logger it is attached to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "api_secret=" in message:
+            record.msg, record.args = _API_SECRET.sub(r"\1***", message), None
+        return True
+
+
+def _mask_httpx_logs() -> None:
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _MaskApiSecret) for f in logger.filters):
+        logger.addFilter(_MaskApiSecret())
+
+
+class Ga4HttpTransport:
+    """Posts ``Ga4Destination`` request bodies to the Measurement Protocol.
+
+    Production: 2xx -> SENT for every row; 429/5xx/network errors -> retried, then RETRY;
+    other 4xx -> REJECTED for every row (``GA4_HTTP_<status>``).
+
+    Validate mode: each validation message is mapped to the event it names (``fieldPath``
+    ``events[i]...`` or a description "Event at index: [i]"), else to every row; a row with
+    messages is REJECTED with the first ``validationCode`` as code and the descriptions as
+    message. A clean row is RETRY with code ``VALIDATED``: GA4 stored nothing, and SENT
+    would mark it delivered in the ledger for good, so switching ``validate_only`` off
+    would never send it. RETRY keeps it due for a real send.
+    """
+
+    def __init__(
+        self,
+        config: Ga4Config,
+        api_secret: SecretStr,
+        client: httpx.Client | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.config = config
+        self._secret = api_secret
+        self._client = client or httpx.Client()
+        self._owns_client = client is None
+        self._retry = retry or RetryPolicy()
+        _mask_httpx_logs()
+
+    def send(self, request: ApiRequest) -> list[UploadOutcome]:
+        url = httpx.URL(self.config.base_url.rstrip("/") + request.endpoint).copy_add_param(
+            "api_secret", self._secret.get_secret_value()
+        )
+        try:
+            response = self._retry.call(
+                lambda: self._post(url, request.body), f"ga4 destination {self.config.name!r}"
+            )
+        except (RetryableCall, RejectedCall) as error:
+            return failure_outcomes(request.keys, error)
+        if self.config.validate_only:
+            return self._validation_outcomes(request.keys, response)
+        return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]
+
+    def close(self) -> None:
+        if self._owns_client:
+            self._client.close()
+
+    def _post(self, url: httpx.URL, body: dict[str, Any]) -> httpx.Response:
+        secret = self._secret.get_secret_value()
+        try:
+            response = self._client.post(url, json=body, timeout=self.config.timeout_seconds)
+        except httpx.TransportError as error:
+            message = scrub(f"{type(error).__name__} reaching {self.config.base_url}", secret)
+            raise RetryableCall("GA4_NETWORK", message) from None
+        status = response.status_code
+        if status == 429 or status >= 500:
+            message = scrub(f"HTTP {status}: {response.text[:200]}", secret)
+            raise RetryableCall(
+                f"GA4_HTTP_{status}", message, retry_after(response.headers.get("Retry-After"))
+            )
+        if not response.is_success:
+            raise RejectedCall(
+                f"GA4_HTTP_{status}", scrub(f"HTTP {status}: {response.text[:200]}", secret)
+            )
+        return response
+
+    def _validation_outcomes(
+        self, keys: Sequence[str], response: httpx.Response
+    ) -> list[UploadOutcome]:
+        secret = self._secret.get_secret_value()
+        try:
+            messages = response.json()["validationMessages"]
+        except (ValueError, KeyError, TypeError):
+            error = RetryableCall("GA4_BAD_RESPONSE", "validation answer is not understood")
+            return failure_outcomes(keys, error)
+        per_row: list[list[dict[str, Any]]] = [[] for _ in keys]
+        for message in messages:
+            index = _event_index(message)
+            for row in [index] if index is not None and index < len(keys) else range(len(keys)):
+                per_row[row].append(message)
+        outcomes = []
+        for key, found in zip(keys, per_row, strict=True):
+            if not found:
+                outcomes.append(
+                    UploadOutcome(
+                        key,
+                        OutcomeStatus.RETRY,
+                        "VALIDATED",
+                        "valid; validate_only: GA4 stored nothing",
+                    )
+                )
+                continue
+            text = "; ".join(
+                f"{m.get('fieldPath') or 'request'}: {m.get('description', '')}" for m in found
+            )
+            code = str(found[0].get("validationCode") or "VALIDATION_FAILED")
+            outcomes.append(UploadOutcome(key, OutcomeStatus.REJECTED, code, scrub(text, secret)))
+        return outcomes
+
+
+def _event_index(message: dict[str, Any]) -> int | None:
+    """The index of the event a validation message concerns, or ``None`` for the request."""
+    for pattern, text in (
+        (_EVENT_PATH, str(message.get("fieldPath", ""))),
+        (_EVENT_DESCRIPTION, str(message.get("description", ""))),
+    ):
+        match = pattern.search(text)
+        if match:
+            return int(match[1])
+    return None

@@ -1,0 +1,132 @@
+"""Meta Conversions API transport through the facebook-business SDK.
+
+Each transport has its own ``FacebookAdsApi`` over its own ``FacebookSession``: the SDK's
+process-wide default api is never set and its crash reporter (``crash_log``) never enabled.
+The request URL is ``graph_url`` + the request's endpoint, passed to ``api.call`` whole, so
+the class attribute ``FacebookSession.GRAPH`` is never changed either.
+
+The access token travels in the POST body, not the query string where the SDK puts it:
+urllib3 logs request lines at DEBUG and requests' connection errors quote the URL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import requests
+from facebook_business.api import FacebookAdsApi
+from facebook_business.exceptions import FacebookRequestError
+from facebook_business.session import FacebookSession
+from pydantic import SecretStr
+
+from revsync.config.mapping import MetaDestination as MetaConfig
+from revsync.destinations.base import ApiRequest
+from revsync.destinations.retry import (
+    RejectedCall,
+    RetryableCall,
+    RetryPolicy,
+    failure_outcomes,
+    retry_after,
+    scrub,
+)
+from revsync.domain import OutcomeStatus, UploadOutcome
+
+log = logging.getLogger(__name__)
+
+#: Graph error codes worth retrying: unknown/service errors (1, 2) and throttling.
+TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 613})
+
+
+class MetaApiTransport:
+    """Sends ``MetaDestination`` request bodies to the Conversions API.
+
+    Outcomes: a 2xx answer counting every event -> SENT for each row; a transient Graph
+    error, HTTP 429/5xx or a network failure -> retried, then RETRY for each row; any other
+    Graph error (190 token, 100 invalid parameter, ...) -> REJECTED for each row with code
+    ``META_<code>``: Meta refuses the whole batch for one bad event.
+
+    With ``test_event_code`` the events land in Test Events only, so a success is RETRY
+    with code ``TEST_EVENT``: SENT would mark them delivered in the ledger for good.
+    """
+
+    def __init__(
+        self, config: MetaConfig, access_token: SecretStr, retry: RetryPolicy | None = None
+    ) -> None:
+        self.config = config
+        self._token = access_token
+        self._retry = retry or RetryPolicy()
+        self._session = FacebookSession(timeout=config.timeout_seconds)
+        self._api = FacebookAdsApi(self._session)
+
+    def send(self, request: ApiRequest) -> list[UploadOutcome]:
+        url = self.config.graph_url.rstrip("/") + request.endpoint
+        # The sync SDK's wire format: ``data`` is a JSON array of JSON-encoded events.
+        params = {**request.body, "data": [json.dumps(e) for e in request.body["data"]]}
+        try:
+            answer = self._retry.call(
+                lambda: self._post(url, params), f"meta destination {self.config.name!r}"
+            )
+        except (RetryableCall, RejectedCall) as error:
+            return failure_outcomes(request.keys, error)
+        received = answer.get("events_received")
+        log.debug(
+            "meta %s: %s of %d events received (fbtrace_id %s)",
+            self.config.name, received, len(request.keys), answer.get("fbtrace_id"),
+        )  # fmt: skip
+        if received != len(request.keys):
+            message = f"Meta acknowledged {received} of {len(request.keys)} events; resending"
+            return [
+                UploadOutcome(key, OutcomeStatus.RETRY, "META_PARTIAL", message)
+                for key in request.keys
+            ]
+        if "test_event_code" in request.body:
+            message = "received into Test Events only; not sent for real"
+            return [
+                UploadOutcome(key, OutcomeStatus.RETRY, "TEST_EVENT", message)
+                for key in request.keys
+            ]
+        return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]
+
+    def close(self) -> None:
+        self._session.requests.close()
+
+    def _post(self, url: str, params: dict[str, Any]) -> dict[str, Any]:
+        token = self._token.get_secret_value()
+        try:
+            response = self._api.call("POST", url, params={**params, "access_token": token})
+        except FacebookRequestError as error:
+            raise self._graph_error(error) from None
+        except requests.RequestException as error:
+            message = scrub(f"{type(error).__name__} reaching {self.config.graph_url}", token)
+            raise RetryableCall("META_NETWORK", message) from None
+        answer = response.json()
+        return answer if isinstance(answer, dict) else {}
+
+    def _graph_error(self, error: FacebookRequestError) -> RetryableCall | RejectedCall:
+        """Classify a Graph error from its parsed fields (its text quotes the whole request)."""
+        body = error.body()
+        detail = body.get("error") if isinstance(body, dict) else None
+        detail = detail if isinstance(detail, dict) else {}
+        status = error.http_status()
+        code = error.api_error_code()
+        parts = [f"HTTP {status}", str(error.api_error_message() or "no Graph error body")]
+        if error.api_error_subcode() is not None:
+            parts.append(f"subcode {error.api_error_subcode()}")
+        if detail.get("error_user_msg"):
+            parts.append(str(detail["error_user_msg"]))
+        if detail.get("fbtrace_id"):
+            parts.append(f"fbtrace_id {detail['fbtrace_id']}")
+        message = scrub("; ".join(parts), self._token.get_secret_value())
+        ledger_code = f"META_{code}" if code is not None else f"META_HTTP_{status}"
+        transient = (
+            bool(error.api_transient_error())
+            or code in TRANSIENT_CODES
+            or status == 429
+            or (isinstance(status, int) and status >= 500)
+        )
+        if transient:
+            headers = error.http_headers() or {}
+            return RetryableCall(ledger_code, message, retry_after(headers.get("Retry-After")))
+        return RejectedCall(ledger_code, message)

@@ -1,0 +1,482 @@
+"""HubSpot deals through CRM v3 search, their contacts through v4 associations.
+
+Reading is keyset-paged on ascending ``hs_lastmodifieddate``: every search starts at the
+last timestamp seen and drops the deals already read at that timestamp (by id). Offset
+(``after``) paging is used only inside a block of deals sharing one timestamp, so a deal
+edited mid-run (it jumps to the end of the sort) never shifts an unread deal out of reach,
+and no query comes near HubSpot's 10,000-result cap. The edited deal is read again, later in
+the run or in the next one (the watermark overlap).
+
+Each page's deals get their contacts in batches: associations deals→contacts (≤ 1,000 ids a
+call) then contacts (≤ 100 a call). The first associated contact is the primary one (HubSpot
+orders them by contact id). A contact that no longer exists is quarantined as a deleted
+contact; the deal still syncs without it.
+
+Every call is retried on 429, 5xx and connection errors (honouring ``Retry-After``, bounded
+attempts, jittered exponential backoff), and searches are throttled client-side.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
+
+import urllib3
+from hubspot import HubSpot
+from hubspot.crm import associations, contacts, deals
+from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
+from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId
+from hubspot.crm.deals import PublicObjectSearchRequest
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
+
+from revsync.collect.parsing import ParseError, click_id, ga_client_id
+from revsync.config.mapping import HubSpotSource
+from revsync.config.settings import Settings
+from revsync.currencies import ISO_4217
+from revsync.destinations.pii import InvalidIdentifier, hash_person
+from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes, Quarantined
+from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
+from revsync.sources.base import DealPage
+
+DEAL_PROPERTIES = (
+    "amount", "closedate", "dealstage", "pipeline", "deal_currency_code", "hs_is_closed_won",
+    "hs_is_closed", "hs_lastmodifieddate", "hubspot_owner_id",
+)  # fmt: skip
+CONTACT_PROPERTIES = ("email", "phone", "mobilephone", "hs_analytics_source")
+MODIFIED = "hs_lastmodifieddate"
+SEARCH_LIMIT = 200
+ASSOCIATIONS_PER_CALL = 1_000
+CONTACTS_PER_CALL = 100
+_API_ERRORS = (deals.ApiException, contacts.ApiException, associations.v4.ApiException)
+_T = TypeVar("_T")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class _Throttle:
+    """At most ``per_second`` calls a second, spaced evenly (blocks the caller)."""
+
+    def __init__(self, per_second: float) -> None:
+        self.interval = 1.0 / per_second
+        self.next_at = 0.0
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if now < self.next_at:
+            time.sleep(self.next_at - now)
+            now = self.next_at
+        self.next_at = now + self.interval
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _ContactRecord:
+    contact: Contact
+    analytics_source: str | None
+
+
+class HubSpotDealSource:
+    """Deals changed since the watermark (minus ``overlap_minutes``), page by page."""
+
+    def __init__(
+        self, config: HubSpotSource, settings: Settings, default_phone_region: str | None = None
+    ) -> None:
+        token = settings.hubspot_access_token
+        if token is None or not token.get_secret_value().strip():
+            raise ConfigError(
+                f"source {config.name!r}: set REVSYNC_HUBSPOT_ACCESS_TOKEN "
+                "(a HubSpot private app access token)"
+            )
+        self.name = config.name
+        self.config = config
+        self.default_phone_region = default_phone_region
+        client = HubSpot(
+            access_token=token.get_secret_value().strip(),
+            host=config.host.rstrip("/"),
+            # revsync retries itself; urllib3 must not sleep on Retry-After behind its back
+            retry=urllib3.Retry(total=0, respect_retry_after_header=False),
+        )
+        self._search_api = client.crm.deals.search_api
+        self._associations_api = client.crm.associations.v4.batch_api
+        self._contacts_api = client.crm.contacts.batch_api
+        self._throttle = _Throttle(config.searches_per_second)
+        self._won_stages = {p: set(stages) for p, stages in config.won_stages.items()}
+
+    # --- DealSource -----------------------------------------------------------------
+
+    def pages(self, watermark: str | None, now: datetime) -> Iterator[DealPage]:
+        since = None
+        if watermark:
+            since = datetime.fromisoformat(watermark) - timedelta(
+                minutes=self.config.overlap_minutes
+            )
+        empty = True
+        for raw in self._search(since):
+            empty = False
+            yield self._page(raw)
+        if empty:
+            yield DealPage(deals=(), watermark=watermark)
+
+    def close(self) -> None:
+        """Close the connection pools of the API clients."""
+        for api in (self._search_api, self._associations_api, self._contacts_api):
+            api.api_client.rest_client.pool_manager.clear()
+
+    # --- searching ------------------------------------------------------------------
+
+    def _search(self, since: datetime | None) -> Iterator[list[Any]]:
+        """Deals in ascending ``hs_lastmodifieddate`` order, one list per search page."""
+        cursor, offset = since, 0
+        seen_at_cursor: set[str] = set()
+        cap, size = self.config.search_result_cap, self.config.page_size
+        while True:
+            # a fresh window re-reads the deals seen at its start: ask for that many more
+            extra = len(seen_at_cursor) if offset == 0 else 0
+            limit = min(size + extra, SEARCH_LIMIT, cap - offset)
+            if limit <= 0:
+                raise PermanentError(
+                    f"HubSpot source {self.name!r}: more than {cap} deals share "
+                    f"hs_lastmodifieddate {cursor.isoformat() if cursor else '(none)'}"
+                )
+            response = self._call("deal search", self._search_page, cursor, offset, limit)
+            results = list(response.results or [])
+            fresh = [d for d in results if str(d.id) not in seen_at_cursor]
+            if fresh:
+                yield fresh
+            if not results or response.paging is None or response.paging.next is None:
+                return
+            last = _modified(results[-1])
+            if last == cursor:  # the whole page shares one timestamp: page on inside it
+                offset += len(results)
+            else:
+                cursor, offset, seen_at_cursor = last, 0, set()
+            seen_at_cursor |= {str(d.id) for d in results if _modified(d) == cursor}
+
+    def _search_page(self, since: datetime | None, offset: int, limit: int) -> Any:
+        filters = []
+        if since is not None:
+            millis = str((since - _EPOCH) // timedelta(milliseconds=1))
+            filters = [
+                {"filters": [{"propertyName": MODIFIED, "operator": "GTE", "value": millis}]}
+            ]
+        request = PublicObjectSearchRequest(
+            filter_groups=filters,
+            sorts=[{"propertyName": MODIFIED, "direction": "ASCENDING"}],
+            properties=self._deal_properties(),
+            limit=limit,
+            after=str(offset) if offset else None,
+        )
+        self._throttle.wait()
+        return self._search_api.do_search(
+            public_object_search_request=request, _request_timeout=self.config.timeout_seconds
+        )
+
+    def _deal_properties(self) -> list[str]:
+        names = [*DEAL_PROPERTIES, self.config.won_property, *self.config.deal_properties]
+        names += self.config.deal_click_id_properties.values()
+        return list(dict.fromkeys(names))
+
+    # --- one page -------------------------------------------------------------------
+
+    def _page(self, raw: list[Any]) -> DealPage:
+        problems: list[Quarantined] = []
+        contact_ids = self._associated_contacts([str(d.id) for d in raw])
+        wanted = list(dict.fromkeys(c for ids in contact_ids.values() for c in ids))
+        records = self._contacts(wanted, problems)
+        for contact_id in wanted:
+            if contact_id not in records:
+                deal_ids = [d for d, ids in contact_ids.items() if contact_id in ids]
+                problems.append(
+                    Quarantined(
+                        "contact",
+                        contact_id,
+                        "id",
+                        "deleted contact",
+                        self.name,
+                        {"deal_ids": deal_ids},
+                    )
+                )
+        out = []
+        for item in raw:
+            linked = [records[c] for c in contact_ids.get(str(item.id), []) if c in records]
+            deal = self._deal(item, linked, problems)
+            if deal is not None:
+                out.append(deal)
+        return DealPage(
+            deals=tuple(out),
+            quarantined=tuple(problems),
+            watermark=_modified(raw[-1]).isoformat(),
+        )
+
+    def _associated_contacts(self, deal_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Deal id -> associated contact ids, in HubSpot's order (deals without any omitted)."""
+        out: dict[str, list[str]] = {}
+        for start in range(0, len(deal_ids), ASSOCIATIONS_PER_CALL):
+            chunk = deal_ids[start : start + ASSOCIATIONS_PER_CALL]
+            request = BatchInputPublicFetchAssociationsBatchRequest(
+                inputs=[{"id": deal_id} for deal_id in chunk]
+            )
+            response = self._call(
+                "association read",
+                self._associations_api.get_page,
+                "deals",
+                "contacts",
+                request,
+                _request_timeout=self.config.timeout_seconds,
+            )
+            for result in response.results or []:
+                targets = [str(t.to_object_id) for t in result.to or []]
+                out[str(result._from.id)] = list(dict.fromkeys(targets))
+        return out
+
+    def _contacts(
+        self, contact_ids: Sequence[str], problems: list[Quarantined]
+    ) -> dict[str, _ContactRecord]:
+        properties = list(
+            dict.fromkeys([*CONTACT_PROPERTIES, *self.config.contact_click_id_properties.values()])
+        )
+        out: dict[str, _ContactRecord] = {}
+        for start in range(0, len(contact_ids), CONTACTS_PER_CALL):
+            chunk = contact_ids[start : start + CONTACTS_PER_CALL]
+            request = BatchReadInputSimplePublicObjectId(
+                inputs=[{"id": contact_id} for contact_id in chunk], properties=properties
+            )
+            response = self._call(
+                "contact read",
+                self._contacts_api.read,
+                request,
+                _request_timeout=self.config.timeout_seconds,
+            )
+            for item in response.results or []:
+                out[str(item.id)] = self._contact(str(item.id), item.properties or {}, problems)
+        return out
+
+    def _contact(
+        self, contact_id: str, props: dict[str, Any], problems: list[Quarantined]
+    ) -> _ContactRecord:
+        """A contact; a bad email, phone or click ID is quarantined and left out."""
+        found: dict[str, PersonHashes] = {}
+        phone = props.get("phone") or props.get("mobilephone")
+        for name, email_value, phone_value in (
+            ("email", props.get("email"), None),
+            ("phone", None, phone),
+        ):
+            try:
+                found[name] = hash_person(email_value, phone_value, self.default_phone_region)
+            except InvalidIdentifier as exc:
+                reason = str(exc).partition(": ")[2] or str(exc)
+                problems.append(Quarantined("contact", contact_id, name, reason, self.name))
+        email, by_phone = found.get("email", PersonHashes()), found.get("phone", PersonHashes())
+        hashes = dataclasses.replace(email, phone=by_phone.phone, phone_meta=by_phone.phone_meta)
+        clicks = self._click_ids(
+            "contact", contact_id, props, self.config.contact_click_id_properties, problems
+        )
+        return _ContactRecord(
+            Contact(contact_id, hashes, click_ids=clicks), props.get("hs_analytics_source")
+        )
+
+    def _deal(
+        self, raw: Any, linked: list[_ContactRecord], problems: list[Quarantined]
+    ) -> Deal | None:
+        deal_id = str(raw.id)
+        props: dict[str, Any] = raw.properties or {}
+        status = self._status(props)
+        try:
+            amount = _amount(props.get("amount"))
+            if status is DealStatus.WON and amount is None:
+                raise _Bad("amount", "a won deal needs an amount")
+            currency = (props.get("deal_currency_code") or self.config.default_currency).upper()
+            if currency not in ISO_4217:
+                raise _Bad("deal_currency_code", f"{currency} is not an ISO 4217 code")
+            close_at = self._close_at(props.get("closedate"))
+            if status is DealStatus.WON and close_at is None:
+                raise _Bad("closedate", "a won deal needs a close date")
+        except _Bad as bad:
+            problems.append(Quarantined("deal", deal_id, bad.field, bad.reason, self.name))
+            return None
+        fields = {
+            name: str(props[name])
+            for name in self.config.deal_properties
+            if props.get(name) not in (None, "")
+        }
+        primary_source = linked[0].analytics_source if linked else None
+        if primary_source:
+            fields["hs_analytics_source"] = primary_source
+        return Deal(
+            source=self.name,
+            id=deal_id,
+            status=status,
+            amount=amount,
+            currency=currency,
+            close_at=close_at,
+            modified_at=_modified(raw),
+            stage=props.get("dealstage"),
+            pipeline=props.get("pipeline"),
+            owner=props.get("hubspot_owner_id"),
+            contacts=tuple(
+                dataclasses.replace(record.contact, is_primary=index == 0)
+                for index, record in enumerate(linked)
+            ),
+            click_ids=self._click_ids(
+                "deal", deal_id, props, self.config.deal_click_id_properties, problems
+            ),
+            fields=fields,
+        )
+
+    def _status(self, props: dict[str, Any]) -> DealStatus:
+        if self._won_stages:
+            won = props.get("dealstage") in self._won_stages.get(props.get("pipeline") or "", ())
+        else:
+            won = _true(props.get(self.config.won_property))
+        if won:
+            return DealStatus.WON
+        return DealStatus.LOST if _true(props.get("hs_is_closed")) else DealStatus.OPEN
+
+    def _close_at(self, value: str | None) -> datetime | None:
+        if value in (None, ""):
+            return None
+        try:
+            moment = _instant(str(value))
+        except ValueError:
+            raise _Bad("closedate", f"{value!r} is not a date or date-time") from None
+        if isinstance(moment, datetime):
+            return moment
+        local = datetime.combine(
+            moment, self.config.close_time, tzinfo=ZoneInfo(self.config.timezone)
+        )
+        return local.astimezone(UTC)
+
+    def _click_ids(
+        self,
+        kind: str,
+        record_id: str,
+        props: dict[str, Any],
+        mapping: dict[str, str],
+        problems: list[Quarantined],
+    ) -> ClickIds:
+        """Click IDs from the mapped properties; a malformed one is quarantined, left out."""
+        values: dict[str, str] = {}
+        for name, prop in mapping.items():
+            raw = props.get(prop)
+            try:
+                value = ga_client_id(raw) if name == "ga_client_id" else click_id(name, raw)
+            except ParseError as exc:
+                problems.append(Quarantined(kind, record_id, prop, str(exc), self.name))
+                continue
+            if value:
+                values[name] = value
+        return ClickIds(**values)
+
+    # --- calls ----------------------------------------------------------------------
+
+    def _call(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """``fn`` with retries on 429, 5xx and connection errors; errors become revsync's."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self.config.max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(_retryable),
+            reraise=True,
+        )
+        try:
+            return retrying(fn, *args, **kwargs)
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransientError(f"HubSpot {what}: {type(exc).__name__}") from None
+        except _API_ERRORS as exc:
+            raise _api_error(what, exc) from None
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Exponential backoff with jitter, at least ``Retry-After``, at most the cap."""
+        backoff = self.config.retry_initial_wait_seconds * 2 ** (state.attempt_number - 1)
+        wait = random.uniform(backoff / 2, backoff)
+        if state.outcome is not None:
+            wait = max(wait, _retry_after(state.outcome.exception()) or 0.0)
+        return min(wait, self.config.retry_max_wait_seconds)
+
+
+class _Bad(ValueError):
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field, self.reason = field, reason
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        return True
+    status = getattr(exc, "status", None) if isinstance(exc, _API_ERRORS) else None
+    return isinstance(status, int) and (status in (0, 429) or status >= 500)
+
+
+def _retry_after(exc: BaseException | None) -> float | None:
+    headers = getattr(exc, "headers", None)
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _api_error(what: str, exc: Exception) -> RevsyncError:
+    """A revsync error for an SDK exception: its status and HubSpot's category and message."""
+    status = getattr(exc, "status", None)
+    try:
+        body = json.loads(getattr(exc, "body", None) or b"{}")
+    except ValueError:
+        body = {}
+    category = body.get("category", "") if isinstance(body, dict) else ""
+    if status in (401, 403):
+        return PermanentError(
+            f"HubSpot {what}: HTTP {status} {category}; check REVSYNC_HUBSPOT_ACCESS_TOKEN "
+            "and the private app's scopes (crm.objects.deals.read, crm.objects.contacts.read)"
+        )
+    message = str(body.get("message", ""))[:300] if isinstance(body, dict) else ""
+    text = f"HubSpot {what}: HTTP {status} {category}: {message}".rstrip(": ")
+    if _retryable(exc):
+        seconds = _retry_after(exc)
+        retry_at = datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None
+        return TransientError(text, retry_at)
+    return PermanentError(text)
+
+
+def _true(value: Any) -> bool:
+    return str(value).strip().lower() == "true"
+
+
+def _amount(value: Any) -> Decimal | None:
+    if value in (None, ""):
+        return None
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise _Bad("amount", f"{value!r} is not a number") from None
+    if not amount.is_finite():
+        raise _Bad("amount", f"{value!r} is not a number")
+    if amount < 0:
+        raise _Bad("amount", f"{amount} is negative")
+    return amount
+
+
+def _instant(value: str) -> datetime | date:
+    """Epoch milliseconds or ISO 8601 as aware UTC; a bare ISO date stays a ``date``."""
+    text = value.strip()
+    if text.lstrip("-").isdigit():
+        return datetime.fromtimestamp(int(text) / 1000, UTC)
+    if len(text) == 10:
+        return date.fromisoformat(text)
+    moment = datetime.fromisoformat(text)
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _modified(raw: Any) -> datetime:
+    """A search result's ``hs_lastmodifieddate`` (its ``updatedAt`` if absent), aware UTC."""
+    value = (raw.properties or {}).get(MODIFIED)
+    if value:
+        moment = _instant(str(value))
+        if isinstance(moment, datetime):
+            return moment
+    updated: datetime = raw.updated_at
+    return updated.astimezone(UTC) if updated.tzinfo else updated.replace(tzinfo=UTC)

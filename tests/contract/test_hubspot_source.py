@@ -1,0 +1,402 @@
+"""HubSpotDealSource through the real hubspot-api-client against the HubSpot emulator."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from revsync.config.mapping import GoogleAdsDestination, HubSpotSource, RevsyncConfig
+from revsync.config.settings import Settings
+from revsync.destinations.pii import hash_person
+from revsync.domain import Deal, DealStatus, Quarantined
+from revsync.errors import ConfigError, PermanentError, TransientError
+from revsync.sources.base import DealPage
+from revsync.sources.hubspot import HubSpotDealSource
+from revsync.store.engine import open_store
+from revsync.sync.factory import build_destinations, build_sources
+from revsync.sync.job import SyncJob
+from tests.emulators.hubspot import HubSpotEmulator, PropertyDef
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+TOKEN = "pat-test"
+GCLID = "Cj0KCQiA-test-gclid_1"
+
+
+@pytest.fixture
+def emu() -> Iterator[HubSpotEmulator]:
+    emulator = HubSpotEmulator(tokens={TOKEN}, search_per_second=None, burst_limit=None)
+    emulator.set_clock(T0)
+    with emulator:
+        yield emulator
+
+
+def config(emu: HubSpotEmulator, **overrides: Any) -> HubSpotSource:
+    values: dict[str, Any] = {
+        "type": "hubspot", "name": "hs", "host": emu.base_url, "searches_per_second": 1000,
+        "retry_initial_wait_seconds": 0.01, "timeout_seconds": 5, **overrides,
+    }  # fmt: skip
+    return HubSpotSource(**values)
+
+
+def source(emu: HubSpotEmulator, token: str = TOKEN, **overrides: Any) -> HubSpotDealSource:
+    settings = Settings(hubspot_access_token=SecretStr(token))
+    return HubSpotDealSource(config(emu, **overrides), settings, "US")
+
+
+def read(src: HubSpotDealSource, watermark: str | None = None) -> list[DealPage]:
+    return list(src.pages(watermark, T0))
+
+
+def deals_of(pages: list[DealPage]) -> list[Deal]:
+    return [d for p in pages for d in p.deals]
+
+
+def problems_of(pages: list[DealPage]) -> set[tuple[str, str, str, str]]:
+    return {(q.kind, q.record_id, q.field, q.reason) for p in pages for q in p.quarantined}
+
+
+def seed(emu: HubSpotEmulator, count: int, start: datetime = T0, **props: Any) -> list[str]:
+    """``count`` won deals modified one minute apart from ``start``."""
+    ids = []
+    for i in range(count):
+        emu.set_clock(start + timedelta(minutes=i))
+        ids.append(emu.add_deal(dealstage="closedwon", amount=str(100 + i), closedate=T0, **props))
+    return ids
+
+
+def search_bodies(emu: HubSpotEmulator) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in emu.requests if r.path.endswith("/deals/search")]
+
+
+def test_pages_deals_with_contacts_in_modified_order(emu: HubSpotEmulator) -> None:
+    alice = emu.add_contact(
+        email=" Alice@Example.com",
+        hs_google_click_id=GCLID,
+        hs_facebook_click_id="IwAR-fbclid-1",
+        hs_analytics_source="PAID_SEARCH",
+    )
+    bob = emu.add_contact(phone="(202) 555-0143")
+    ids = seed(emu, 5)
+    emu.set_clock(T0 + timedelta(minutes=10))
+    emu.associate(ids[0], bob)
+    emu.associate(ids[0], alice)
+    emu.update(
+        "deals", ids[1], deal_currency_code="EUR", hubspot_owner_id="77", dealstage="closedlost"
+    )
+    emu.update("deals", ids[2], dealstage="contractsent")
+
+    pages = read(source(emu, page_size=2))
+
+    assert [len(p.deals) for p in pages] == [2, 2, 1]
+    assert [d.id for d in deals_of(pages)] == [ids[0], ids[3], ids[4], ids[1], ids[2]]
+    assert [p.watermark for p in pages] == [p.deals[-1].modified_at.isoformat() for p in pages]
+    assert pages[-1].watermark == (T0 + timedelta(minutes=10)).isoformat()
+    first, *_, lost, open_ = deals_of(pages)
+    assert (first.status, first.amount, first.currency, first.close_at) == (
+        DealStatus.WON,
+        Decimal(100),
+        "USD",
+        T0,
+    )
+    assert [(c.crm_id, c.is_primary) for c in first.contacts] == [(alice, True), (bob, False)]
+    primary, other = first.contacts
+    assert primary.hashes == hash_person("alice@example.com", None)
+    assert (primary.click_ids.gclid, primary.click_ids.fbclid) == (GCLID, "IwAR-fbclid-1")
+    assert other.hashes == hash_person(None, "+12025550143")
+    assert first.fields == {"hs_analytics_source": "PAID_SEARCH"}
+    assert (lost.status, lost.currency, lost.owner) == (DealStatus.LOST, "EUR", "77")
+    assert open_.status is DealStatus.OPEN and open_.stage == "contractsent"
+    body = search_bodies(emu)[0]
+    assert body["sorts"] == [{"propertyName": "hs_lastmodifieddate", "direction": "ASCENDING"}]
+    assert {
+        "amount",
+        "closedate",
+        "deal_currency_code",
+        "hs_is_closed_won",
+        "hs_is_closed",
+        "hubspot_owner_id",
+    } <= set(body["properties"])
+    assert problems_of(pages) == set()
+
+
+def test_rewindows_before_the_result_cap(emu: HubSpotEmulator) -> None:
+    emu.max_search_results = 50
+    ids = seed(emu, 130)
+    pages = read(source(emu, page_size=20, search_result_cap=50))
+    assert [d.id for d in deals_of(pages)] == ids
+    assert max(int(b.get("after") or 0) for b in search_bodies(emu)) == 0
+
+
+def test_deals_sharing_one_timestamp_page_with_after_up_to_the_cap(
+    emu: HubSpotEmulator,
+) -> None:
+    emu.max_search_results = 50
+    tied = [emu.add_deal(dealstage="closedwon", amount="1", closedate=T0) for _ in range(45)]
+    later = seed(emu, 10, T0 + timedelta(hours=1))
+    pages = read(source(emu, page_size=20, search_result_cap=50))
+    assert [d.id for d in deals_of(pages)] == tied + later
+    assert {int(b.get("after") or 0) for b in search_bodies(emu)} == {0, 40}
+
+    emu.set_clock(T0 + timedelta(days=1))
+    for _ in range(51):
+        emu.add_deal(dealstage="closedwon", amount="1", closedate=T0)
+    with pytest.raises(PermanentError, match="more than 50 deals share"):
+        read(source(emu, page_size=20, search_result_cap=50), (T0 + timedelta(hours=2)).isoformat())
+
+
+def test_incremental_reads_overlap_once_and_new_edits(emu: HubSpotEmulator) -> None:
+    ids = seed(emu, 3, T0)
+    for i, deal_id in enumerate(ids):
+        emu.set_clock(T0 + timedelta(minutes=30 * i))
+        emu.update("deals", deal_id, amount=str(100 + i))
+    first = read(source(emu))
+    watermark = first[-1].watermark
+    assert watermark == (T0 + timedelta(minutes=60)).isoformat()
+
+    emu.set_clock(T0 + timedelta(minutes=90))
+    new = emu.add_deal(dealstage="closedwon", amount="900", closedate=T0)
+    emu.set_clock(T0 + timedelta(minutes=95))
+    emu.update("deals", ids[0], amount="150")
+    second = read(source(emu, overlap_minutes=10), watermark)
+    assert [(d.id, d.amount) for d in deals_of(second)] == [
+        (ids[2], Decimal(102)),
+        (new, Decimal(900)),
+        (ids[0], Decimal(150)),
+    ]
+
+    nothing_new = read(source(emu, overlap_minutes=0), second[-1].watermark)
+    assert [d.id for d in deals_of(nothing_new)] == [ids[0]]
+
+
+def test_edit_between_pages_skips_nothing_and_is_seen_again(emu: HubSpotEmulator) -> None:
+    ids = seed(emu, 6)
+    pages = source(emu, page_size=2).pages(None, T0)
+    seen = [d.id for d in next(pages).deals]
+    emu.set_clock(T0 + timedelta(hours=1))
+    emu.update("deals", ids[0], amount="500")  # already read: jumps to the end of the sort
+    emu.update("deals", ids[3], amount="700")  # not read yet
+    rest = list(pages)
+    seen += [d.id for p in rest for d in p.deals]
+    assert seen == [ids[0], ids[1], ids[2], ids[4], ids[5], ids[0], ids[3]]
+    assert rest[-1].watermark == (T0 + timedelta(hours=1)).isoformat()
+
+    again = read(source(emu), rest[-1].watermark)
+    assert [(d.id, d.amount) for d in deals_of(again)] == [
+        (ids[0], Decimal(500)),
+        (ids[3], Decimal(700)),
+    ]
+
+
+def test_rate_limits_and_server_errors_are_retried(emu: HubSpotEmulator) -> None:
+    seed(emu, 1)
+    emu.associate(
+        emu.add_deal(dealstage="closedwon", amount="1", closedate=T0),
+        emu.add_contact(email="c@example.com"),
+    )
+    emu.inject_fault(
+        429,
+        {"status": "error", "category": "RATE_LIMITS"},
+        headers={"Retry-After": "1"},
+        path_contains="/search",
+    )
+    emu.inject_fault(502, path_contains="/contacts/batch/read", times=2)
+    started = time.monotonic()
+    pages = read(source(emu))
+    assert time.monotonic() - started >= 1.0
+    assert len(deals_of(pages)) == 2
+    assert emu.count("POST", "/search") == 2 and emu.count("POST", "/batch/read") == 4
+
+    emu.inject_fault(503, path_contains="/search", times=10, headers={"Retry-After": "0"})
+    with pytest.raises(TransientError, match="HTTP 503"):
+        read(source(emu, max_attempts=3))
+    assert emu.count("POST", "/search") == 5
+
+
+def test_searches_are_throttled_client_side() -> None:
+    with HubSpotEmulator(tokens={TOKEN}, search_per_second=5, burst_limit=None) as emu:
+        emu.set_clock(T0)
+        ids = seed(emu, 9)
+        started = time.monotonic()
+        pages = read(source(emu, page_size=1, searches_per_second=4, max_attempts=1))
+        assert time.monotonic() - started >= 2.0
+        assert [d.id for d in deals_of(pages)] == ids
+        assert emu.count("POST", "/search") == 9  # no 429 was answered (max_attempts=1)
+
+
+def test_deleted_contact_is_quarantined_and_the_deal_syncs(emu: HubSpotEmulator) -> None:
+    kept = emu.add_contact(email="kept@example.com")
+    deal = emu.add_deal(contacts=[kept, "999999"], dealstage="closedwon", amount="10", closedate=T0)
+    lonely = emu.add_deal(dealstage="closedwon", amount="20", closedate=T0)
+    pages = read(source(emu))
+    by_id = {d.id: d for d in deals_of(pages)}
+    assert [c.crm_id for c in by_id[deal].contacts] == [kept]
+    assert by_id[lonely].contacts == ()
+    assert problems_of(pages) == {("contact", "999999", "id", "deleted contact")}
+    assert pages[0].quarantined[0].detail == {"deal_ids": [deal]}
+
+
+def test_malformed_records_are_quarantined_while_the_rest_syncs(emu: HubSpotEmulator) -> None:
+    emu.add_property("deals", "gclid")
+    emu.add_property("deals", "region")
+    bad_contact = emu.add_contact(
+        email="not-an-email",
+        phone="12",
+        hs_google_click_id="<x>",
+        hs_facebook_click_id="IwAR-fbclid-2",
+    )
+    no_amount = emu.add_deal(dealstage="closedwon", closedate=T0)
+    bad_currency = emu.add_deal(
+        dealstage="closedwon", amount="5", closedate=T0, deal_currency_code="XYZ"
+    )
+    no_close = emu.add_deal(dealstage="closedwon", amount="5")
+    negative = emu.add_deal(dealstage="closedwon", amount="-5", closedate=T0)
+    garbage = emu.add_deal(dealstage="closedwon", amount="lots", closedate=T0)
+    good = emu.add_deal(
+        contacts=[bad_contact],
+        dealstage="closedwon",
+        amount="12.50",
+        closedate=T0,
+        deal_currency_code="eur",
+        gclid="bad gclid",
+        region="EMEA",
+    )
+    open_without_amount = emu.add_deal(dealstage="contractsent")
+    pages = read(
+        source(emu, deal_click_id_properties={"gclid": "gclid"}, deal_properties=["region"])
+    )
+    synced = {d.id: d for d in deals_of(pages)}
+    assert set(synced) == {good, open_without_amount}
+    assert synced[open_without_amount].amount is None
+    deal = synced[good]
+    assert (deal.amount, deal.currency, deal.fields) == (
+        Decimal("12.50"),
+        "EUR",
+        {"region": "EMEA"},
+    )
+    assert deal.click_ids.gclid is None
+    contact = deal.contacts[0]
+    assert not contact.hashes.any() and contact.click_ids.gclid is None
+    assert contact.click_ids.fbclid == "IwAR-fbclid-2"
+    found = problems_of(pages)
+    assert {(kind, rid, field) for kind, rid, field, _ in found} == {
+        ("deal", no_amount, "amount"),
+        ("deal", bad_currency, "deal_currency_code"),
+        ("deal", no_close, "closedate"),
+        ("deal", negative, "amount"),
+        ("deal", garbage, "amount"),
+        ("deal", good, "gclid"),
+        ("contact", bad_contact, "email"),
+        ("contact", bad_contact, "phone"),
+        ("contact", bad_contact, "hs_google_click_id"),
+    }
+    assert ("deal", no_amount, "amount", "a won deal needs an amount") in found
+    assert ("deal", bad_currency, "deal_currency_code", "XYZ is not an ISO 4217 code") in found
+    assert all(
+        isinstance(q, Quarantined) and q.source == "hs" for p in pages for q in p.quarantined
+    )
+
+
+def test_won_by_stages_or_by_property(emu: HubSpotEmulator) -> None:
+    emu.add_pipeline(
+        "enterprise",
+        "Enterprise",
+        [("negotiation", "Negotiation", "0.5", False), ("signed", "Signed", "0.9", True)],
+    )
+    signed = emu.add_deal(pipeline="enterprise", dealstage="signed", amount="1", closedate=T0)
+    negotiating = emu.add_deal(pipeline="enterprise", dealstage="negotiation", amount="1")
+    closedwon = emu.add_deal(dealstage="closedwon", amount="1", closedate=T0)
+    by_property = {d.id: d.status for d in deals_of(read(source(emu)))}
+    assert by_property == {
+        signed: DealStatus.LOST,
+        negotiating: DealStatus.OPEN,
+        closedwon: DealStatus.WON,
+    }
+    by_stage = {
+        d.id: d.status for d in deals_of(read(source(emu, won_stages={"enterprise": ["signed"]})))
+    }
+    assert by_stage == {
+        signed: DealStatus.WON,
+        negotiating: DealStatus.OPEN,
+        closedwon: DealStatus.LOST,
+    }
+
+
+def test_close_dates_as_iso_millis_or_date(emu: HubSpotEmulator) -> None:
+    emu.properties["deals"]["closedate"] = PropertyDef("closedate", "string")
+    iso = emu.add_deal(dealstage="closedwon", amount="1", closedate="2026-02-01T10:00:00.000Z")
+    millis = emu.add_deal(dealstage="closedwon", amount="1", closedate="1769940000000")
+    day = emu.add_deal(dealstage="closedwon", amount="1", closedate="2026-02-01")
+    close = {d.id: d.close_at for d in deals_of(read(source(emu, timezone="America/New_York")))}
+    assert close == {
+        iso: datetime(2026, 2, 1, 10, tzinfo=UTC),
+        millis: datetime(2026, 2, 1, 10, tzinfo=UTC),
+        day: datetime(2026, 2, 1, 17, tzinfo=UTC),
+    }  # 12:00 in New York
+
+
+def test_credentials(emu: HubSpotEmulator) -> None:
+    with pytest.raises(ConfigError, match="REVSYNC_HUBSPOT_ACCESS_TOKEN"):
+        HubSpotDealSource(config(emu), Settings(hubspot_access_token=None), None)
+    with pytest.raises(PermanentError, match="HTTP 401") as info:
+        read(source(emu, token="pat-wrong-secret"))
+    assert "pat-wrong-secret" not in str(info.value)
+    assert emu.count("POST", "/search") == 1
+
+
+def test_sync_job_end_to_end_runs_twice_without_replanning(
+    emu: HubSpotEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REVSYNC_HUBSPOT_ACCESS_TOKEN", TOKEN)
+    buyer = emu.add_contact(email="buyer@example.com", hs_google_click_id=GCLID)
+    emu.add_deal(
+        contacts=[buyer], dealstage="closedwon", amount="2400", closedate=T0 - timedelta(hours=2)
+    )
+    emu.add_deal(dealstage="contractsent", amount="100")
+    mapping = RevsyncConfig(
+        sources=[config(emu)],
+        destinations=[
+            GoogleAdsDestination(
+                type="google_ads",
+                name="gads",
+                transport="file",
+                customer_id="123-456-7890",
+                conversion_action="555",
+                output_dir=tmp_path / "out",
+            )
+        ],
+    )
+    settings = Settings()
+    engine = open_store(f"sqlite:///{tmp_path}/x.db")
+    clock = lambda: T0 + timedelta(hours=1)  # noqa: E731
+
+    def run() -> Any:
+        job = SyncJob(
+            engine,
+            mapping,
+            build_sources(mapping, settings),
+            build_destinations(mapping, settings, clock),
+            clock=clock,
+        )
+        return job.run()
+
+    first = run()
+    assert first.status == "ok", first.errors
+    assert dict(first.deals_read) == {"hs": 2} and first.deals_won == 1
+    assert dict(first.planned) == {"gads": 1}
+    second = run()
+    assert second.status == "ok", second.errors
+    assert dict(second.deals_read) == {"hs": 2}  # the overlap re-reads both, upserted
+    assert dict(second.planned) == {}
+    lines = (tmp_path / "out" / "gads.google_ads.jsonl").read_text().splitlines()
+    uploads = [c for line in lines for c in json.loads(line)["body"]["conversions"]]
+    assert [(c["gclid"], c["conversion_value"], c["conversion_date_time"]) for c in uploads] == [
+        (GCLID, 2400.0, "2026-03-01 10:00:00+00:00")
+    ]

@@ -1,0 +1,202 @@
+"""The whole loop on the file transports, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select, update
+
+from revsync.collect.importer import import_identities, import_touchpoints
+from revsync.config.loader import load_config
+from revsync.config.mapping import RevsyncConfig
+from revsync.config.settings import Settings
+from revsync.demo import DEMO_CONFIG, generate
+from revsync.store.schema import conversions, quarantine, sync_state
+from revsync.sync.factory import build_destinations, build_sources
+from revsync.sync.job import RunSummary, SyncJob
+
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def run(engine: Engine, config: RevsyncConfig, now: datetime = NOW) -> RunSummary:
+    settings = Settings()
+    clock = lambda: now  # noqa: E731
+    return SyncJob(
+        engine,
+        config,
+        build_sources(config, settings),
+        build_destinations(config, settings, clock),
+        clock=clock,
+    ).run()
+
+
+def requests_in(out: Path) -> dict[str, list[dict]]:
+    return {
+        path.name: [json.loads(line) for line in path.read_text().splitlines()]
+        for path in sorted(out.glob("*.jsonl"))
+    }
+
+
+def test_demo_dataset_end_to_end_and_second_run_sends_nothing(engine: Engine, tmp_path: Path) -> None:
+    files = generate(tmp_path, visitors=600, seed=3, now=NOW)
+    (tmp_path / "revsync.yaml").write_text(DEMO_CONFIG)
+    config = load_config(tmp_path / "revsync.yaml")
+    assert import_touchpoints(engine, files.touchpoints).rejected == 0
+    assert import_identities(engine, files.leads, "US").rejected == 0
+
+    first = run(engine, config)
+    assert first.status == "partial"  # the four malformed CRM rows are quarantined
+    assert {(q.record_id, q.field) for q in first.quarantined} >= {
+        ("D-BAD-1", "amount"), ("D-BAD-2", "currency"), ("C-bad3", "email"), ("D-BAD-4", "close_date"),
+    }  # fmt: skip
+    assert first.deals_matched > 0 and first.deals_won >= first.deals_matched
+    assert set(first.planned) == {"google-ads", "ga4", "meta"}
+    sent = requests_in(tmp_path / "out")
+    google = sent["google-ads.google_ads.jsonl"]
+    assert all(len(r["body"]["conversions"]) <= 2000 for r in google)
+    rows = [c for r in google for c in r["body"]["conversions"]]
+    assert len(rows) == first.planned["google-ads"]
+    for row in rows:
+        assert sum(k in row for k in ("gclid", "gbraid", "wbraid")) == 1
+        assert row["conversion_date_time"][-6] in "+-" and row["conversion_date_time"][-3] == ":"
+        assert len(row["order_id"]) == 32
+    ga4 = sent["ga4.ga4.jsonl"]
+    assert all(len(r["body"]["events"]) <= 25 for r in ga4)
+    assert all(len({r["body"]["client_id"]}) == 1 for r in ga4)
+    meta = [e for r in sent["meta.meta.jsonl"] for e in r["body"]["data"]]
+    assert all(NOW.timestamp() - e["event_time"] <= 7 * 86400 for e in meta)
+    assert all(e["action_source"] == "system_generated" for e in meta)
+
+    with engine.connect() as conn:
+        ledger_rows = conn.execute(select(func.count()).select_from(conversions)).scalar_one()
+        quarantined = conn.execute(select(func.count()).select_from(quarantine)).scalar_one()
+        watermark = conn.execute(select(sync_state.c.watermark)).scalar_one()
+    assert ledger_rows == sum(first.planned.values())
+    assert quarantined == 4 and watermark
+
+    second = run(engine, config, NOW + timedelta(minutes=5))
+    assert sum(second.planned.values()) == 0
+    assert requests_in(tmp_path / "out") == sent  # nothing new written anywhere
+
+
+def write_deals(path: Path, rows: list[dict[str, str]]) -> None:
+    fields = ["deal_id", "status", "amount", "currency", "close_date", "modified_at",
+              "contact_id", "email", "gclid"]  # fmt: skip
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({f: row.get(f, "") for f in fields})
+
+
+CONFIG = """
+sources:
+  - {name: crm, type: file, path: deals.csv}
+destinations:
+  - {name: gads, type: google_ads, transport: file, output_dir: out,
+     customer_id: "1234567890", conversion_action: "42"}
+  - {name: ga4, type: ga4, transport: file, output_dir: out, measurement_id: G-TEST1}
+  - {name: meta, type: meta, transport: file, output_dir: out, pixel_id: "99"}
+"""
+
+
+def scenario(engine: Engine, tmp_path: Path) -> RevsyncConfig:
+    (tmp_path / "revsync.yaml").write_text(CONFIG)
+    (tmp_path / "tp.csv").write_text(
+        "visitor_id,occurred_at,landing_url,_ga,_fbp,consent_ad_user_data\n"
+        "v1,2026-11-10T09:00:00Z,https://x.com/?gclid=CjwGclid0001,GA1.1.1.2,fb.1.1762000000000.7,granted\n"
+        "v2,2026-11-11T09:00:00Z,https://x.com/?gclid=CjwGclid0002,GA1.1.3.4,,denied\n"
+    )
+    (tmp_path / "leads.csv").write_text(
+        "visitor_id,observed_at,email\n"
+        "v1,2026-11-10T09:05:00Z,ann@example.com\n"
+        "v2,2026-11-11T09:05:00Z,bob@example.com\n"
+    )
+    import_touchpoints(engine, tmp_path / "tp.csv")
+    import_identities(engine, tmp_path / "leads.csv")
+    return load_config(tmp_path / "revsync.yaml")
+
+
+def test_amount_change_is_restated_and_lost_deal_retracted(engine: Engine, tmp_path: Path) -> None:
+    config = scenario(engine, tmp_path)
+    deals = tmp_path / "deals.csv"
+    write_deals(deals, [
+        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "contact_id": "C1", "email": "ANN@example.com"},
+        {"deal_id": "D2", "status": "won", "amount": "500", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "contact_id": "C2", "email": "bob@example.com"},
+    ])  # fmt: skip
+    first = run(engine, config)
+    # D2's visitor denied consent: nothing of it is uploaded anywhere.
+    assert dict(first.planned) == {"gads": 1, "ga4": 1, "meta": 1}
+    assert first.skipped == {
+        "gads: visitor denied ad consent; not uploaded": 1,
+        "ga4: visitor denied ad consent; not uploaded": 1,
+        "meta: visitor denied ad consent; not uploaded": 1,
+    }
+    write_deals(deals, [
+        {"deal_id": "D1", "status": "won", "amount": "1250", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-19T10:00:00Z",
+         "contact_id": "C1", "email": "ann@example.com"},
+    ])  # fmt: skip
+    second = run(engine, config, NOW + timedelta(hours=1))
+    assert dict(second.planned) == {"gads": 1}  # a RESTATEMENT; GA4/Meta cannot restate
+    assert second.skipped["ga4: amount changed; platform cannot restate"] == 1
+    third = run(engine, config, NOW + timedelta(hours=2))
+    assert sum(third.planned.values()) == 0  # the restatement is not planned twice
+
+    write_deals(deals, [
+        {"deal_id": "D1", "status": "lost", "amount": "1250", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-20T10:00:00Z",
+         "contact_id": "C1", "email": "ann@example.com"},
+    ])  # fmt: skip
+    fourth = run(engine, config, NOW + timedelta(hours=3))
+    assert dict(fourth.planned) == {"gads": 1, "ga4": 1}  # RETRACTION and a GA4 refund
+    assert fourth.skipped["meta: deal lost; platform cannot retract"] == 1
+
+    bodies = requests_in(tmp_path / "out")
+    adjustments = [
+        a for r in bodies["gads.google_ads.jsonl"] for a in r["body"].get("conversion_adjustments", [])
+    ]
+    assert [a["adjustment_type"] for a in adjustments] == ["RESTATEMENT", "RETRACTION"]
+    assert adjustments[0]["restatement_value"]["adjusted_value"] == 1250.0
+    original = bodies["gads.google_ads.jsonl"][0]["body"]["conversions"][0]
+    assert {a["order_id"] for a in adjustments} == {original["order_id"]}
+    refunds = [e for r in bodies["ga4.ga4.jsonl"] for e in r["body"]["events"] if e["name"] == "refund"]
+    assert len(refunds) == 1
+
+
+def test_interrupted_batch_is_resent_only_where_the_platform_dedupes(
+    engine: Engine, tmp_path: Path
+) -> None:
+    config = scenario(engine, tmp_path)
+    write_deals(tmp_path / "deals.csv", [
+        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "contact_id": "C1", "email": "ann@example.com"},
+    ])  # fmt: skip
+    run(engine, config)
+    # Simulate a crash between "mark sending" and the answer.
+    with engine.begin() as conn:
+        conn.execute(update(conversions).values(state="sending"))
+    run(engine, config, NOW + timedelta(hours=1))
+    with engine.connect() as conn:
+        states = dict(conn.execute(select(conversions.c.destination, conversions.c.state)).all())
+    assert states == {"gads": "sent", "meta": "sent", "ga4": "unknown"}
+    bodies = requests_in(tmp_path / "out")
+    assert len(bodies["gads.google_ads.jsonl"]) == 2  # resent with the same order_id
+    assert len(bodies["ga4.ga4.jsonl"]) == 1  # never silently sent twice
+
+
+def test_missing_crm_export_is_a_config_error_recorded_on_the_run(
+    engine: Engine, tmp_path: Path
+) -> None:
+    (tmp_path / "revsync.yaml").write_text(CONFIG)
+    summary = run(engine, load_config(tmp_path / "revsync.yaml"))
+    assert summary.status == "config_error"
+    assert "deals.csv" in summary.errors[0]
