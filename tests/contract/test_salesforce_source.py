@@ -111,12 +111,12 @@ def deal_ids(pages: list[DealPage]) -> list[str]:
 def test_pages_carry_deals_contacts_and_ordered_watermarks(
     emu: SalesforceEmulator, tls: TlsFiles
 ) -> None:
-    ids = seed(emu, 5)
+    ids = seed(emu, 5, Type="New Business", LeadSource="Web")
     lost = emu.add("Opportunity", Amount=50.0, StageName="Closed Lost")
     opened = emu.add("Opportunity", StageName="Prospecting")
     extra = emu.add("Contact", LastName="X", Email="x@example.com")
     emu.add("OpportunityContactRole", OpportunityId=ids[0], ContactId=extra, Role="Influencer")
-    pages = read(source(emu, tls))
+    pages = read(source(emu, tls, fields=["type"], pipeline_field="LeadSource"))
     assert [len(p.deals) for p in pages] == [2, 2, 2, 1]
     assert deal_ids(pages) == [*ids, lost, opened]
     stamps = [p.watermark for p in pages]
@@ -126,6 +126,11 @@ def test_pages_carry_deals_contacts_and_ordered_watermarks(
     assert (first.status, first.amount, first.currency) == (DealStatus.WON, Decimal("100.0"), "USD")
     assert first.close_at == datetime(2026, 2, 27, 12, tzinfo=UTC)
     assert first.click_ids.gclid == "opp-gclid-0000" and first.modified_at == T0
+    assert (first.stage, first.pipeline, first.fields) == (
+        "Closed Won",
+        "Web",
+        {"type": "New Business"},
+    )
     assert [c.is_primary for c in first.contacts] == [True, False]
     primary = first.contacts[0]
     assert primary.hashes == hash_person("p0@example.com", "+14155550100")
@@ -267,7 +272,9 @@ def test_malformed_records_are_quarantined_and_the_rest_syncs(tls: TlsFiles) -> 
         gone = emu.add("Contact", LastName="Gone", Email="gone@example.com")
         emu.add("OpportunityContactRole", OpportunityId=bad_click, ContactId=gone)
         emu.delete("Contact", gone)
-        messy = emu.add("Contact", LastName="M", Email="not-an-email", Phone="+14155550111")
+        messy = emu.add(
+            "Contact", LastName="M", Email="not-an-email", Phone="+14155550111", GCLID__c="x!"
+        )
         emu.add("OpportunityContactRole", OpportunityId=bad_click, ContactId=messy)
         pages = read(source(emu, tls, currency=None, page_size=10))
     finally:
@@ -278,6 +285,7 @@ def test_malformed_records_are_quarantined_and_the_rest_syncs(tls: TlsFiles) -> 
         ("deal", no_amount, "Amount"), ("deal", bad_currency, "CurrencyIsoCode"),
         ("deal", no_close, "CloseDate"), ("deal", bad_click, "GCLID__c"),
         ("contact", bad_click, "ContactId"), ("contact", bad_click, "Contact.Email"),
+        ("contact", bad_click, "Contact.GCLID__c"),
     }  # fmt: skip
     assert problems[("contact", bad_click, "ContactId")].detail == {"contact_id": gone}
     kept = pages[0].deals[1]
@@ -297,6 +305,15 @@ def test_bulk_api_above_the_threshold(emu: SalesforceEmulator, tls: TlsFiles) ->
     assert deals[ids[0]].amount == Decimal("100.0") and deals[ids[0]].contacts
     assert deals[ids[4]].status is DealStatus.LOST
     assert deals[ids[1]].click_ids.gclid == "opp-gclid-0001"
+
+
+def test_bulk_read_resumes_after_an_expired_session(emu: SalesforceEmulator, tls: TlsFiles) -> None:
+    ids = seed(emu, 5)
+    expired = [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}]
+    emu.inject_fault(401, expired, path_contains="/results")
+    pages = read(source(emu, tls, bulk_threshold=3))
+    assert sorted(deal_ids(pages)) == sorted(ids)
+    assert emu.count("POST", "/jobs/query") == 2 and emu.count("POST", "/oauth2/token") == 2
 
 
 def test_lead_click_ids_fill_the_contacts_gaps(emu: SalesforceEmulator, tls: TlsFiles) -> None:

@@ -273,7 +273,9 @@ class SalesforceDealSource:
             problems.append(Quarantined("deal", opp_id, *problem, source=self.name))
             return None
         assert currency is not None
-        clicks = self._click_ids(record, self.config.click_id_fields, "", opp_id, problems)
+        clicks = _click_ids(
+            record, self.config.click_id_fields, self._rejecter(problems, "deal", opp_id)
+        )
         fields = {f: str(record[f.lower()]) for f in self.config.fields
                   if record.get(f.lower()) not in (None, "")}  # fmt: skip
         if deleted:
@@ -321,7 +323,8 @@ class SalesforceDealSource:
                     mine[contact_id] = Contact(contact_id, old.hashes, True, old.click_ids)
                 continue
             hashes = self._hashes(role, opp_id, contact_id, problems)
-            clicks = self._click_ids(role, click_fields, "", opp_id, problems)
+            reject = self._rejecter(problems, "contact", opp_id, contact_id=contact_id)
+            clicks = _click_ids(role, click_fields, reject)
             for kind, value in from_leads.get(contact_id, {}).items():
                 clicks.setdefault(kind, value)
             mine[contact_id] = Contact(
@@ -341,10 +344,22 @@ class SalesforceDealSource:
         select = _unique(["Id", "ConvertedContactId", *fields.values()])
         out: dict[str, dict[str, str]] = {}
         for lead in self._query_in(select, "Lead", "ConvertedContactId", contact_ids):
-            found = self._click_ids(lead, fields, "Lead.", lead["id"], problems, kind="lead")
+            reject = self._rejecter(problems, "contact", lead["id"], "Lead.")
+            found = _click_ids(lead, fields, reject)
             for kind, value in found.items():
                 out.setdefault(lead["convertedcontactid"], {}).setdefault(kind, value)
         return out
+
+    def _rejecter(
+        self, problems: list[Quarantined], kind: str, record_id: str, prefix: str = "",
+        **detail: str,
+    ) -> Callable[[str, str], None]:  # fmt: skip
+        """A callback quarantining (field, reason) of one record."""
+
+        def reject(field: str, reason: str) -> None:
+            problems.append(Quarantined(kind, record_id, prefix + field, reason, self.name, detail))
+
+        return reject
 
     def _query_in(
         self, select: list[str], sobject: str, key: str, ids: list[str]
@@ -377,29 +392,6 @@ class SalesforceDealSource:
                     {"contact_id": contact_id},
                 ))  # fmt: skip
 
-    def _click_ids(
-        self,
-        record: dict[str, Any],
-        fields: dict[str, str],
-        label: str,
-        record_id: str,
-        problems: list[Quarantined],
-        kind: str = "deal",
-    ) -> dict[str, str]:
-        out = {}
-        for click_kind, field in fields.items():
-            raw = _text(record.get(field.lower()))
-            try:
-                value = _click_value(click_kind, raw)
-            except ParseError as exc:
-                problems.append(
-                    Quarantined(kind, record_id, f"{label}{field}", str(exc), self.name)
-                )
-                continue
-            if value:
-                out[click_kind] = value
-        return out
-
 
 def _credentials(config: SalesforceSource, settings: Settings) -> dict[str, str]:
     """The secrets the configured flow needs; ConfigError names every missing variable."""
@@ -429,6 +421,22 @@ def _invalid(
     if won and not close:
         return "CloseDate", "a won deal needs a close date"
     return None
+
+
+def _click_ids(
+    record: dict[str, Any], fields: dict[str, str], reject: Callable[[str, str], None]
+) -> dict[str, str]:
+    """Click IDs from ``{kind: field}``; an invalid one is rejected (field, reason) and left out."""
+    out = {}
+    for kind, field in fields.items():
+        try:
+            value = _click_value(kind, _text(record.get(field.lower())))
+        except ParseError as exc:
+            reject(field, str(exc))
+            continue
+        if value:
+            out[kind] = value
+    return out
 
 
 def _click_value(kind: str, raw: str | None) -> str | None:
