@@ -111,6 +111,54 @@ class SalesforceSource(SourceBase):
     push_attribution: bool = Field(
         False, description="Write first/last-touch data onto new contacts and leads."
     )
+    currency: str | None = Field(
+        None,
+        description="Org currency (ISO 4217) of a single-currency org; required there. "
+        "Multi-currency orgs (Opportunity.CurrencyIsoCode exists) use each record's currency.",
+    )
+    jwt_audience: str | None = Field(
+        None, description="`aud` of JWT bearer assertions; default: the token URL's origin."
+    )
+    page_size: int = Field(200, ge=1, le=2000, description="Deals per page (one transaction).")
+    timeout_seconds: float = Field(60.0, gt=0, description="Timeout of every API call.")
+    bulk_poll_seconds: int = Field(
+        5, ge=0, description="Wait between Bulk API 2.0 job status polls."
+    )
+    fields: list[str] = Field(
+        default_factory=list, description="Extra Opportunity fields kept on each deal."
+    )
+    pipeline_field: str | None = Field(
+        None, description="Opportunity field used as the pipeline, e.g. RecordType.Name."
+    )
+    contact_click_id_fields: dict[str, str] = Field(
+        default_factory=dict, description="Click ID kind -> Contact field, e.g. {gclid: GCLID__c}."
+    )
+    lead_click_id_fields: dict[str, str] = Field(
+        default_factory=dict,
+        description="Click ID kind -> Lead field, read from the lead each contact converted from.",
+    )
+
+    @field_validator("click_id_fields", "contact_click_id_fields", "lead_click_id_fields")
+    @classmethod
+    def _click_kinds(cls, value: dict[str, str]) -> dict[str, str]:
+        from revsync.domain import ClickIds
+
+        unknown = sorted(set(value) - set(ClickIds.__slots__))
+        if unknown:
+            raise ValueError(
+                f"unknown click ID kind(s) {', '.join(unknown)}; "
+                f"use {', '.join(ClickIds.__slots__)}"
+            )
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        from revsync.currencies import ISO_4217
+
+        if value is not None and value.upper() not in ISO_4217:
+            raise ValueError(f"{value!r} is not an ISO 4217 currency code")
+        return value.upper() if value else None
 
 
 class HubSpotSource(SourceBase):

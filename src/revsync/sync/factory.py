@@ -9,6 +9,7 @@ from revsync.config.mapping import (
     FileSource,
     HubSpotSource,
     RevsyncConfig,
+    SalesforceSource,
 )
 from revsync.config.mapping import (
     Ga4Destination as Ga4Config,
@@ -41,6 +42,12 @@ def build_sources(config: RevsyncConfig, settings: Settings) -> list[DealSource]
             from revsync.sources.hubspot import HubSpotDealSource
 
             sources.append(HubSpotDealSource(block, settings, config.matching.default_phone_region))
+        elif isinstance(block, SalesforceSource):
+            from revsync.sources.salesforce import SalesforceDealSource
+
+            sources.append(
+                SalesforceDealSource(block, settings, config.matching.default_phone_region)
+            )
         else:
             raise ConfigError(
                 f"source {block.name!r}: type {block.type!r} is not available in this build"

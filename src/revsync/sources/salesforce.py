@@ -1,0 +1,514 @@
+"""Salesforce Opportunities as deals, through simple-salesforce.
+
+Reading: a ``SELECT COUNT()`` over the changes since the watermark (minus the overlap)
+chooses REST (``query_all_iter``, ordered by SystemModstamp, Id) or, above
+``bulk_threshold``, Bulk API 2.0 (unordered: ORDER BY defeats its chunking). Both include
+deleted records (queryAll), and a deleted deal counts as lost, so its uploads get
+retracted. Each page of ``page_size`` deals gets its contacts from OpportunityContactRole
+(primary first) and, when configured, click IDs from the leads they converted from.
+
+Watermarks: a REST page carries its last record's SystemModstamp. Bulk pages keep the
+incoming watermark, and a final empty page carries the newest SystemModstamp seen, since
+an unordered read is only complete at its end. Re-reading the overlap means a deal
+edited during a run is read again on the next one and upserted.
+
+Currency: in a multi-currency org (describe shows ``Opportunity.CurrencyIsoCode``) each
+record's own; otherwise the mapping's ``currency``, which is then required.
+
+Sessions: ``INVALID_SESSION_ID`` re-authenticates once and retries; the opportunity
+stream resumes behind the last record it yielded. Budget: after each page, usage from
+``Sforce-Limit-Info`` at or above ``api_budget_share`` marks the page
+``budget_exhausted``; ``REQUEST_LIMIT_EXCEEDED`` drops the unfinished page and yields an
+empty exhausted one. The job stops there and the next run resumes from the watermark.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from itertools import islice
+from typing import Any, TypeVar, cast
+from zoneinfo import ZoneInfo
+
+import requests
+from pydantic import SecretStr
+from simple_salesforce.api import Salesforce
+from simple_salesforce.bulk2 import SFBulk2Handler
+from simple_salesforce.exceptions import (
+    SalesforceError,
+    SalesforceExpiredSession,
+    SalesforceGeneralError,
+    SalesforceOperationError,
+    SalesforceRefusedRequest,
+)
+
+from revsync.collect.parsing import ParseError, click_id, fb_cookie, ga_client_id
+from revsync.config.mapping import SalesforceSource, SourceBase
+from revsync.config.settings import Settings
+from revsync.currencies import ISO_4217
+from revsync.destinations.pii import InvalidIdentifier, hash_person
+from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes, Quarantined
+from revsync.errors import ConfigError, PermanentError, TransientError
+from revsync.sources import oauth
+from revsync.sources.base import DealPage
+
+T = TypeVar("T")
+IDS_PER_QUERY = 200
+BULK_CHUNK = 10_000
+_BASE_FIELDS = (
+    "Id", "IsDeleted", "Amount", "CloseDate", "StageName", "IsClosed", "OwnerId",
+    "SystemModstamp",
+)  # fmt: skip
+_REQUIRED = {
+    "refresh_token": ("salesforce_client_id", "salesforce_refresh_token"),
+    "jwt": ("salesforce_client_id", "salesforce_username", "salesforce_private_key"),
+    "client_credentials": ("salesforce_client_id", "salesforce_client_secret"),
+}
+
+
+def place_date(day: date, config: SourceBase) -> datetime:
+    """A date-only CRM value at the configured local close time, as UTC."""
+    local = datetime.combine(day, config.close_time, tzinfo=ZoneInfo(config.timezone))
+    return local.astimezone(UTC)
+
+
+class SalesforceDealSource:
+    """Reads Opportunities changed since a watermark; see the module docstring."""
+
+    def __init__(
+        self, config: SalesforceSource, settings: Settings, default_phone_region: str | None = None
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.default_phone_region = default_phone_region
+        self._secrets = _credentials(config, settings)
+        self._http = oauth.http_session(config.ca_bundle, config.timeout_seconds)
+        self._sf: Salesforce | None = None
+        self._multi_currency: bool | None = None
+
+    # --- DealSource ------------------------------------------------------------------
+
+    def pages(self, watermark: str | None, now: datetime) -> Iterator[DealPage]:
+        since = None
+        if watermark:
+            since = datetime.fromisoformat(watermark) - timedelta(
+                minutes=self.config.overlap_minutes
+            )
+        position = watermark
+        try:
+            select = self._select()
+            bulk = self._count(since) > self.config.bulk_threshold
+            newest: datetime | None = None
+            records = self._records(select, since, bulk)
+            while batch := list(islice(records, self.config.page_size)):
+                deals, problems = self._page(batch)
+                last = max(_timestamp(r["systemmodstamp"]) for r in batch)
+                newest = last if newest is None else max(newest, last)
+                if not bulk:
+                    position = _timestamp(batch[-1]["systemmodstamp"]).isoformat()
+                exhausted = self._over_budget()
+                yield DealPage(tuple(deals), tuple(problems), position, exhausted)
+                if exhausted:
+                    return
+            if bulk and newest is not None:
+                yield DealPage((), (), newest.isoformat())
+        except SalesforceRefusedRequest as exc:
+            if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED":
+                raise _translate(exc) from None
+            yield DealPage((), (), position, budget_exhausted=True)
+        except (SalesforceError, SalesforceOperationError, requests.RequestException) as exc:
+            raise _translate(exc) from None
+
+    def close(self) -> None:
+        self._http.close()
+
+    # --- session ---------------------------------------------------------------------
+
+    def _authenticate(self) -> Salesforce:
+        config, secrets = self.config, self._secrets
+        if config.auth == "jwt":
+            token = oauth.jwt_bearer_grant(
+                self._http, config.token_url, secrets["salesforce_client_id"],
+                secrets["salesforce_username"], secrets["salesforce_private_key"],
+                config.jwt_audience,
+            )  # fmt: skip
+        elif config.auth == "client_credentials":
+            token = oauth.client_credentials_grant(
+                self._http, config.token_url, secrets["salesforce_client_id"],
+                secrets["salesforce_client_secret"],
+            )  # fmt: skip
+        else:
+            token = oauth.refresh_token_grant(
+                self._http, config.token_url, secrets["salesforce_client_id"],
+                secrets.get("salesforce_client_secret"), secrets["salesforce_refresh_token"],
+            )  # fmt: skip
+        self._sf = Salesforce(
+            instance_url=config.instance_url,
+            session_id=token["access_token"],
+            session=self._http,
+            version=config.api_version,
+        )
+        return self._sf
+
+    def _call(self, call: Callable[[Salesforce], T]) -> T:
+        """Run one API call; an expired session is renewed once and the call retried."""
+        sf = self._sf or self._authenticate()
+        try:
+            return call(sf)
+        except SalesforceExpiredSession:
+            return call(self._authenticate())
+
+    def _over_budget(self) -> bool:
+        usage = self._sf.api_usage.get("api-usage") if self._sf else None
+        if usage is None or not usage.total:
+            return False
+        return bool(usage.used >= self.config.api_budget_share * usage.total)
+
+    # --- opportunities ---------------------------------------------------------------
+
+    def _select(self) -> list[str]:
+        if self._multi_currency is None:
+            described = self._call(lambda sf: sf.restful("sobjects/Opportunity/describe"))
+            names = {f["name"].lower() for f in (described or {}).get("fields", [])}
+            self._multi_currency = "currencyisocode" in names
+            if not self._multi_currency and self.config.currency is None:
+                raise ConfigError(
+                    f"source {self.name!r}: the org is single-currency; set `currency:` to its "
+                    "currency (Setup > Company Information)"
+                )
+        wanted = [*_BASE_FIELDS, self.config.won_field]
+        if self._multi_currency:
+            wanted.append("CurrencyIsoCode")
+        wanted += [*self.config.click_id_fields.values(), *self.config.fields]
+        if self.config.pipeline_field:
+            wanted.append(self.config.pipeline_field)
+        return _unique(wanted)
+
+    def _where(self, since: datetime | None) -> str:
+        if since is None:
+            return ""
+        return f" WHERE SystemModstamp >= {since.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+    def _count(self, since: datetime | None) -> int:
+        soql = f"SELECT COUNT() FROM Opportunity{self._where(since)}"  # noqa: S608
+        return int(self._call(lambda sf: sf.query(soql, include_deleted=True))["totalSize"])
+
+    def _records(
+        self, select: list[str], since: datetime | None, bulk: bool
+    ) -> Iterator[dict[str, Any]]:
+        """Flattened Opportunity records; after an expired session the read is repeated
+        (REST: from the last SystemModstamp yielded) and records already yielded skipped."""
+        done: set[str] = set()
+        resume, renewed = since, False
+        while True:
+            soql = f"SELECT {', '.join(select)} FROM Opportunity{self._where(resume)}"  # noqa: S608
+            sf = self._sf or self._authenticate()
+            try:
+                stream = self._bulk(sf, soql) if bulk else self._rest(sf, soql)
+                for record in stream:
+                    if record["id"] in done:
+                        continue
+                    renewed = False
+                    stamp = _timestamp(record["systemmodstamp"])
+                    if not bulk and stamp != resume:
+                        resume, done = stamp, set()
+                    done.add(record["id"])
+                    yield record
+                return
+            except SalesforceExpiredSession:
+                if renewed:
+                    raise
+                renewed = True
+                self._authenticate()
+
+    @staticmethod
+    def _rest(sf: Salesforce, soql: str) -> Iterator[dict[str, Any]]:
+        ordered = f"{soql} ORDER BY SystemModstamp, Id"
+        for record in sf.query_all_iter(ordered, include_deleted=True):
+            yield _flatten(record)
+
+    def _bulk(self, sf: Salesforce, soql: str) -> Iterator[dict[str, Any]]:
+        chunks = cast(SFBulk2Handler, sf.bulk2).Opportunity.query_all(
+            soql, max_records=BULK_CHUNK, wait=self.config.bulk_poll_seconds
+        )
+        for chunk in chunks:
+            for row in csv.DictReader(io.StringIO(chunk)):
+                yield {key.lower(): (value if value != "" else None) for key, value in row.items()}
+
+    # --- building deals --------------------------------------------------------------
+
+    def _page(self, records: list[dict[str, Any]]) -> tuple[list[Deal], list[Quarantined]]:
+        latest = {r["id"]: r for r in records}
+        problems: list[Quarantined] = []
+        live = [i for i, r in latest.items() if not _boolean(r.get("isdeleted"))]
+        contacts = self._contacts(live, problems)
+        deals = []
+        for opp_id, record in latest.items():
+            deal = self._deal(record, contacts.get(opp_id, []), problems)
+            if deal is not None:
+                deals.append(deal)
+        return deals, problems
+
+    def _deal(
+        self, record: dict[str, Any], contacts: list[Contact], problems: list[Quarantined]
+    ) -> Deal | None:
+        opp_id = record["id"]
+        deleted = _boolean(record.get("isdeleted"))
+        won = _boolean(record.get(self.config.won_field.lower())) and not deleted
+        if won:
+            status = DealStatus.WON
+        elif deleted or _boolean(record.get("isclosed")):
+            status = DealStatus.LOST
+        else:
+            status = DealStatus.OPEN
+
+        amount = _decimal(record.get("amount"))
+        currency = record.get("currencyisocode") if self._multi_currency else self.config.currency
+        close = record.get("closedate")
+        problem = _invalid(won, amount, currency, close)
+        if problem is not None:
+            problems.append(Quarantined("deal", opp_id, *problem, source=self.name))
+            return None
+        assert currency is not None
+        clicks = _click_ids(
+            record, self.config.click_id_fields, self._rejecter(problems, "deal", opp_id)
+        )
+        fields = {f: str(record[f.lower()]) for f in self.config.fields
+                  if record.get(f.lower()) not in (None, "")}  # fmt: skip
+        if deleted:
+            fields["IsDeleted"] = "true"
+        pipeline = self.config.pipeline_field
+        return Deal(
+            source=self.name,
+            id=opp_id,
+            status=status,
+            amount=amount,
+            currency=currency.upper(),
+            close_at=place_date(date.fromisoformat(close), self.config) if close else None,
+            modified_at=_timestamp(record["systemmodstamp"]),
+            stage=record.get("stagename"),
+            pipeline=_text(record.get(pipeline.lower())) if pipeline else None,
+            owner=record.get("ownerid"),
+            contacts=tuple(contacts),
+            click_ids=ClickIds(**clicks),
+            fields=fields,
+        )
+
+    def _contacts(
+        self, opp_ids: list[str], problems: list[Quarantined]
+    ) -> dict[str, list[Contact]]:
+        click_fields = {k: f"Contact.{v}" for k, v in self.config.contact_click_id_fields.items()}
+        select = _unique(["OpportunityId", "ContactId", "IsPrimary", "Contact.IsDeleted",
+                          "Contact.Email", "Contact.Phone", *click_fields.values()])  # fmt: skip
+        roles = self._query_in(select, "OpportunityContactRole", "OpportunityId", opp_ids)
+        contact_ids = sorted({r["contactid"] for r in roles if r.get("contactid")})
+        from_leads = self._lead_click_ids(contact_ids, problems)
+        by_opp: dict[str, dict[str, Contact]] = {}
+        for role in roles:
+            opp_id, contact_id = role["opportunityid"], role.get("contactid")
+            mine = by_opp.setdefault(opp_id, {})
+            deleted = role.get("contact.isdeleted")
+            if not contact_id or deleted is None or _boolean(deleted):
+                problems.append(Quarantined(
+                    "contact", opp_id, "ContactId", "the contact role's contact is deleted",
+                    self.name, {"contact_id": contact_id or ""},
+                ))  # fmt: skip
+                continue
+            if contact_id in mine:
+                if _boolean(role.get("isprimary")) and not mine[contact_id].is_primary:
+                    old = mine[contact_id]
+                    mine[contact_id] = Contact(contact_id, old.hashes, True, old.click_ids)
+                continue
+            hashes = self._hashes(role, opp_id, contact_id, problems)
+            reject = self._rejecter(problems, "contact", opp_id, contact_id=contact_id)
+            clicks = _click_ids(role, click_fields, reject)
+            for kind, value in from_leads.get(contact_id, {}).items():
+                clicks.setdefault(kind, value)
+            mine[contact_id] = Contact(
+                contact_id, hashes, _boolean(role.get("isprimary")), ClickIds(**clicks)
+            )
+        return {
+            opp_id: sorted(found.values(), key=lambda c: (not c.is_primary, c.crm_id))
+            for opp_id, found in by_opp.items()
+        }
+
+    def _lead_click_ids(
+        self, contact_ids: list[str], problems: list[Quarantined]
+    ) -> dict[str, dict[str, str]]:
+        fields = self.config.lead_click_id_fields
+        if not fields or not contact_ids:
+            return {}
+        select = _unique(["Id", "ConvertedContactId", *fields.values()])
+        out: dict[str, dict[str, str]] = {}
+        for lead in self._query_in(select, "Lead", "ConvertedContactId", contact_ids):
+            reject = self._rejecter(problems, "contact", lead["id"], "Lead.")
+            found = _click_ids(lead, fields, reject)
+            for kind, value in found.items():
+                out.setdefault(lead["convertedcontactid"], {}).setdefault(kind, value)
+        return out
+
+    def _rejecter(
+        self, problems: list[Quarantined], kind: str, record_id: str, prefix: str = "",
+        **detail: str,
+    ) -> Callable[[str, str], None]:  # fmt: skip
+        """A callback quarantining (field, reason) of one record."""
+
+        def reject(field: str, reason: str) -> None:
+            problems.append(Quarantined(kind, record_id, prefix + field, reason, self.name, detail))
+
+        return reject
+
+    def _query_in(
+        self, select: list[str], sobject: str, key: str, ids: list[str]
+    ) -> list[dict[str, Any]]:
+        rows = []
+        for start in range(0, len(ids), IDS_PER_QUERY):
+            quoted = ", ".join(f"'{i}'" for i in ids[start : start + IDS_PER_QUERY])
+            soql = f"SELECT {', '.join(select)} FROM {sobject} WHERE {key} IN ({quoted})"  # noqa: S608
+
+            def read(sf: Salesforce, soql: str = soql) -> list[dict[str, Any]]:
+                return list(sf.query_all_iter(soql))
+
+            rows += [_flatten(r) for r in self._call(read)]
+        return rows
+
+    def _hashes(
+        self, role: dict[str, Any], opp_id: str, contact_id: str, problems: list[Quarantined]
+    ) -> PersonHashes:
+        """Hash email and phone; a bad one is quarantined and the contact kept without it."""
+        values = {"email": _text(role.get("contact.email")),
+                  "phone": _text(role.get("contact.phone"))}  # fmt: skip
+        while True:
+            try:
+                return hash_person(values["email"], values["phone"], self.default_phone_region)
+            except InvalidIdentifier as exc:
+                name, _, reason = str(exc).partition(": ")
+                values[name] = None
+                problems.append(Quarantined(
+                    "contact", opp_id, f"Contact.{name.title()}", reason, self.name,
+                    {"contact_id": contact_id},
+                ))  # fmt: skip
+
+
+def _credentials(config: SalesforceSource, settings: Settings) -> dict[str, str]:
+    """The secrets the configured flow needs; ConfigError names every missing variable."""
+    values: dict[str, str] = {}
+    for name in (*_REQUIRED[config.auth], "salesforce_client_secret"):
+        raw = getattr(settings, name)
+        value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+        if value:
+            values[name] = value
+    missing = [f"REVSYNC_{n.upper()}" for n in _REQUIRED[config.auth] if n not in values]
+    if missing:
+        problems = [f"source {config.name!r} (auth: {config.auth}) needs {m}" for m in missing]
+        raise ConfigError("; ".join(problems), problems)
+    return values
+
+
+def _invalid(
+    won: bool, amount: Decimal | None, currency: str | None, close: str | None
+) -> tuple[str, str] | None:
+    """The field and reason that make a deal unusable, if any."""
+    if won and amount is None:
+        return "Amount", "a won deal needs an amount"
+    if amount is not None and amount < 0:
+        return "Amount", f"{amount} is negative"
+    if not currency or currency.upper() not in ISO_4217:
+        return "CurrencyIsoCode", f"{currency or '(empty)'} is not an ISO 4217 code"
+    if won and not close:
+        return "CloseDate", "a won deal needs a close date"
+    return None
+
+
+def _click_ids(
+    record: dict[str, Any], fields: dict[str, str], reject: Callable[[str, str], None]
+) -> dict[str, str]:
+    """Click IDs from ``{kind: field}``; an invalid one is rejected (field, reason) and left out."""
+    out = {}
+    for kind, field in fields.items():
+        try:
+            value = _click_value(kind, _text(record.get(field.lower())))
+        except ParseError as exc:
+            reject(field, str(exc))
+            continue
+        if value:
+            out[kind] = value
+    return out
+
+
+def _click_value(kind: str, raw: str | None) -> str | None:
+    if kind == "ga_client_id":
+        return ga_client_id(raw)
+    if kind in ("fbc", "fbp"):
+        return fb_cookie(kind, raw)
+    return click_id(kind, raw)
+
+
+def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """A REST record as ``{lowercased dotted path: value}``, like a Bulk CSV row."""
+    out: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == "attributes":
+            continue
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key.lower()}."))
+        else:
+            out[f"{prefix}{key.lower()}"] = value
+    return out
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for name in names:
+        seen.setdefault(name.lower(), name)
+    return list(seen.values())
+
+
+def _boolean(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except InvalidOperation:
+        return None
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _timestamp(value: str) -> datetime:
+    return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _error_code(exc: SalesforceError) -> str:
+    content = exc.content
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        return str(content[0].get("errorCode", ""))
+    return ""
+
+
+def _translate(exc: Exception) -> Exception:
+    """SDK and network failures as revsync errors (no token or URL query in the text)."""
+    if isinstance(exc, requests.RequestException):
+        return TransientError(f"Salesforce unreachable: {type(exc).__name__}")
+    if isinstance(exc, SalesforceOperationError):
+        return TransientError(f"Salesforce Bulk API job failed: {exc}")
+    assert isinstance(exc, SalesforceError)
+    content = exc.content
+    message = ""
+    if isinstance(content, list) and content and isinstance(content[0], dict):
+        message = str(content[0].get("message", ""))
+    text = f"Salesforce HTTP {exc.status} {_error_code(exc) or type(exc).__name__}: {message}"
+    if isinstance(exc, SalesforceGeneralError) and exc.status >= 500:
+        return TransientError(text)
+    if isinstance(exc, SalesforceExpiredSession):
+        return PermanentError(f"{text} (even with a fresh token)")
+    return PermanentError(text)

@@ -1,0 +1,376 @@
+"""SalesforceDealSource with the real simple-salesforce over TLS against the emulator."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from revsync.collect.importer import import_identities, import_touchpoints
+from revsync.config.mapping import GoogleAdsDestination, RevsyncConfig, SalesforceSource
+from revsync.config.settings import Settings
+from revsync.destinations.pii import hash_person
+from revsync.domain import DealStatus
+from revsync.errors import ConfigError, PermanentError
+from revsync.sources.base import DealPage
+from revsync.sources.salesforce import SalesforceDealSource
+from revsync.store.engine import open_store
+from revsync.sync.factory import build_destinations, build_sources
+from revsync.sync.job import SyncJob
+from tests.emulators.salesforce import SalesforceEmulator
+from tests.emulators.tls import TlsFiles, make_tls_files
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+PRIVATE_PEM = KEY.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+).decode()
+SETTINGS = Settings(
+    salesforce_client_id="cid",
+    salesforce_client_secret="shh-secret",
+    salesforce_refresh_token="rt-secret",
+    salesforce_private_key=PRIVATE_PEM,
+    salesforce_username="ops@example.com",
+)
+CUSTOM = {obj: {"GCLID__c": "string"} for obj in ("Opportunity", "Contact", "Lead")}
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_tls_files(Path(tmp_path_factory.mktemp("sf-tls")))
+
+
+def start(tls: TlsFiles, **options: Any) -> SalesforceEmulator:
+    emu = SalesforceEmulator(tls, custom_fields=CUSTOM, page_size=3, **options)
+    emu.set_clock(T0)
+    emu.start()
+    emu.add_connected_app(
+        "cid", client_secret="shh-secret", refresh_token="rt-secret", username="ops@example.com",
+        jwt_public_key=KEY.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
+    )  # fmt: skip
+    return emu
+
+
+@pytest.fixture
+def emu(tls: TlsFiles) -> Iterator[SalesforceEmulator]:
+    emulator = start(tls)
+    yield emulator
+    emulator.stop()
+
+
+def config(emu: SalesforceEmulator, tls: TlsFiles, **overrides: Any) -> SalesforceSource:
+    block = {
+        "type": "salesforce", "name": "sf", "instance_url": emu.base_url,
+        "token_url": f"{emu.base_url}/services/oauth2/token", "ca_bundle": str(tls.ca_cert),
+        "currency": "USD", "page_size": 2, "bulk_poll_seconds": 0,
+        "click_id_fields": {"gclid": "GCLID__c"},
+        "contact_click_id_fields": {"gclid": "GCLID__c"},
+    }  # fmt: skip
+    return SalesforceSource.model_validate(block | overrides)
+
+
+def source(
+    emu: SalesforceEmulator, tls: TlsFiles, settings: Settings = SETTINGS, **overrides: Any
+) -> SalesforceDealSource:
+    return SalesforceDealSource(config(emu, tls, **overrides), settings, "US")
+
+
+def read(src: SalesforceDealSource, watermark: str | None = None) -> list[DealPage]:
+    pages = list(src.pages(watermark, T0))
+    src.close()
+    return pages
+
+
+def seed(emu: SalesforceEmulator, count: int, start: datetime = T0, **fields: Any) -> list[str]:
+    """Won deals an hour apart, each with a primary contact (email, phone, gclid)."""
+    ids = []
+    for i in range(count):
+        emu.set_clock(start + timedelta(hours=i))
+        values = {"Amount": 100.0 * (i + 1), "CloseDate": "2026-02-27",
+                  "StageName": "Closed Won", "GCLID__c": f"opp-gclid-{i:04d}"} | fields  # fmt: skip
+        opp = emu.add("Opportunity", **values)
+        contact = emu.add("Contact", LastName=f"C{i}", Email=f"p{i}@example.com",
+                          Phone="(415) 555-0100", GCLID__c=f"contact-gclid-{i:04d}")  # fmt: skip
+        emu.add("OpportunityContactRole", OpportunityId=opp, ContactId=contact, IsPrimary=True)
+        ids.append(opp)
+    return ids
+
+
+def deal_ids(pages: list[DealPage]) -> list[str]:
+    return [d.id for p in pages for d in p.deals]
+
+
+def test_pages_carry_deals_contacts_and_ordered_watermarks(
+    emu: SalesforceEmulator, tls: TlsFiles
+) -> None:
+    ids = seed(emu, 5, Type="New Business", LeadSource="Web")
+    lost = emu.add("Opportunity", Amount=50.0, StageName="Closed Lost")
+    opened = emu.add("Opportunity", StageName="Prospecting")
+    extra = emu.add("Contact", LastName="X", Email="x@example.com")
+    emu.add("OpportunityContactRole", OpportunityId=ids[0], ContactId=extra, Role="Influencer")
+    pages = read(source(emu, tls, fields=["type"], pipeline_field="LeadSource"))
+    assert [len(p.deals) for p in pages] == [2, 2, 2, 1]
+    assert deal_ids(pages) == [*ids, lost, opened]
+    stamps = [p.watermark for p in pages]
+    assert stamps == sorted(stamps) and stamps[-1] == emu.now().isoformat()
+    assert not any(p.budget_exhausted or p.quarantined for p in pages)
+    first = pages[0].deals[0]
+    assert (first.status, first.amount, first.currency) == (DealStatus.WON, Decimal("100.0"), "USD")
+    assert first.close_at == datetime(2026, 2, 27, 12, tzinfo=UTC)
+    assert first.click_ids.gclid == "opp-gclid-0000" and first.modified_at == T0
+    assert (first.stage, first.pipeline, first.fields) == (
+        "Closed Won",
+        "Web",
+        {"type": "New Business"},
+    )
+    assert [c.is_primary for c in first.contacts] == [True, False]
+    primary = first.contacts[0]
+    assert primary.hashes == hash_person("p0@example.com", "+14155550100")
+    assert primary.click_ids.gclid == "contact-gclid-0000"
+    assert [d.status for d in pages[-1].deals + pages[-2].deals[1:]] == [
+        DealStatus.OPEN,
+        DealStatus.LOST,
+    ]
+
+
+def test_second_read_from_watermark_yields_changes_and_the_overlap(
+    emu: SalesforceEmulator, tls: TlsFiles
+) -> None:
+    ids = seed(emu, 5)
+    watermark = read(source(emu, tls))[-1].watermark
+    emu.advance(hours=1)
+    emu.update("Opportunity", ids[1], Amount=999.0)
+    emu.delete("Opportunity", ids[2])
+    new = seed(emu, 1, start=emu.now() + timedelta(minutes=30))[0]
+    again = read(source(emu, tls), watermark)
+    changed = {d.id: d for p in again for d in p.deals}
+    # ids[4] sits at the watermark: re-read by the overlap, an idempotent upsert.
+    assert list(changed) == [ids[4], ids[1], ids[2], new]
+    assert changed[ids[1]].amount == Decimal("999.0")
+    assert changed[ids[2]].status is DealStatus.LOST  # deleted: its uploads get retracted
+    assert changed[ids[2]].fields == {"IsDeleted": "true"}
+    assert deal_ids(read(source(emu, tls), again[-1].watermark)) == [new]
+
+
+def test_edit_made_between_pages_is_read_on_the_next_run(
+    emu: SalesforceEmulator, tls: TlsFiles
+) -> None:
+    ids = seed(emu, 5)
+    pages = source(emu, tls).pages(None, T0)
+    first = next(pages)
+    emu.advance(hours=1)
+    emu.update("Opportunity", ids[0], Amount=1.0)  # already read
+    emu.update("Opportunity", ids[3], Amount=2.0)  # not read yet
+    rest = list(pages)
+    assert deal_ids([first, *rest]) == ids
+    again = read(source(emu, tls), rest[-1].watermark)
+    amounts = {d.id: d.amount for p in again for d in p.deals}
+    assert {ids[0]: Decimal("1.0"), ids[3]: Decimal("2.0")}.items() <= amounts.items()
+
+
+@pytest.mark.parametrize("flow", ["refresh_token", "jwt", "client_credentials"])
+def test_each_oauth_flow_reads_deals(emu: SalesforceEmulator, tls: TlsFiles, flow: str) -> None:
+    ids = seed(emu, 1)
+    assert deal_ids(read(source(emu, tls, auth=flow))) == ids
+    assert emu.count("POST", "/services/oauth2/token") == 1
+
+
+def test_missing_or_refused_credentials(emu: SalesforceEmulator, tls: TlsFiles) -> None:
+    with pytest.raises(ConfigError) as missing:
+        source(emu, tls, Settings(salesforce_client_id="cid"), auth="jwt")
+    assert missing.value.problems == [
+        "source 'sf' (auth: jwt) needs REVSYNC_SALESFORCE_USERNAME",
+        "source 'sf' (auth: jwt) needs REVSYNC_SALESFORCE_PRIVATE_KEY",
+    ]
+    wrong = Settings(salesforce_client_id="cid", salesforce_refresh_token="stolen-token-value")
+    with pytest.raises(PermanentError) as refused:
+        read(source(emu, tls, wrong))
+    assert "invalid_grant" in str(refused.value) and "stolen" not in str(refused.value)
+    with pytest.raises(ConfigError, match="not a PEM"):
+        read(source(emu, tls, Settings(salesforce_client_id="cid", salesforce_username="u",
+                                       salesforce_private_key="nope"), auth="jwt"))  # fmt: skip
+
+
+def test_expired_session_mid_run_reauthenticates_once(
+    emu: SalesforceEmulator, tls: TlsFiles
+) -> None:
+    ids = seed(emu, 5)
+    pages = source(emu, tls).pages(None, T0)
+    first = next(pages)
+    emu.expire_sessions()
+    assert deal_ids([first, *pages]) == ids
+    assert emu.count("POST", "/oauth2/token") == 2
+    expired = [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}]
+    emu.inject_fault(401, expired, path_contains="/query", times=2)
+    with pytest.raises(PermanentError, match="INVALID_SESSION_ID"):
+        read(source(emu, tls))
+
+
+def test_request_limit_exceeded_stops_cleanly_and_resumes(tls: TlsFiles) -> None:
+    emu = start(tls, api_limit=5)
+    try:
+        ids = seed(emu, 5)
+        # describe, count, query, contacts = 4 calls; page 2 runs out mid-page.
+        pages = read(source(emu, tls, api_budget_share=1.0))
+        assert [len(p.deals) for p in pages] == [2, 0]
+        assert pages[-1].budget_exhausted and pages[-1].watermark == pages[0].watermark
+        emu.api_usage, emu.api_limit = 0, 100
+        resumed = read(source(emu, tls, api_budget_share=1.0), pages[-1].watermark)
+        assert set(ids[2:]) <= set(deal_ids(resumed))
+    finally:
+        emu.stop()
+
+
+def test_budget_share_finishes_the_page_and_stops(tls: TlsFiles) -> None:
+    emu = start(tls, api_limit=8)
+    try:
+        seed(emu, 5)
+        pages = read(source(emu, tls, api_budget_share=0.5))
+        assert [(len(p.deals), p.budget_exhausted) for p in pages] == [(2, True)]
+        assert emu.api_usage == 4
+    finally:
+        emu.stop()
+
+
+def test_multi_currency_org_uses_each_records_currency(tls: TlsFiles) -> None:
+    emu = start(tls, multi_currency=True, currency="EUR")
+    try:
+        eur = seed(emu, 1)[0]
+        usd = emu.add("Opportunity", StageName="Closed Won", Amount=6.0, CurrencyIsoCode="USD")
+        deals = {d.id: d for p in read(source(emu, tls, currency=None)) for d in p.deals}
+        assert (deals[eur].currency, deals[usd].currency) == ("EUR", "USD")
+    finally:
+        emu.stop()
+
+
+def test_single_currency_org_uses_the_configured_currency(
+    emu: SalesforceEmulator, tls: TlsFiles
+) -> None:
+    seed(emu, 1)
+    assert {d.currency for p in read(source(emu, tls, currency="gbp")) for d in p.deals} == {"GBP"}
+    with pytest.raises(ConfigError, match="single-currency"):
+        read(source(emu, tls, currency=None))
+
+
+def test_malformed_records_are_quarantined_and_the_rest_syncs(tls: TlsFiles) -> None:
+    emu = start(tls, multi_currency=True)
+    try:
+        good = seed(emu, 1)[0]
+        no_amount = emu.add("Opportunity", StageName="Closed Won")
+        bad_currency = emu.add("Opportunity", StageName="Closed Won", Amount=1.0,
+                               CurrencyIsoCode="XYZ")  # fmt: skip
+        no_close = emu.add("Opportunity", StageName="Closed Won", Amount=1.0, CloseDate=None)
+        bad_click = emu.add("Opportunity", StageName="Closed Won", Amount=1.0, GCLID__c="bad!")
+        gone = emu.add("Contact", LastName="Gone", Email="gone@example.com")
+        emu.add("OpportunityContactRole", OpportunityId=bad_click, ContactId=gone)
+        emu.delete("Contact", gone)
+        messy = emu.add(
+            "Contact", LastName="M", Email="not-an-email", Phone="+14155550111", GCLID__c="x!"
+        )
+        emu.add("OpportunityContactRole", OpportunityId=bad_click, ContactId=messy)
+        pages = read(source(emu, tls, currency=None, page_size=10))
+    finally:
+        emu.stop()
+    assert deal_ids(pages) == [good, bad_click]
+    problems = {(q.kind, q.record_id, q.field): q for p in pages for q in p.quarantined}
+    assert set(problems) == {
+        ("deal", no_amount, "Amount"), ("deal", bad_currency, "CurrencyIsoCode"),
+        ("deal", no_close, "CloseDate"), ("deal", bad_click, "GCLID__c"),
+        ("contact", bad_click, "ContactId"), ("contact", bad_click, "Contact.Email"),
+        ("contact", bad_click, "Contact.GCLID__c"),
+    }  # fmt: skip
+    assert problems[("contact", bad_click, "ContactId")].detail == {"contact_id": gone}
+    kept = pages[0].deals[1]
+    assert kept.click_ids.gclid is None
+    assert [c.crm_id for c in kept.contacts] == [messy]
+    assert kept.contacts[0].hashes == hash_person(None, "+14155550111")
+
+
+def test_bulk_api_above_the_threshold(emu: SalesforceEmulator, tls: TlsFiles) -> None:
+    ids = seed(emu, 5)
+    emu.delete("Opportunity", ids[4])
+    pages = read(source(emu, tls, bulk_threshold=3))
+    assert emu.count("POST", "/jobs/query") == 1 and emu.count("GET", "/queryAll") == 1
+    assert sorted(deal_ids(pages)) == sorted(ids)
+    assert [p.watermark for p in pages] == [None, None, None, emu.now().isoformat()]
+    deals = {d.id: d for p in pages for d in p.deals}
+    assert deals[ids[0]].amount == Decimal("100.0") and deals[ids[0]].contacts
+    assert deals[ids[4]].status is DealStatus.LOST
+    assert deals[ids[1]].click_ids.gclid == "opp-gclid-0001"
+
+
+def test_bulk_read_resumes_after_an_expired_session(emu: SalesforceEmulator, tls: TlsFiles) -> None:
+    ids = seed(emu, 5)
+    expired = [{"errorCode": "INVALID_SESSION_ID", "message": "Session expired or invalid"}]
+    emu.inject_fault(401, expired, path_contains="/results")
+    pages = read(source(emu, tls, bulk_threshold=3))
+    assert sorted(deal_ids(pages)) == sorted(ids)
+    assert emu.count("POST", "/jobs/query") == 2 and emu.count("POST", "/oauth2/token") == 2
+
+
+def test_lead_click_ids_fill_the_contacts_gaps(emu: SalesforceEmulator, tls: TlsFiles) -> None:
+    opp = emu.add("Opportunity", StageName="Closed Won", Amount=5.0)
+    contact = emu.add("Contact", LastName="L", Email="l@example.com")
+    emu.add("OpportunityContactRole", OpportunityId=opp, ContactId=contact, IsPrimary=True)
+    emu.add("Lead", LastName="L", IsConverted=True, ConvertedContactId=contact,
+            GCLID__c="lead-gclid-0001")  # fmt: skip
+    pages = read(source(emu, tls, lead_click_id_fields={"gclid": "GCLID__c"}))
+    assert pages[0].deals[0].contacts[0].click_ids.gclid == "lead-gclid-0001"
+
+
+def test_close_date_is_placed_in_the_account_time_zone(
+    emu: SalesforceEmulator, tls: TlsFiles
+) -> None:
+    seed(emu, 1)
+    src = source(emu, tls, timezone="America/Los_Angeles", close_time="17:30")
+    deal = read(src)[0].deals[0]
+    assert deal.close_at == datetime(2026, 2, 28, 1, 30, tzinfo=UTC)  # PST is UTC-8
+
+
+def test_sync_job_twice_plans_nothing_new(
+    emu: SalesforceEmulator, tls: TlsFiles, tmp_path: Path
+) -> None:
+    seed(emu, 3)
+    engine = open_store(f"sqlite:///{tmp_path / 'revsync.db'}")
+    (tmp_path / "tp.csv").write_text(
+        "visitor_id,occurred_at,landing_url,consent_ad_user_data\n"
+        "v1,2026-02-20T09:00:00Z,https://x.com/?gclid=CjwGclid0001,granted\n"
+    )
+    (tmp_path / "leads.csv").write_text("visitor_id,observed_at,email\nv1,2026-02-20T09:05:00Z,"
+                                        "p1@example.com\n")  # fmt: skip
+    import_touchpoints(engine, tmp_path / "tp.csv")
+    import_identities(engine, tmp_path / "leads.csv")
+    mapping = RevsyncConfig(
+        sources=[config(emu, tls)],
+        matching={"default_phone_region": "US"},
+        destinations=[GoogleAdsDestination(
+            name="gads", type="google_ads", transport="file", output_dir=tmp_path / "out",
+            customer_id="1234567890", conversion_action="42")],
+    )  # fmt: skip
+
+    def run(now: datetime) -> Any:
+        clock = lambda: now  # noqa: E731
+        job = SyncJob(engine, mapping, build_sources(mapping, SETTINGS),
+                      build_destinations(mapping, SETTINGS, clock), clock=clock)  # fmt: skip
+        return job.run()
+
+    first = run(emu.now() + timedelta(hours=1))
+    assert first.status == "ok" and first.deals_read == {"sf": 3}
+    assert dict(first.planned) == {"gads": 3}  # one CRM or web click credited per deal
+    lines = (tmp_path / "out" / "gads.google_ads.jsonl").read_text().splitlines()
+    sent = [c for line in lines for c in json.loads(line)["body"]["conversions"]]
+    assert sum(c["conversion_value"] for c in sent) == 600
+    assert len(sent) == 3 and all(c["gclid"] for c in sent)
+    second = run(emu.now() + timedelta(hours=2))
+    assert second.status == "ok" and sum(second.planned.values()) == 0
+    assert second.deals_read["sf"] >= 1  # the overlap re-reads the newest deal
+    assert (tmp_path / "out" / "gads.google_ads.jsonl").read_text().splitlines() == lines
+    engine.dispose()
