@@ -99,31 +99,31 @@ class Ga4Destination(PlatformDestination):
         )
 
     def build(self, batch: Sequence[Conversion]) -> list[ApiRequest]:
-        by_client: dict[str, list[Conversion]] = {}
+        """One request per (client_id, person, consent), at most 25 events each: user_data
+        and consent are request-level in the Measurement Protocol, so rows of different
+        people or consent never share a request."""
+        groups: dict[tuple[object, ...], list[Conversion]] = {}
         for c in batch:
-            by_client.setdefault(c.click_ids.ga_client_id or "", []).append(c)
+            key = (c.click_ids.ga_client_id or "", c.person.email_google, c.person.phone, c.consent)
+            groups.setdefault(key, []).append(c)
         endpoint = "/debug/mp/collect" if self.config.validate_only else "/mp/collect"
         now = self.clock()
         requests = []
-        for client_id, rows in by_client.items():
+        for rows in groups.values():
             for start in range(0, len(rows), MAX_EVENTS):
                 chunk = rows[start : start + MAX_EVENTS]
                 requests.append(
                     ApiRequest(
                         endpoint=f"{endpoint}?measurement_id={self.config.measurement_id}",
-                        body=self._body(client_id, chunk, now),
+                        body=self._body(chunk, now),
                         keys=tuple(c.key for c in chunk),
                     )
                 )
         return requests
 
-    def _body(self, client_id: str, rows: Sequence[Conversion], now: datetime) -> dict[str, Any]:
+    def _body(self, rows: Sequence[Conversion], now: datetime) -> dict[str, Any]:
         first = rows[0]
-        body: dict[str, Any] = {"client_id": client_id}
-        newest = max(c.event_time for c in rows)
-        oldest = min(c.event_time for c in rows)
-        if now - oldest <= BACKDATE_LIMIT and newest <= now:
-            body["timestamp_micros"] = int(oldest.timestamp() * 1_000_000)
+        body: dict[str, Any] = {"client_id": first.click_ids.ga_client_id or ""}
         if first.consent.ad_user_data is not None or first.consent.ad_personalization is not None:
             body["consent"] = {
                 name: "GRANTED" if value else "DENIED"
@@ -140,15 +140,20 @@ class Ga4Destination(PlatformDestination):
             user_data["sha256_phone_number"] = [first.person.phone]
         if user_data:
             body["user_data"] = user_data
-        body["events"] = [
-            {
-                "name": c.action,
-                "params": {
-                    "transaction_id": c.original_key or c.key,
-                    "value": float(c.value),
-                    "currency": c.currency,
-                },
-            }
-            for c in rows
-        ]
+        body["events"] = [self._event(c, now) for c in rows]
         return body
+
+    @staticmethod
+    def _event(c: Conversion, now: datetime) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "name": c.action,
+            "params": {
+                "transaction_id": c.original_key or c.key,
+                "value": float(c.value),
+                "currency": c.currency,
+            },
+        }
+        # Older than the backdating limit: recorded at receipt time rather than dropped.
+        if timedelta(0) <= now - c.event_time <= BACKDATE_LIMIT:
+            event["timestamp_micros"] = int(c.event_time.timestamp() * 1_000_000)
+        return event
