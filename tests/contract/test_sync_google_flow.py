@@ -43,7 +43,9 @@ def tls(tmp_path: Path) -> TlsFiles:
 @pytest.fixture
 def ads(tls: TlsFiles) -> Iterator[tuple[GoogleAdsEmulator, OAuthEmulator]]:
     with (
-        OAuthEmulator(clients={CLIENT_ID: CLIENT_SECRET}, refresh_tokens={REFRESH: CLIENT_ID}) as oauth,
+        OAuthEmulator(
+            clients={CLIENT_ID: CLIENT_SECRET}, refresh_tokens={REFRESH: CLIENT_ID}
+        ) as oauth,
         GoogleAdsEmulator(tls, oauth, developer_tokens=(DEV_TOKEN,), now=NOW) as emulator,
     ):
         emulator.add_conversion_action(CUSTOMER, int(ACTION), "Closed won")
@@ -110,8 +112,12 @@ def run(engine: Engine, path: Path, now: dt.datetime) -> RunSummary:
 def ledger(engine: Engine) -> dict[str, tuple[str, str | None, bool]]:
     with engine.connect() as conn:
         rows = conn.execute(
-            select(conversions.c.deal_id, conversions.c.state, conversions.c.error_code,
-                   conversions.c.request_id)  # fmt: skip
+            select(
+                conversions.c.deal_id,
+                conversions.c.state,
+                conversions.c.error_code,
+                conversions.c.request_id,
+            )
         ).all()
     return {deal: (state, code, request is not None) for deal, state, code, request in rows}
 

@@ -40,7 +40,9 @@ def requests_in(out: Path) -> dict[str, list[dict]]:
     }
 
 
-def test_demo_dataset_end_to_end_and_second_run_sends_nothing(engine: Engine, tmp_path: Path) -> None:
+def test_demo_dataset_end_to_end_and_second_run_sends_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
     files = generate(tmp_path, visitors=600, seed=3, now=NOW)
     (tmp_path / "revsync.yaml").write_text(DEMO_CONFIG)
     config = load_config(tmp_path / "revsync.yaml")
@@ -161,13 +163,17 @@ def test_amount_change_is_restated_and_lost_deal_retracted(engine: Engine, tmp_p
 
     bodies = requests_in(tmp_path / "out")
     adjustments = [
-        a for r in bodies["gads.google_ads.jsonl"] for a in r["body"].get("conversion_adjustments", [])
+        a
+        for r in bodies["gads.google_ads.jsonl"]
+        for a in r["body"].get("conversion_adjustments", [])
     ]
     assert [a["adjustment_type"] for a in adjustments] == ["RESTATEMENT", "RETRACTION"]
     assert adjustments[0]["restatement_value"]["adjusted_value"] == 1250.0
     original = bodies["gads.google_ads.jsonl"][0]["body"]["conversions"][0]
     assert {a["order_id"] for a in adjustments} == {original["order_id"]}
-    refunds = [e for r in bodies["ga4.ga4.jsonl"] for e in r["body"]["events"] if e["name"] == "refund"]
+    refunds = [
+        e for r in bodies["ga4.ga4.jsonl"] for e in r["body"]["events"] if e["name"] == "refund"
+    ]
     assert len(refunds) == 1
 
 
