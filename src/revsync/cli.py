@@ -137,7 +137,11 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]
 
 
 def run_sync(
-    engine: Engine, config: RevsyncConfig, settings: Settings, show_progress: bool
+    engine: Engine,
+    config: RevsyncConfig,
+    settings: Settings,
+    show_progress: bool,
+    replan: bool = False,
 ) -> RunSummary:
     try:
         sources = build_sources(config, settings)
@@ -145,7 +149,9 @@ def run_sync(
     except ConfigError as exc:
         raise _fail_config(exc) from None
     with _progress(show_progress) as progress:
-        return SyncJob(engine, config, sources, destinations, progress=progress).run()
+        return SyncJob(
+            engine, config, sources, destinations, progress=progress, replan=replan
+        ).run()
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -215,12 +221,16 @@ def sync(
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+    replan: Annotated[
+        bool,
+        typer.Option(help="Match and plan every stored won deal again (after new imports)."),
+    ] = False,
 ) -> None:
     """Run the loop once: read deals, match, attribute, plan and upload."""
     settings = _settings(database_url, config)
     mapping = _load(settings)
     engine = _engine(settings)
-    summary = run_sync(engine, mapping, settings, show_progress=not as_json)
+    summary = run_sync(engine, mapping, settings, show_progress=not as_json, replan=replan)
     if as_json:
         out.print_json(json.dumps(summary.as_dict(), default=str))
     else:

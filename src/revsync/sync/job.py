@@ -38,6 +38,7 @@ from revsync.matching.paths import visitor_paths
 from revsync.matching.resolve import resolve_journeys
 from revsync.sources.base import DealSource
 from revsync.store import queries
+from revsync.store.deals import won_deal_pages
 from revsync.store.schema import (
     contacts,
     credits,
@@ -123,7 +124,11 @@ class SyncJob:
         destinations: Sequence[Destination],
         clock: Callable[[], datetime] | None = None,
         progress: Progress | None = None,
+        replan: bool = False,
     ) -> None:
+        """``replan``: match and plan every stored won deal again, not only changed ones
+        (after importing touchpoints or leads for deals synced earlier)."""
+        self.replan = replan
         self.engine = engine
         self.config = config
         self.sources = sources
@@ -145,6 +150,8 @@ class SyncJob:
             self._prepare_models()
             for source in self.sources:
                 self._read_source(source, summary)
+            if self.replan:
+                self._replan_stored(summary)
             for destination in self.destinations:
                 self._upload(destination, summary)
             if summary.failures:
@@ -226,6 +233,16 @@ class SyncJob:
             if page.budget_exhausted:
                 summary.warnings.append(f"{source.name}: API budget reached; resuming next run")
                 break
+
+    def _replan_stored(self, summary: RunSummary) -> None:
+        """Plan every stored won deal again; the ledger keeps what is already there."""
+        done = 0
+        with self.engine.connect() as reader:
+            for page in won_deal_pages(reader):
+                with self.engine.begin() as conn:
+                    self._plan(conn, page, summary)
+                done += len(page)
+                self.progress("replan", done, None)
 
     def _store_deals(self, conn: Connection, page: Sequence[Deal]) -> None:
         now = self.clock()
