@@ -13,24 +13,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MODEL_NAMES = (
-    "first_touch",
-    "last_touch",
-    "last_non_direct",
-    "linear",
-    "time_decay",
-    "position_based",
-    "data_driven",
-)
-ModelName = Literal[
-    "first_touch",
-    "last_touch",
-    "last_non_direct",
-    "linear",
-    "time_decay",
-    "position_based",
-    "data_driven",
-]
+from revsync.attribution.models import ModelName
+
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 
 
@@ -38,10 +22,23 @@ class Block(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Named(Block):
+    """A source or destination block: its name keys watermarks and idempotency keys."""
+
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use lowercase letters, digits, '-' or '_' (max 40)")
+        return value
+
+
 # --- sources -------------------------------------------------------------------------
 
 
-class SourceBase(Block):
+class SourceBase(Named):
     name: str = Field(description="Unique name of this source; keys its deals and watermark.")
     timezone: str = Field(
         "UTC", description="IANA time zone of the CRM account, for dates without a time."
@@ -52,13 +49,6 @@ class SourceBase(Block):
     overlap_minutes: int = Field(
         10, ge=0, description="Re-read this much before the watermark (CRM clocks drift)."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("use lowercase letters, digits, '-' or '_' (max 40)")
-        return value
 
     @field_validator("timezone")
     @classmethod
@@ -235,7 +225,7 @@ SourceConfig = Annotated[FileSource | SalesforceSource | HubSpotSource, Field(di
 # --- destinations --------------------------------------------------------------------
 
 
-class DestinationBase(Block):
+class DestinationBase(Named):
     name: str = Field(description="Unique name; part of every idempotency key.")
     transport: str
     model: ModelName | None = Field(
@@ -254,13 +244,6 @@ class DestinationBase(Block):
     sources: list[str] = Field(
         default_factory=list, description="Only deals of these sources (default: all)."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("use lowercase letters, digits, '-' or '_' (max 40)")
-        return value
 
 
 class GoogleAdsDestination(DestinationBase):

@@ -6,7 +6,7 @@ the 72-hour backdating limit; older events are recorded at receipt time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,7 +16,6 @@ from revsync.destinations.base import (
     ApiRequest,
     Plan,
     PlatformDestination,
-    Transport,
     conversion_key,
     credited,
     upload_value,
@@ -27,22 +26,11 @@ MAX_EVENTS = 25
 BACKDATE_LIMIT = timedelta(hours=71)  # GA4 allows 72 h; 1 h margin for skew and retries
 
 
-class Ga4Destination(PlatformDestination):
+class Ga4Destination(PlatformDestination[Ga4Config]):
     platform = "ga4"
     max_batch = 500  # rows per send; split into requests of <= 25 events per client_id
     resend_safe = False  # GA4 does not deduplicate: an interrupted send is held as unknown
 
-    def __init__(
-        self,
-        config: Ga4Config,
-        model: str,
-        transport: Transport,
-        require_consent: bool = True,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(config.name, model, transport, config.batch_size, clock)
-        self.config = config
-        self.require_consent = require_consent
 
     def plan(self, journey: Journey, credits: Sequence[Credit], now: datetime) -> Plan:
         deal = journey.deal
