@@ -132,7 +132,7 @@ class HubSpotDealSource:
 
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: token and scopes, daily API budget, mapped properties, stages."""
-        from revsync.doctor import budget, fail, ok
+        from revsync.doctor import budget, fail, ok, warn
 
         client = self._search_api.api_client
 
@@ -157,7 +157,7 @@ class HubSpotDealSource:
                 0.9, "daily API calls", "a sync may hit HubSpot's daily limit (HTTP 429)",
             )  # fmt: skip
         except (RevsyncError, StopIteration, AttributeError, TypeError, ValueError) as exc:
-            yield fail("API budget", f"daily usage unreadable: {exc or type(exc).__name__}")
+            yield warn("API budget", f"daily usage unreadable: {exc or type(exc).__name__}")
         wanted = {
             "deals": [*DEAL_PROPERTIES, self.config.won_property, *self.config.deal_properties,
                       *self.config.deal_click_id_properties.values()],
