@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine
 
 from revsync.collect.importer import ImportReport, import_identities, import_touchpoints
@@ -465,6 +466,37 @@ def explain(
             row["error_code"] or "",
         )
     out.print(planned)
+
+
+@app.command()
+def doctor(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds each check may take before it is failed.")
+    ] = 30.0,
+) -> None:
+    """Check each source (credentials, mapped fields, API budget) and destination
+    (credentials, conversion actions, pixel, GA4 stream, output directory)."""
+    from revsync.doctor import SYMBOLS, Status, failed, run_doctor
+
+    settings = _settings(None, config)
+    mapping = _load(settings)
+    results = run_doctor(mapping, settings, timeout=timeout)
+    if as_json:
+        payload = {"ok": not failed(results), "checks": [r.as_dict() for r in results]}
+        out.print_json(json.dumps(payload))
+    else:
+        colours = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "red"}
+        table = Table(title=f"revsync doctor: {settings.config}", title_justify="left")
+        for column in ("check", "target", "result", "detail"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            colour = colours.get(r.status, "dim")
+            symbol = f"[{colour}]{SYMBOLS[r.status]}[/{colour}]"
+            table.add_row(r.check, r.target, symbol, Text(r.detail))
+        out.print(table)
+    raise typer.Exit(EXIT_FAILED if failed(results) else EXIT_OK)
 
 
 @report_app.command("models")

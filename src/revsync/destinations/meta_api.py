@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import requests
 from facebook_business.api import FacebookAdsApi
@@ -32,6 +33,9 @@ from revsync.destinations.retry import (
     scrub,
 )
 from revsync.domain import OutcomeStatus, UploadOutcome
+
+if TYPE_CHECKING:
+    from revsync.doctor import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +92,38 @@ class MetaApiTransport:
                 for key in request.keys
             ]
         return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]
+
+    def check(self) -> Iterator[CheckResult]:
+        """``revsync doctor``: the token reads the pixel (dataset): ``GET /{pixel_id}``."""
+        from revsync.doctor import fail, ok, skip, warn
+
+        config = self.config
+        url = f"{config.graph_url.rstrip('/')}/{config.api_version}/{config.pixel_id}"
+        token = self._token.get_secret_value()
+        try:  # the token goes in a header: a GET's params end up in the URL
+            answer = self._api.call(
+                "GET",
+                url,
+                params={"fields": "id,name"},
+                headers={"Authorization": f"Bearer {token}"},
+            ).json()
+        except FacebookRequestError as error:
+            problem = self._graph_error(error)
+            if error.api_error_code() in (102, 190):
+                yield fail("credentials", f"{problem.code}: {problem}")
+                yield skip("pixel", "not checked without a working access token")
+            else:
+                yield ok("credentials", "access token accepted")
+                yield fail("pixel", f"{config.pixel_id} not reachable: {problem.code}: {problem}")
+            return
+        except requests.RequestException as error:
+            yield fail("credentials", scrub(f"{type(error).__name__} reaching {url}", token))
+            return
+        yield ok("credentials", "access token accepted")
+        name = answer.get("name") if isinstance(answer, dict) else None
+        yield ok("pixel", f"{config.pixel_id} ({name or 'no name'}) reachable with this token")
+        if config.test_event_code:
+            yield warn("test events", "test_event_code is set: events go to Test Events only")
 
     def close(self) -> None:
         self._session.requests.close()

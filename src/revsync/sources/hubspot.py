@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import urllib3
@@ -44,6 +44,9 @@ from revsync.destinations.pii import InvalidIdentifier, hash_person
 from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes, Quarantined
 from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
 from revsync.sources.base import DealPage
+
+if TYPE_CHECKING:
+    from revsync.doctor import CheckResult
 
 DEAL_PROPERTIES = (
     "amount", "closedate", "dealstage", "pipeline", "deal_currency_code", "hs_is_closed_won",
@@ -126,6 +129,74 @@ class HubSpotDealSource:
         """Close the connection pools of the API clients."""
         for api in (self._search_api, self._associations_api, self._contacts_api):
             api.api_client.rest_client.pool_manager.clear()
+
+    def check(self) -> Iterator[CheckResult]:
+        """``revsync doctor``: token and scopes, daily API budget, mapped properties, stages."""
+        from revsync.doctor import budget, fail, ok, warn
+
+        client = self._search_api.api_client
+
+        def get(path: str) -> Any:
+            return self._call(
+                f"GET {path}", client.call_api, path, "GET", auth_settings=["oauth2"],
+                response_types_map={200: "object"}, _return_http_data_only=True,
+                _request_timeout=self.config.timeout_seconds,
+            )  # fmt: skip
+
+        try:
+            self._call("deal search", self._search_page, None, 0, 1)
+        except RevsyncError as exc:
+            yield fail("credentials", str(exc))
+            return
+        yield ok("credentials", "private app token accepted (deal search)")
+        try:
+            usage = get("/account-info/v3/api-usage/daily/private-apps").get("results") or []
+            daily = next(u for u in usage if u.get("usageLimit"))
+            yield budget(
+                "API budget", int(daily.get("currentUsage") or 0), int(daily["usageLimit"]),
+                0.9, "daily API calls", "a sync may hit HubSpot's daily limit (HTTP 429)",
+            )  # fmt: skip
+        except (RevsyncError, StopIteration, AttributeError, TypeError, ValueError) as exc:
+            yield warn("API budget", f"daily usage unreadable: {exc or type(exc).__name__}")
+        wanted = {
+            "deals": [*DEAL_PROPERTIES, self.config.won_property, *self.config.deal_properties,
+                      *self.config.deal_click_id_properties.values()],
+            "contacts": [*CONTACT_PROPERTIES, *self.config.contact_click_id_properties.values()],
+        }  # fmt: skip
+        for object_type, names in wanted.items():
+            try:
+                known = {p["name"] for p in get(f"/crm/v3/properties/{object_type}")["results"]}
+            except RevsyncError as exc:
+                yield fail(f"properties: {object_type}", str(exc))
+                continue
+            missing = [n for n in dict.fromkeys(names) if n not in known]
+            if missing:
+                yield fail(
+                    f"properties: {object_type}",
+                    f"{', '.join(missing)} not found on {object_type}: use internal property "
+                    "names (Settings > Properties > ⋯ > internal name), not labels",
+                )
+            else:
+                yield ok(f"properties: {object_type}", f"{len(set(names))} mapped properties exist")
+        if self._won_stages:
+            try:
+                pipelines = {
+                    p["id"]: {s["id"] for s in p.get("stages", [])}
+                    for p in get("/crm/v3/pipelines/deals")["results"]
+                }
+            except RevsyncError as exc:
+                yield fail("won stages", str(exc))
+                return
+            unknown: list[str] = []
+            for pipeline, stages in self._won_stages.items():
+                if pipeline not in pipelines:
+                    unknown.append(f"pipeline {pipeline}")
+                else:
+                    unknown += [f"{pipeline}/{s}" for s in sorted(stages - pipelines[pipeline])]
+            if unknown:
+                yield fail("won stages", f"unknown: {', '.join(unknown)} (use ids, not labels)")
+            else:
+                yield ok("won stages", "every configured pipeline and stage id exists")
 
     # --- searching ------------------------------------------------------------------
 

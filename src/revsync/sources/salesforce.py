@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import islice
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import requests
@@ -51,9 +51,12 @@ from revsync.config.settings import Settings
 from revsync.currencies import ISO_4217
 from revsync.destinations.pii import InvalidIdentifier, hash_person
 from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes, Quarantined
-from revsync.errors import ConfigError, PermanentError, TransientError
+from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
 from revsync.sources import oauth
 from revsync.sources.base import DealPage
+
+if TYPE_CHECKING:
+    from revsync.doctor import CheckResult
 
 T = TypeVar("T")
 IDS_PER_QUERY = 200
@@ -124,6 +127,83 @@ class SalesforceDealSource:
 
     def close(self) -> None:
         self._http.close()
+
+    def check(self) -> Iterator[CheckResult]:
+        """``revsync doctor``: OAuth grant and API access, daily API budget, mapped fields."""
+        from revsync.doctor import budget, fail, ok, skip
+
+        config = self.config
+        try:
+            self._authenticate()
+            limits = self._call(lambda sf: sf.restful("limits"))
+        except RevsyncError as exc:
+            yield fail("credentials", str(exc))
+            return
+        except SalesforceRefusedRequest as exc:
+            if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED":
+                yield fail("credentials", str(_translate(exc)))
+                return
+            yield ok("credentials", f"{config.auth} grant accepted by {config.token_url}")
+            yield fail("API budget", f"{_translate(exc)}: no API calls left today")
+            yield skip("fields", "the API refuses requests until the daily limit resets")
+            return
+        except (SalesforceError, requests.RequestException) as exc:
+            yield fail("credentials", str(_translate(exc)))
+            return
+        yield ok(
+            "credentials", f"{config.auth} grant accepted; REST API v{config.api_version} answers"
+        )
+        daily = (limits or {}).get("DailyApiRequests") or {}
+        total = int(daily.get("Max") or 0)
+        yield budget(
+            "API budget", total - int(daily.get("Remaining") or 0), total, config.api_budget_share,
+            "daily API requests",
+            f"a sync stops at api_budget_share {config.api_budget_share:.0%} and reads nothing",
+        )  # fmt: skip
+        wanted = {
+            "Opportunity": [*_BASE_FIELDS, config.won_field, *config.click_id_fields.values(),
+                            *config.fields, *([config.pipeline_field] if config.pipeline_field
+                                              else [])],
+            "OpportunityContactRole": ["OpportunityId", "ContactId", "IsPrimary"],
+            "Contact": ["Email", "Phone", *config.contact_click_id_fields.values()],
+            "Lead": ["ConvertedContactId", *config.lead_click_id_fields.values()]
+            if config.lead_click_id_fields else [],
+        }  # fmt: skip
+        for sobject, names in wanted.items():
+            if not names:
+                continue
+
+            def describe(sf: Salesforce, path: str = f"sobjects/{sobject}/describe") -> Any:
+                return sf.restful(path)
+
+            try:
+                described = self._call(describe)
+            except (SalesforceError, requests.RequestException) as exc:
+                yield fail(f"fields: {sobject}", str(_translate(exc)))
+                continue
+            fields = described.get("fields", []) if isinstance(described, dict) else []
+            known = {f["name"].lower() for f in fields}
+            known |= {f"{(f.get('relationshipName') or '').lower()}." for f in fields}
+            missing = [n for n in _unique(names) if n.lower() not in known
+                       and n.lower().split(".")[0] + "." not in known]  # fmt: skip
+            if missing:
+                yield fail(
+                    f"fields: {sobject}",
+                    f"{', '.join(missing)} not found on {sobject}: check the API name (custom "
+                    "fields end in __c) and the integration user's field-level security",
+                )
+            elif (
+                sobject == "Opportunity"
+                and "currencyisocode" not in known
+                and not (config.currency)
+            ):
+                yield fail(
+                    "fields: Opportunity",
+                    "single-currency org: set `currency:` to its currency (Setup > Company "
+                    "Information)",
+                )
+            else:
+                yield ok(f"fields: {sobject}", f"{len(_unique(names))} mapped fields present")
 
     # --- session ---------------------------------------------------------------------
 
