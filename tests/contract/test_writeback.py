@@ -19,6 +19,7 @@ from sqlalchemy import Engine, select
 from revsync.collect.importer import import_identities, import_touchpoints
 from revsync.config.mapping import ATTRIBUTION_KEYS, RevsyncConfig, SalesforceSource
 from revsync.config.settings import Settings
+from revsync.doctor import Status
 from revsync.store.schema import metadata, quarantine, writebacks
 from revsync.sync.factory import build_sources
 from revsync.sync.job import RunSummary, SyncJob
@@ -323,3 +324,19 @@ def test_attribution_mapping_is_validated(block: dict[str, Any], error: str) -> 
 def test_migrations_match_the_schema(engine: Engine) -> None:
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_doctor_checks_the_attribution_fields_exist(crm: Crm) -> None:
+    missing = "Absent__c" if crm.name == "sf" else "absent_property"
+    mapping = RevsyncConfig.model_validate(
+        {"sources": [crm.block(attribution_fields={"first_touch_channel": missing})]}
+    )
+    [source] = build_sources(mapping, crm.settings)
+    results = {r.check: r for r in source.check()}
+    failed = [r for r in results.values() if r.status == Status.FAIL]
+    expected = {"fields: Contact", "fields: Lead"} if crm.name == "sf" else {"properties: contacts"}
+    assert {r.check for r in failed} == expected
+    assert all(missing in r.detail for r in failed)
+    default = RevsyncConfig.model_validate({"sources": [crm.block()]})
+    [source] = build_sources(default, crm.settings)
+    assert not [r for r in source.check() if r.status == Status.FAIL]
