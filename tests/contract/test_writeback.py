@@ -269,9 +269,7 @@ def test_a_field_the_crm_lacks_is_quarantined_per_record(
     assert refused.record_id == contact and name in refused.reason
 
 
-def test_a_failed_request_is_sent_again_next_run(
-    engine: Engine, crm: Crm, tmp_path: Path
-) -> None:
+def test_a_failed_request_is_sent_again_next_run(engine: Engine, crm: Crm, tmp_path: Path) -> None:
     contact = crm.person()
     seed(engine, tmp_path, [("v1", T0, PAID)], {"v1": contact})
     path = "composite/sobjects" if crm.name == "sf" else "batch/update"
