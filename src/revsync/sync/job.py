@@ -48,7 +48,7 @@ from revsync.store.schema import (
     quarantine,
     runs,
 )
-from revsync.sync import ledger
+from revsync.sync import ledger, writeback
 from revsync.sync.ledger import State
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,7 @@ class RunSummary:
     deals_matched: int = 0
     planned: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     results: dict[str, dict[str, int]] = field(default_factory=dict)  # this run's sends
+    writeback: dict[str, dict[str, int]] = field(default_factory=dict)  # pushed / failed
     ledger: dict[str, dict[str, int]] = field(default_factory=dict)  # all rows, by state
     revenue_by_channel: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
@@ -91,6 +92,7 @@ class RunSummary:
             "deals_matched": self.deals_matched,
             "conversions_planned": dict(self.planned),
             "results": self.results,
+            "writeback": self.writeback,
             "ledger": self.ledger,
             "revenue_by_channel": {
                 channel: {cur: str(amount) for cur, amount in by_cur.items()}
@@ -152,6 +154,7 @@ class SyncJob:
                 self._read_source(source, summary)
             if self.replan:
                 self._replan_stored(summary)
+            writeback.push(self.engine, self.config, self.sources, summary, self.clock())
             for destination in self.destinations:
                 self._upload(destination, summary)
             if summary.failures:
