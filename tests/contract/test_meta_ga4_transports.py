@@ -46,7 +46,7 @@ from revsync.domain import (
     Touchpoint,
     UploadOutcome,
 )
-from revsync.errors import ConfigError
+from revsync.errors import ConfigError, PermanentError
 from revsync.sync.factory import build_destinations
 from tests.emulators.ga4_mp import GA4MPEmulator
 from tests.emulators.http_base import Response
@@ -247,10 +247,13 @@ def test_meta_bad_or_expired_token_is_tried_once(
         meta.expire_token(TOKEN)
     destination = meta_destination(meta, policy, token=TOKEN if expired else WRONG_TOKEN)
 
-    outcomes = destination.send(planned(destination, 2))
+    # A refused token says nothing about the rows: the destination stops (the job puts the
+    # rows back to planned) rather than rejecting every row for good.
+    with pytest.raises(PermanentError, match="META_190") as refused:
+        destination.send(planned(destination, 2))
 
-    assert statuses(outcomes) == {(OutcomeStatus.REJECTED, "META_190")}
-    assert ("subcode 463" in (outcomes[0].message or "")) is expired
+    assert ("subcode 463" in str(refused.value)) is expired
+    assert TOKEN not in str(refused.value) and WRONG_TOKEN not in str(refused.value)
     assert meta.calls == 1 and sleeps == []
 
 
@@ -435,7 +438,8 @@ def test_no_secret_or_raw_pii_in_logs_outcomes_or_wire(
     meta_ok = meta_destination(meta, policy)
     meta_bad_token = meta_destination(meta, policy, token=WRONG_TOKEN)
     outcomes += meta_ok.send(planned(meta_ok, 2))
-    outcomes += meta_bad_token.send(planned(meta_bad_token, 2))
+    with pytest.raises(PermanentError) as refused:
+        meta_bad_token.send(planned(meta_bad_token, 2))
     outcomes += meta_ok.send([dataclasses.replace(c, currency="EURO") for c in planned(meta_ok, 2)])
     meta.throttle_next(3, code=4)
     outcomes += meta_ok.send(planned(meta_ok, 1))
@@ -454,7 +458,7 @@ def test_no_secret_or_raw_pii_in_logs_outcomes_or_wire(
 
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
     texts = [formatter.format(record) for record in caplog.records]
-    texts += [f"{o.code} {o.message}" for o in outcomes]
+    texts += [f"{o.code} {o.message}" for o in outcomes] + [str(refused.value)]
     forbidden = [TOKEN, WRONG_TOKEN, API_SECRET, *RAW_PII]
     assert not [t for t in texts if any(f in t for f in forbidden)]
     assert not [o.message for o in outcomes if SHA256.search(o.message or "")]

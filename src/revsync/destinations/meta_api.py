@@ -33,6 +33,7 @@ from revsync.destinations.retry import (
     scrub,
 )
 from revsync.domain import OutcomeStatus, UploadOutcome
+from revsync.errors import PermanentError
 
 if TYPE_CHECKING:
     from revsync.doctor import CheckResult
@@ -41,15 +42,20 @@ log = logging.getLogger(__name__)
 
 #: Graph error codes worth retrying: unknown/service errors (1, 2) and throttling.
 TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 613})
+#: Graph error codes about the access token or its permissions (190 invalid or expired
+#: token, 10 and 200 permission denied): they say nothing about the rows.
+CREDENTIAL_CODES = frozenset({"META_190", "META_10", "META_200"})
 
 
 class MetaApiTransport:
     """Sends ``MetaDestination`` request bodies to the Conversions API.
 
     Outcomes: a 2xx answer counting every event -> SENT for each row; a transient Graph
-    error, HTTP 429/5xx or a network failure -> retried, then RETRY for each row; any other
-    Graph error (190 token, 100 invalid parameter, ...) -> REJECTED for each row with code
-    ``META_<code>``: Meta refuses the whole batch for one bad event.
+    error, HTTP 429/5xx or a network failure -> retried, then RETRY for each row; a refused
+    token or permission (190, 10, 200) -> ``PermanentError``: the destination stops and the
+    job puts the rows back, to be sent once the token is fixed; any other Graph error (100
+    invalid parameter, ...) -> REJECTED for each row with code ``META_<code>``: Meta
+    refuses the whole batch for one bad event.
 
     With ``test_event_code`` the events land in Test Events only, so a success is
     VALIDATED with code ``TEST_EVENT``: the ledger keeps them due for a real send.
@@ -73,6 +79,12 @@ class MetaApiTransport:
                 lambda: self._post(url, params), f"meta destination {self.config.name!r}"
             )
         except (RetryableCall, RejectedCall) as error:
+            if error.code in CREDENTIAL_CODES:
+                raise PermanentError(
+                    f"destination {self.config.name!r}: Meta refused the access token "
+                    f"({error.code}: {error}); set a valid REVSYNC_META_ACCESS_TOKEN with "
+                    "access to the pixel"
+                ) from None
             return failure_outcomes(request.keys, error)
         received = answer.get("events_received")
         log.debug(
