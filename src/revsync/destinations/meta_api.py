@@ -42,9 +42,9 @@ log = logging.getLogger(__name__)
 
 #: Graph error codes worth retrying: unknown/service errors (1, 2) and throttling.
 TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 613})
-#: Graph error codes about the access token or its permissions (190 invalid or expired
+#: Graph error codes about the access token or its permissions (102/190 invalid or expired
 #: token, 10 and 200 permission denied): they say nothing about the rows.
-CREDENTIAL_CODES = frozenset({"META_190", "META_10", "META_200"})
+CREDENTIAL_CODES = frozenset({"META_102", "META_190", "META_10", "META_200"})
 
 
 class MetaApiTransport:
@@ -52,7 +52,7 @@ class MetaApiTransport:
 
     Outcomes: a 2xx answer counting every event -> SENT for each row; a transient Graph
     error, HTTP 429/5xx or a network failure -> retried, then RETRY for each row; a refused
-    token or permission (190, 10, 200) -> ``PermanentError``: the destination stops and the
+    token or permission (102, 190, 10, 200) -> ``PermanentError``: the destination stops and the
     job puts the rows back, to be sent once the token is fixed; any other Graph error (100
     invalid parameter, ...) -> REJECTED for each row with code ``META_<code>``: Meta
     refuses the whole batch for one bad event.
