@@ -223,12 +223,12 @@ def test_transient_failures_that_persist_leave_every_row_to_retry(
 def test_a_permanent_refusal_is_never_retried(adapter: DestinationAdapter) -> None:
     dest = adapter.destination()
     rows = adapter.conversions(dest, 2)
-    adapter.fail_permanent()
+    adapter.fail_permanent(len(rows))
 
     outcomes = by_key(attempt(dest, rows), rows)
 
     assert {o.status for o in outcomes.values()} == {OutcomeStatus.REJECTED}
-    assert adapter.upload_calls() == 1 and adapter.sleeps == []
+    assert adapter.upload_calls() == adapter.refusal_calls(len(rows)) and adapter.sleeps == []
     assert adapter.stored() == set()
     # The refusal was one request's: the next batch goes through.
     more = adapter.conversions(dest, 1, start=50)

@@ -204,7 +204,7 @@ def test_meta_batch_size_and_wire_format(meta: MetaGraphEmulator, policy: RetryP
     assert len(meta.test_events) == 3 and meta.events == []
 
 
-def test_meta_one_bad_event_rejects_every_row_once(
+def test_meta_one_bad_event_is_isolated_and_the_others_sent(
     meta: MetaGraphEmulator, policy: RetryPolicy
 ) -> None:
     destination = meta_destination(meta, policy)
@@ -213,9 +213,15 @@ def test_meta_one_bad_event_rejects_every_row_once(
 
     outcomes = destination.send(conversions)
 
-    assert statuses(outcomes) == {(OutcomeStatus.REJECTED, "META_100")}
-    assert "currency" in (outcomes[0].message or "")
-    assert meta.calls == 1 and meta.events == []
+    assert [(o.status, o.code) for o in outcomes] == [
+        (OutcomeStatus.SENT, None), (OutcomeStatus.REJECTED, "META_100"), (OutcomeStatus.SENT, None),
+    ]  # fmt: skip
+    assert "currency" in (outcomes[1].message or "")
+    # [0,1,2] refused -> [0] sent, [1,2] refused -> [1] refused, [2] sent
+    assert meta.calls == 5
+    assert sorted(e.data["event_id"] for e in meta.events) == sorted(
+        [conversions[0].key, conversions[2].key]
+    )
 
 
 def test_meta_never_sends_events_near_or_past_seven_days(

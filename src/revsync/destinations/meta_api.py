@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -71,6 +72,23 @@ class MetaApiTransport:
         self._api = FacebookAdsApi(self._session)
 
     def send(self, request: ApiRequest) -> list[UploadOutcome]:
+        """Send one request. Meta refuses a whole batch for one bad event, so a refused
+        batch is split in halves and resent until the bad events stand alone: the good
+        ones still go through (resending is safe: Meta deduplicates on event_id)."""
+        outcomes = self._send_once(request)
+        keys = request.keys
+        if len(keys) < 2 or not all(o.status is OutcomeStatus.REJECTED for o in outcomes):
+            return outcomes
+        half = len(keys) // 2
+        events = request.body["data"]
+        return [
+            *self.send(replace(request, body={**request.body, "data": events[:half]},
+                               keys=keys[:half])),
+            *self.send(replace(request, body={**request.body, "data": events[half:]},
+                               keys=keys[half:])),
+        ]  # fmt: skip
+
+    def _send_once(self, request: ApiRequest) -> list[UploadOutcome]:
         url = self.config.graph_url.rstrip("/") + request.endpoint
         # The sync SDK's wire format: ``data`` is a JSON array of JSON-encoded events.
         params = {**request.body, "data": [json.dumps(e) for e in request.body["data"]]}

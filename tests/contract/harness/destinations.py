@@ -123,6 +123,10 @@ class DestinationAdapter(ABC):
     secrets: tuple[str, ...] = ()
     refresh_retries = 0  # calls an SDK repeats after refreshing the token on a 401
 
+    def refusal_calls(self, rows: int) -> int:
+        """Requests a batch of ``rows`` takes when every request is refused."""
+        return 1
+
     def __init__(self, tmp: Path) -> None:
         self.tmp = tmp
         self.sleeps: list[float] = []
@@ -185,7 +189,7 @@ class DestinationAdapter(ABC):
     def fail_transient(self, times: int) -> None:
         raise AssertionError(f"{self.name}: {self.caps.why_not['network']}")
 
-    def fail_permanent(self) -> None:
+    def fail_permanent(self, rows: int = 1) -> None:
         raise AssertionError(f"{self.name}: {self.caps.why_not['network']}")
 
     def refuse_credentials(self) -> None:
@@ -288,7 +292,7 @@ class GoogleAdsApiAdapter(_GooglePlatform):
     def fail_transient(self, times: int) -> None:
         self.emu.fail_next(grpc.StatusCode.RESOURCE_EXHAUSTED, times)
 
-    def fail_permanent(self) -> None:
+    def fail_permanent(self, rows: int = 1) -> None:
         self.emu.fail_next(grpc.StatusCode.INVALID_ARGUMENT)
 
     def refuse_credentials(self) -> None:
@@ -352,7 +356,7 @@ class DataManagerAdapter(_GooglePlatform):
     def fail_transient(self, times: int) -> None:
         self.emu.fail_next(429, times=times, rpc="IngestEvents")
 
-    def fail_permanent(self) -> None:
+    def fail_permanent(self, rows: int = 1) -> None:
         self.emu.fail_next(400, rpc="IngestEvents")
 
     def refuse_credentials(self) -> None:
@@ -412,7 +416,7 @@ class Ga4HttpAdapter(DestinationAdapter):
     def fail_transient(self, times: int) -> None:
         self.emu.fail_next(times, status=429)
 
-    def fail_permanent(self) -> None:
+    def fail_permanent(self, rows: int = 1) -> None:
         self.emu.inject(Response(400, b"Bad Request"))
 
 
@@ -478,10 +482,14 @@ class MetaApiAdapter(DestinationAdapter):
     def fail_transient(self, times: int) -> None:
         self.emu.throttle_next(times, code=17)
 
-    def fail_permanent(self) -> None:
+    def refusal_calls(self, rows: int) -> int:
+        return 2 * rows - 1  # a refused batch is halved until each row stands alone
+
+    def fail_permanent(self, rows: int = 1) -> None:
         self.emu.inject(Response.json(400, {"error": {
             "message": "Invalid parameter", "type": "OAuthException", "code": 100,
-            "error_subcode": 2804019, "is_transient": False, "fbtrace_id": "AbC"}}))  # fmt: skip
+            "error_subcode": 2804019, "is_transient": False, "fbtrace_id": "AbC"}}),
+            times=self.refusal_calls(rows))  # fmt: skip
 
     def refuse_credentials(self) -> None:
         self.emu.expire_token(META_TOKEN)
