@@ -235,3 +235,17 @@ def test_replan_picks_up_leads_imported_after_the_deal_was_synced(
         build_destinations(config, settings, clock), clock=clock, replan=True,
     ).run()  # fmt: skip
     assert dict(replanned.planned) == {"gads": 1}  # D1 is outside the overlap: only replan sees it
+
+
+def test_quarantine_keeps_the_related_ids(engine: Engine, tmp_path: Path) -> None:
+    config = scenario(engine, tmp_path)
+    write_deals(tmp_path / "deals.csv", [
+        {"deal_id": "D9", "status": "won", "amount": "10", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "contact_id": "C9", "email": "not-an-email"},
+    ])  # fmt: skip
+    run(engine, config)
+    with engine.connect() as conn:
+        row = conn.execute(select(quarantine)).mappings().one()
+    assert (row["kind"], row["record_id"], row["field"]) == ("contact", "C9", "email")
+    assert row["detail"] == {"row": 2}

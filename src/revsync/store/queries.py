@@ -6,10 +6,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from revsync.store.schema import sync_state
+from revsync.domain import Quarantined
+from revsync.store.schema import quarantine, sync_state
 
 # SQLite allows 32,766 bound parameters per statement; stay well below for wide tables.
 _MAX_PARAMS = 30_000
@@ -58,3 +59,26 @@ def set_watermark(conn: Connection, source: str, watermark: str | None) -> None:
         [{"source": source, "watermark": watermark, "updated_at": datetime.now(UTC)}],
         update=("watermark", "updated_at"),
     )
+
+
+def add_quarantined(
+    conn: Connection, run_id: int, items: Sequence[Quarantined], now: datetime
+) -> None:
+    """Record records that could not be used, with field, reason and related IDs."""
+    if items:
+        conn.execute(
+            insert(quarantine),
+            [
+                {
+                    "run_id": run_id,
+                    "kind": q.kind,
+                    "source": q.source,
+                    "record_id": q.record_id,
+                    "field": q.field,
+                    "reason": q.reason,
+                    "detail": dict(q.detail) or None,
+                    "created_at": now,
+                }
+                for q in items
+            ],
+        )

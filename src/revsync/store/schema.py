@@ -244,6 +244,7 @@ quarantine = Table(
     Column("record_id", String(255), nullable=False),
     Column("field", String(80), nullable=False),
     Column("reason", Text, nullable=False),
+    Column("detail", JSON),
     Column("created_at", TS, nullable=False),
     Index(None, "run_id"),
 )

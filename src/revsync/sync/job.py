@@ -45,7 +45,6 @@ from revsync.store.schema import (
     deal_contacts,
     deals,
     match_links,
-    quarantine,
     runs,
 )
 from revsync.sync import ledger, writeback
@@ -226,7 +225,7 @@ class SyncJob:
         for page in source.pages(watermark, self.clock()):
             with self.engine.begin() as conn:
                 self._store_deals(conn, page.deals)
-                self._quarantine(conn, summary.run_id, page.quarantined)
+                queries.add_quarantined(conn, summary.run_id, page.quarantined, self.clock())
                 self._plan(conn, page.deals, summary)
                 queries.set_watermark(conn, source.name, page.watermark)
             summary.deals_read[source.name] += len(page.deals)
@@ -329,25 +328,6 @@ class SyncJob:
                 for c in d.contacts
             ],
         )
-
-    def _quarantine(self, conn: Connection, run_id: int, items: Sequence[Quarantined]) -> None:
-        if items:
-            now = self.clock()
-            conn.execute(
-                insert(quarantine),
-                [
-                    {
-                        "run_id": run_id,
-                        "kind": q.kind,
-                        "source": q.source,
-                        "record_id": q.record_id,
-                        "field": q.field,
-                        "reason": q.reason,
-                        "created_at": now,
-                    }
-                    for q in items
-                ],
-            )
 
     def _plan(self, conn: Connection, page: Sequence[Deal], summary: RunSummary) -> None:
         now = self.clock()

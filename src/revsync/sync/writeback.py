@@ -31,14 +31,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from sqlalchemy import Connection, Engine, insert, select
+from sqlalchemy import Connection, Engine, select
 
 from revsync.config.mapping import HubSpotSource, RevsyncConfig, SalesforceSource
 from revsync.domain import AttributionPush, ClickIds, PushResult, Quarantined, Touchpoint
 from revsync.errors import PermanentError, TransientError
 from revsync.sources.base import DealSource
 from revsync.store import queries
-from revsync.store.schema import identities, quarantine, touchpoints, writebacks
+from revsync.store.schema import identities, touchpoints, writebacks
 
 if TYPE_CHECKING:
     from revsync.sync.job import RunSummary
@@ -222,13 +222,7 @@ def _send(
                      "payload_hash": digests[result.crm_id], "pushed_at": now})  # fmt: skip
     with engine.begin() as conn:
         queries.upsert(conn, writebacks, rows, update=("payload_hash", "pushed_at", "error"))
-        if refused:
-            conn.execute(insert(quarantine), [
-                {"run_id": summary.run_id, "kind": q.kind, "source": q.source,
-                 "record_id": q.record_id, "field": q.field, "reason": q.reason,
-                 "created_at": now}
-                for q in refused
-            ])  # fmt: skip
+        queries.add_quarantined(conn, summary.run_id, refused, now)
     summary.quarantined.extend(refused)
     if len(results) < len(pending):
         summary.warnings.append(
