@@ -17,6 +17,7 @@ being mixed into the parent's ``ru_maxrss``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import resource
@@ -117,10 +118,8 @@ class EmulatedProcess:
 
     def stop(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):
                 self._conn.send("stop")
-            except (BrokenPipeError, OSError):
-                pass
             self._conn.close()
             self._conn = None
         if self._process is not None:

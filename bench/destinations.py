@@ -107,7 +107,9 @@ class _ServedGoogleAds(_Served):
 
         moment = datetime.fromisoformat(now)
         tls = make_tls_files(Path(directory))
-        oauth = OAuthEmulator(clients={CLIENT_ID: CLIENT_SECRET}, refresh_tokens={REFRESH: CLIENT_ID})
+        oauth = OAuthEmulator(
+            clients={CLIENT_ID: CLIENT_SECRET}, refresh_tokens={REFRESH: CLIENT_ID}
+        )
         self.ads = GoogleAdsEmulator(tls, oauth, developer_tokens=(DEV_TOKEN,), now=moment)
         self.ads.add_conversion_action(CUSTOMER, int(ACTION), "Closed won")
         for i in range(conversions):
@@ -115,12 +117,19 @@ class _ServedGoogleAds(_Served):
         self.oauth = oauth.start()
         self.ads.start()
         self.emulators = [self.ads, self.oauth]
-        self.info = {"endpoint": self.ads.endpoint, "token_uri": oauth.token_url,
-                     "ca_cert": str(tls.ca_cert)}  # fmt: skip
+        self.info = {
+            "endpoint": self.ads.endpoint,
+            "token_uri": oauth.token_url,
+            "ca_cert": str(tls.ca_cert),
+        }
 
     def stats(self) -> dict[str, Any]:
-        return {"requests": sum(self.ads.calls.values()), "by_kind": dict(self.ads.calls),
-                "token_requests": len(self.oauth.issued), "stored": len(self.ads.uploads)}  # fmt: skip
+        return {
+            "requests": sum(self.ads.calls.values()),
+            "by_kind": dict(self.ads.calls),
+            "token_requests": len(self.oauth.issued),
+            "stored": len(self.ads.uploads),
+        }
 
 
 class _ServedDataManager(_Served):
@@ -141,8 +150,12 @@ class _ServedDataManager(_Served):
     def stats(self) -> dict[str, Any]:
         calls = dict(self.dm.calls)
         tokens = calls.pop("Token", 0)
-        return {"requests": sum(calls.values()), "by_kind": calls, "token_requests": tokens,
-                "stored": len(self.dm.events)}  # fmt: skip
+        return {
+            "requests": sum(calls.values()),
+            "by_kind": calls,
+            "token_requests": tokens,
+            "stored": len(self.dm.events),
+        }
 
 
 class _ServedGa4(_Served):
@@ -158,9 +171,13 @@ class _ServedGa4(_Served):
     def stats(self) -> dict[str, Any]:
         with self.ga4._lock:
             statuses = Counter(x.response.status for x in self.ga4.log)
-            return {"requests": self.ga4.calls, "by_kind": {f"HTTP {k}": v for k, v in statuses.items()},
-                    "token_requests": 0, "stored": len(self.ga4.events),
-                    "invalid": len(self.ga4.invalid)}  # fmt: skip
+            return {
+                "requests": self.ga4.calls,
+                "by_kind": {f"HTTP {k}": v for k, v in statuses.items()},
+                "token_requests": 0,
+                "stored": len(self.ga4.events),
+                "invalid": len(self.ga4.invalid),
+            }
 
 
 class _ServedMeta(_Served):
@@ -176,8 +193,12 @@ class _ServedMeta(_Served):
     def stats(self) -> dict[str, Any]:
         with self.meta._lock:
             statuses = Counter(x.response.status for x in self.meta.log)
-            return {"requests": self.meta.calls, "by_kind": {f"HTTP {k}": v for k, v in statuses.items()},
-                    "token_requests": 0, "stored": len(self.meta.events)}  # fmt: skip
+            return {
+                "requests": self.meta.calls,
+                "by_kind": {f"HTTP {k}": v for k, v in statuses.items()},
+                "token_requests": 0,
+                "stored": len(self.meta.events),
+            }
 
 
 def serve(destination: str, conversions: int, now: str, directory: str) -> _Served:
@@ -208,9 +229,17 @@ def _ga4_clients(conversions: int, clients: int, rng: random.Random) -> list[str
 def _journeys(destination: str, conversions: int, now: datetime, ga4_clients: int) -> Iterator[Any]:
     """(journey, credits) per conversion, generated lazily (only conversions are kept)."""
     from revsync.domain import (
-        Channel, ClickIds, Consent, Contact, Credit, Deal, DealStatus, Journey, PersonHashes,
+        Channel,
+        ClickIds,
+        Consent,
+        Contact,
+        Credit,
+        Deal,
+        DealStatus,
+        Journey,
+        PersonHashes,
         Touchpoint,
-    )  # fmt: skip
+    )
 
     rng = random.Random(11)
     clients = _ga4_clients(conversions, ga4_clients, rng) if destination == "ga4" else []
@@ -225,22 +254,37 @@ def _journeys(destination: str, conversions: int, now: datetime, ga4_clients: in
             occurred = close - timedelta(days=rng.randint(1, 20))
             if destination == "meta":
                 ms = int(occurred.timestamp() * 1000)
-                ids = ClickIds(fbc=f"fb.1.{ms}.IwAR{i:010d}bench", fbp=f"fb.1.{ms}.{rng.randint(10**9, 10**10)}")
+                fbp = f"fb.1.{ms}.{rng.randint(10**9, 10**10)}"
+                ids = ClickIds(fbc=f"fb.1.{ms}.IwAR{i:010d}bench", fbp=fbp)
                 channel = Channel.PAID_SOCIAL
             else:
                 ids, channel = ClickIds(ga_client_id=clients[i]), Channel.ORGANIC_SEARCH
         email = f"person{i}@example.com"
         phone = f"1415{rng.randint(2_000_000, 9_999_999)}"
-        person = PersonHashes(email=_sha(email), email_google=_sha(email), phone=_sha(f"+{phone}"),
-                              phone_meta=_sha(phone))  # fmt: skip
+        person = PersonHashes(
+            email=_sha(email),
+            email_google=_sha(email),
+            phone=_sha(f"+{phone}"),
+            phone_meta=_sha(phone),
+        )
         touchpoint = Touchpoint(
-            id=f"tp-{i}", visitor_id=f"v-{i}", occurred_at=occurred, channel=channel,
-            click_ids=ids, consent=Consent(ad_user_data=True, ad_personalization=True),
-        )  # fmt: skip
+            id=f"tp-{i}",
+            visitor_id=f"v-{i}",
+            occurred_at=occurred,
+            channel=channel,
+            click_ids=ids,
+            consent=Consent(ad_user_data=True, ad_personalization=True),
+        )
         deal = Deal(
-            source="crm", id=f"deal-{i}", status=DealStatus.WON, amount=amount, currency="USD",
-            close_at=close, modified_at=close, contacts=(Contact(f"c-{i}", person, True),),
-        )  # fmt: skip
+            source="crm",
+            id=f"deal-{i}",
+            status=DealStatus.WON,
+            amount=amount,
+            currency="USD",
+            close_at=close,
+            modified_at=close,
+            contacts=(Contact(f"c-{i}", person, True),),
+        )
         yield Journey(deal, (touchpoint,)), [Credit(touchpoint.id, Fraction(1), amount)]
 
 
@@ -260,27 +304,38 @@ def _destination(name: str, info: dict[str, Any], now: datetime) -> Any:
     oauth = GoogleOAuth(CLIENT_ID, CLIENT_SECRET, REFRESH)
     if name == "google_ads":
         block = GoogleAdsConfig(
-            type="google_ads", name="gads", transport="ads_api", customer_id=CUSTOMER,
-            conversion_action=ACTION, endpoint=info["endpoint"], token_uri=info["token_uri"],
+            type="google_ads",
+            name="gads",
+            transport="ads_api",
+            customer_id=CUSTOMER,
+            conversion_action=ACTION,
+            endpoint=info["endpoint"],
+            token_uri=info["token_uri"],
             ca_bundle=info["ca_cert"],
-        )  # fmt: skip
+        )
         transport: Any = GoogleAdsApiTransport(block, DEV_TOKEN, oauth, clock=clock)
         return GoogleAdsDestination(block, "last_touch", transport, clock=clock)
     if name == "data_manager":
         block = GoogleAdsConfig(
-            type="google_ads", name="gads", transport="data_manager", customer_id=CUSTOMER,
-            conversion_action=ACTION, data_manager_endpoint=f"http://{info['host']}",
+            type="google_ads",
+            name="gads",
+            transport="data_manager",
+            customer_id=CUSTOMER,
+            conversion_action=ACTION,
+            data_manager_endpoint=f"http://{info['host']}",
             token_uri=info["token_uri"],
-        )  # fmt: skip
+        )
         transport = DataManagerTransport(block, oauth)
         return GoogleAdsDestination(block, "last_touch", transport, clock=clock)
     if name == "ga4":
         ga4 = Ga4Config(type="ga4", name="ga4", measurement_id=MEASUREMENT_ID, base_url=info["url"])
-        return Ga4Destination(ga4, "last_touch", Ga4HttpTransport(ga4, SecretStr(API_SECRET)),
-                              clock=clock)  # fmt: skip
+        return Ga4Destination(
+            ga4, "last_touch", Ga4HttpTransport(ga4, SecretStr(API_SECRET)), clock=clock
+        )
     meta = MetaConfig(type="meta", name="meta", pixel_id=PIXEL, graph_url=info["url"])
-    return MetaDestination(meta, "last_touch", MetaApiTransport(meta, SecretStr(META_TOKEN)),
-                           clock=clock)  # fmt: skip
+    return MetaDestination(
+        meta, "last_touch", MetaApiTransport(meta, SecretStr(META_TOKEN)), clock=clock
+    )
 
 
 def _minimum_requests(name: str, conversions: list[Any]) -> int:
@@ -295,8 +350,12 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     now = datetime.now(UTC).replace(microsecond=0)
     with tempfile.TemporaryDirectory() as directory:
-        kwargs = {"destination": name, "conversions": args.conversions,
-                  "now": now.isoformat(), "directory": directory}  # fmt: skip
+        kwargs = {
+            "destination": name,
+            "conversions": args.conversions,
+            "now": now.isoformat(),
+            "directory": directory,
+        }
         with EmulatedProcess("bench.destinations:serve", **kwargs) as emulator:
             destination = _destination(name, emulator.info, now)
             base = current_rss_mb()
@@ -315,7 +374,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
             size = destination.batch_size
             for start in range(0, len(conversions), size):
                 for outcome in destination.send(conversions[start : start + size]):
-                    statuses[f"{outcome.status.name}{f' {outcome.code}' if outcome.code else ''}"] += 1
+                    code = f" {outcome.code}" if outcome.code else ""
+                    statuses[f"{outcome.status.name}{code}"] += 1
             send = time.perf_counter() - started
             cpu = cpu_seconds() - cpu0
             destination.close()
@@ -358,16 +418,22 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def _table(results: list[dict[str, Any]]) -> str:
     columns = [
-        ("destination", "destination", "{}"), ("conv", "conversions", "{:,}"),
-        ("build s", "build_cpu_seconds", "{}"), ("send s", "send_seconds", "{}"),
+        ("destination", "destination", "{}"),
+        ("conv", "conversions", "{:,}"),
+        ("build s", "build_cpu_seconds", "{}"),
+        ("send s", "send_seconds", "{}"),
         ("conv/s", "conversions_per_second", "{:,.0f}"),
         ("send conv/s", "send_conversions_per_second", "{:,.0f}"),
-        ("req", "requests", "{:,}"), ("req/1k", "requests_per_1000", "{}"),
-        ("min/1k", "minimum_requests_per_1000", "{}"), ("cpu s", "revsync_send_cpu_seconds", "{}"),
-        ("base MiB", "revsync_base_rss_mib", "{}"), ("built MiB", "revsync_built_rss_mib", "{}"),
-        ("peak MiB", "revsync_peak_rss_mib", "{}"), ("emu MiB", "emulator_peak_rss_mib", "{}"),
+        ("req", "requests", "{:,}"),
+        ("req/1k", "requests_per_1000", "{}"),
+        ("min/1k", "minimum_requests_per_1000", "{}"),
+        ("cpu s", "revsync_send_cpu_seconds", "{}"),
+        ("base MiB", "revsync_base_rss_mib", "{}"),
+        ("built MiB", "revsync_built_rss_mib", "{}"),
+        ("peak MiB", "revsync_peak_rss_mib", "{}"),
+        ("emu MiB", "emulator_peak_rss_mib", "{}"),
         ("emu cpu s", "emulator_cpu_seconds", "{}"),
-    ]  # fmt: skip
+    ]
     rows = [[title for title, _, _ in columns]]
     rows += [[fmt.format(r[key]) for _, key, fmt in columns] for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
@@ -376,7 +442,8 @@ def _table(results: list[dict[str, Any]]) -> str:
     for r in results:
         extra = f", {r['ga4_client_ids']:,} client_ids" if "ga4_client_ids" in r else ""
         lines.append(
-            f"{r['destination']}: batch_size {r['batch_size']}{extra}; requests {r['requests_by_kind']}"
+            f"{r['destination']}: batch_size {r['batch_size']}{extra};"
+            f" requests {r['requests_by_kind']}"
             f" + {r['token_requests']} OAuth token; outcomes {r['outcomes']};"
             f" load average {r['load_average_1m']}"
         )
@@ -387,8 +454,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--conversions", type=int, default=100_000)
     parser.add_argument("--destination", choices=(*DESTINATIONS, "all"), default="all")
-    parser.add_argument("--ga4-clients", type=int, default=None,
-                        help="distinct GA4 client_ids (default: 60%% of --conversions)")  # fmt: skip
+    parser.add_argument(
+        "--ga4-clients",
+        type=int,
+        default=None,
+        help="distinct GA4 client_ids (default: 60%% of --conversions)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     if args.ga4_clients is None:
@@ -396,9 +467,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.destination == "all":
         results = []
         for name in DESTINATIONS:  # each in a fresh process: separate peak RSS
-            command = [sys.executable, "-m", "bench.destinations", "--destination", name,
-                       "--json", "--conversions", str(args.conversions),
-                       "--ga4-clients", str(args.ga4_clients)]  # fmt: skip
+            command = [
+                sys.executable,
+                "-m",
+                "bench.destinations",
+                "--destination",
+                name,
+                "--json",
+                "--conversions",
+                str(args.conversions),
+                "--ga4-clients",
+                str(args.ga4_clients),
+            ]
             done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
             results += json.loads(done.stdout)
     else:

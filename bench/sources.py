@@ -107,19 +107,29 @@ class _ServedSalesforce:
             emu.set_clock(T0 + timedelta(seconds=i))
             extra = {"GCLID__c": _gclid("opp", i)} if rng.random() < 0.4 else {}
             opp = emu.add(
-                "Opportunity", StageName=stages[_stage(rng)], Amount=float(rng.randint(500, 50_000)),
-                CloseDate=date(2026, 1, 1) + timedelta(days=i % 28), **extra,
-            )  # fmt: skip
+                "Opportunity",
+                StageName=stages[_stage(rng)],
+                Amount=float(rng.randint(500, 50_000)),
+                CloseDate=date(2026, 1, 1) + timedelta(days=i % 28),
+                **extra,
+            )
             for k in range(2):
-                fields: dict[str, Any] = {"LastName": f"Contact{i}-{k}",
-                                          "Email": f"person{i}.{k}@example.com"}  # fmt: skip
+                fields: dict[str, Any] = {
+                    "LastName": f"Contact{i}-{k}",
+                    "Email": f"person{i}.{k}@example.com",
+                }
                 if phone := _phone(rng):
                     fields["Phone"] = phone
                 if rng.random() < 0.2:
                     fields["GCLID__c"] = _gclid("con", 2 * i + k)
                 contact = emu.add("Contact", **fields)
-                emu.add("OpportunityContactRole", OpportunityId=opp, ContactId=contact,
-                        IsPrimary=k == 0, Role="Decision Maker")  # fmt: skip
+                emu.add(
+                    "OpportunityContactRole",
+                    OpportunityId=opp,
+                    ContactId=contact,
+                    IsPrimary=k == 0,
+                    Role="Decision Maker",
+                )
         seeded = time.perf_counter() - started
         emu.set_clock(None)
         emu.add_connected_app(SF_CLIENT, client_secret=SF_SECRET, refresh_token=SF_REFRESH)
@@ -133,8 +143,12 @@ class _ServedSalesforce:
             requests = list(self.emu.requests)
         for request in requests:
             kinds[_salesforce_kind(request.path, request.query.get("q", ""))] += 1
-        return {"requests": len(requests), "by_kind": dict(kinds),
-                "api_usage": self.emu.api_usage, "api_limit": self.emu.api_limit}  # fmt: skip
+        return {
+            "requests": len(requests),
+            "by_kind": dict(kinds),
+            "api_usage": self.emu.api_usage,
+            "api_limit": self.emu.api_limit,
+        }
 
     def stop(self) -> None:
         self.emu.stop()
@@ -144,8 +158,11 @@ def _salesforce_kind(path: str, soql: str) -> str:
     if path.endswith("/oauth2/token"):
         return "oauth token"
     if "/jobs/query" in path:
-        return "bulk job create" if path.rstrip("/").endswith("/jobs/query") else (
-            "bulk results" if path.endswith("/results") else "bulk job status")
+        return (
+            "bulk job create"
+            if path.rstrip("/").endswith("/jobs/query")
+            else ("bulk results" if path.endswith("/results") else "bulk job status")
+        )
     if "/describe" in path:
         return "describe"
     if not path.rstrip("/").endswith(("/query", "/queryAll")):
@@ -177,19 +194,23 @@ class _ServedHubSpot:
             emu.set_clock(T0 + timedelta(seconds=i))
             contacts = []
             for k in range(2):
-                props: dict[str, Any] = {"email": f"person{i}.{k}@example.com",
-                                         "lastname": f"Contact{i}-{k}",
-                                         "hs_analytics_source": "PAID_SEARCH"}  # fmt: skip
+                props: dict[str, Any] = {
+                    "email": f"person{i}.{k}@example.com",
+                    "lastname": f"Contact{i}-{k}",
+                    "hs_analytics_source": "PAID_SEARCH",
+                }
                 if phone := _phone(rng):
                     props["phone"] = phone
                 if rng.random() < 0.2:
                     props["hs_google_click_id"] = _gclid("con", 2 * i + k)
                 contacts.append(emu.add_contact(**props))
             emu.add_deal(
-                contacts=contacts, dealstage=stages[_stage(rng)],
+                contacts=contacts,
+                dealstage=stages[_stage(rng)],
                 amount=str(rng.randint(500, 50_000)),
-                closedate=T0 - timedelta(days=i % 28), deal_currency_code="USD",
-            )  # fmt: skip
+                closedate=T0 - timedelta(days=i % 28),
+                deal_currency_code="USD",
+            )
         seeded = time.perf_counter() - started
         emu.set_clock(None)
         emu.start()
@@ -202,9 +223,15 @@ class _ServedHubSpot:
             requests = list(self.emu.requests)
         for request in requests:
             path = request.path
-            kinds["deal search" if path.endswith("/search") else
-                  "associations" if "/associations/" in path else
-                  "contact batch read" if "/contacts/batch/read" in path else path] += 1  # fmt: skip
+            kinds[
+                "deal search"
+                if path.endswith("/search")
+                else "associations"
+                if "/associations/" in path
+                else "contact batch read"
+                if "/contacts/batch/read" in path
+                else path
+            ] += 1
         return {"requests": len(requests), "by_kind": dict(kinds)}
 
     def stop(self) -> None:
@@ -226,13 +253,20 @@ def _source(name: str, info: dict[str, Any], args: argparse.Namespace) -> Any:
 
     if name == "salesforce":
         threshold = {"auto": 50_000, "rest": 10**9, "bulk": 1}[args.salesforce_read]
-        config = SalesforceSource.model_validate({
-            "type": "salesforce", "name": "sf", "instance_url": info["url"],
-            "token_url": f"{info['url']}/services/oauth2/token", "ca_bundle": info["ca_cert"],
-            "currency": "USD", "bulk_threshold": threshold, "bulk_poll_seconds": 0,
-            "click_id_fields": {"gclid": "GCLID__c"},
-            "contact_click_id_fields": {"gclid": "GCLID__c"},
-        })  # fmt: skip
+        config = SalesforceSource.model_validate(
+            {
+                "type": "salesforce",
+                "name": "sf",
+                "instance_url": info["url"],
+                "token_url": f"{info['url']}/services/oauth2/token",
+                "ca_bundle": info["ca_cert"],
+                "currency": "USD",
+                "bulk_threshold": threshold,
+                "bulk_poll_seconds": 0,
+                "click_id_fields": {"gclid": "GCLID__c"},
+                "contact_click_id_fields": {"gclid": "GCLID__c"},
+            }
+        )
         settings = Settings(
             salesforce_client_id=SF_CLIENT,
             salesforce_client_secret=SecretStr(SF_SECRET),
@@ -240,13 +274,16 @@ def _source(name: str, info: dict[str, Any], args: argparse.Namespace) -> Any:
         )
         return SalesforceDealSource(config, settings, "US"), {
             "read": "bulk" if args.deals > threshold else "rest",
-            "page_size": config.page_size, "bulk_threshold": config.bulk_threshold,
+            "page_size": config.page_size,
+            "bulk_threshold": config.bulk_threshold,
             "bulk_poll_seconds": config.bulk_poll_seconds,
-        }  # fmt: skip
+        }
     config_hs = HubSpotSource(
-        type="hubspot", name="hs", host=info["url"],
+        type="hubspot",
+        name="hs",
+        host=info["url"],
         searches_per_second=args.searches_per_second,
-    )  # fmt: skip
+    )
     settings = Settings(hubspot_access_token=SecretStr(HUBSPOT_TOKEN))
     return HubSpotDealSource(config_hs, settings, "US"), {
         "page_size": config_hs.page_size,
@@ -320,12 +357,18 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
 def _table(results: list[dict[str, Any]]) -> str:
     columns = [
-        ("source", "source", "{}"), ("deals", "deals", "{:,}"), ("wall s", "wall_seconds", "{}"),
-        ("deals/s", "deals_per_second", "{:,.0f}"), ("req/1k", "requests_per_1000_deals", "{}"),
-        ("cpu s", "revsync_cpu_seconds", "{}"), ("base MiB", "revsync_base_rss_mib", "{}"),
-        ("peak MiB", "revsync_peak_rss_mib", "{}"), ("emu MiB", "emulator_peak_rss_mib", "{}"),
-        ("emu cpu s", "emulator_cpu_seconds", "{}"), ("seed s", "emulator_seed_seconds", "{}"),
-    ]  # fmt: skip
+        ("source", "source", "{}"),
+        ("deals", "deals", "{:,}"),
+        ("wall s", "wall_seconds", "{}"),
+        ("deals/s", "deals_per_second", "{:,.0f}"),
+        ("req/1k", "requests_per_1000_deals", "{}"),
+        ("cpu s", "revsync_cpu_seconds", "{}"),
+        ("base MiB", "revsync_base_rss_mib", "{}"),
+        ("peak MiB", "revsync_peak_rss_mib", "{}"),
+        ("emu MiB", "emulator_peak_rss_mib", "{}"),
+        ("emu cpu s", "emulator_cpu_seconds", "{}"),
+        ("seed s", "emulator_seed_seconds", "{}"),
+    ]
     rows = [[title for title, _, _ in columns]]
     rows += [[fmt.format(r[key]) for _, key, fmt in columns] for r in results]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
@@ -357,9 +400,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.source == "all":
         results = []
         for name in SOURCES:  # each in a fresh process: separate peak RSS
-            command = [sys.executable, "-m", "bench.sources", "--source", name, "--json",
-                       "--deals", str(args.deals), "--salesforce-read", args.salesforce_read,
-                       "--searches-per-second", str(args.searches_per_second)]  # fmt: skip
+            command = [
+                sys.executable,
+                "-m",
+                "bench.sources",
+                "--source",
+                name,
+                "--json",
+                "--deals",
+                str(args.deals),
+                "--salesforce-read",
+                args.salesforce_read,
+                "--searches-per-second",
+                str(args.searches_per_second),
+            ]
             done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
             results += json.loads(done.stdout)
     else:
