@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine
 
 from revsync.collect.importer import ImportReport, import_identities, import_touchpoints
@@ -137,7 +138,11 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]
 
 
 def run_sync(
-    engine: Engine, config: RevsyncConfig, settings: Settings, show_progress: bool
+    engine: Engine,
+    config: RevsyncConfig,
+    settings: Settings,
+    show_progress: bool,
+    replan: bool = False,
 ) -> RunSummary:
     try:
         sources = build_sources(config, settings)
@@ -145,7 +150,9 @@ def run_sync(
     except ConfigError as exc:
         raise _fail_config(exc) from None
     with _progress(show_progress) as progress:
-        return SyncJob(engine, config, sources, destinations, progress=progress).run()
+        return SyncJob(
+            engine, config, sources, destinations, progress=progress, replan=replan
+        ).run()
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -215,12 +222,16 @@ def sync(
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+    replan: Annotated[
+        bool,
+        typer.Option(help="Match and plan every stored won deal again (after new imports)."),
+    ] = False,
 ) -> None:
     """Run the loop once: read deals, match, attribute, plan and upload."""
     settings = _settings(database_url, config)
     mapping = _load(settings)
     engine = _engine(settings)
-    summary = run_sync(engine, mapping, settings, show_progress=not as_json)
+    summary = run_sync(engine, mapping, settings, show_progress=not as_json, replan=replan)
     if as_json:
         out.print_json(json.dumps(summary.as_dict(), default=str))
     else:
@@ -455,6 +466,37 @@ def explain(
             row["error_code"] or "",
         )
     out.print(planned)
+
+
+@app.command()
+def doctor(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
+    timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds each check may take before it is failed.")
+    ] = 30.0,
+) -> None:
+    """Check each source (credentials, mapped fields, API budget) and destination
+    (credentials, conversion actions, pixel, GA4 stream, output directory)."""
+    from revsync.doctor import SYMBOLS, Status, failed, run_doctor
+
+    settings = _settings(None, config)
+    mapping = _load(settings)
+    results = run_doctor(mapping, settings, timeout=timeout)
+    if as_json:
+        payload = {"ok": not failed(results), "checks": [r.as_dict() for r in results]}
+        out.print_json(json.dumps(payload))
+    else:
+        colours = {Status.PASS: "green", Status.WARN: "yellow", Status.FAIL: "red"}
+        table = Table(title=f"revsync doctor: {settings.config}", title_justify="left")
+        for column in ("check", "target", "result", "detail"):
+            table.add_column(column, overflow="fold")
+        for r in results:
+            colour = colours.get(r.status, "dim")
+            symbol = f"[{colour}]{SYMBOLS[r.status]}[/{colour}]"
+            table.add_row(r.check, r.target, symbol, Text(r.detail))
+        out.print(table)
+    raise typer.Exit(EXIT_FAILED if failed(results) else EXIT_OK)
 
 
 @report_app.command("models")

@@ -277,10 +277,31 @@ class UploadOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class AttributionPush:
+    """Attribution values to write onto one CRM contact or lead: ``{CRM field: value}``,
+    where ``None`` clears the field."""
+
+    crm_id: str
+    fields: Mapping[str, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    """How the CRM answered for one record of a write-back; ``field`` names the field the
+    CRM blamed, if any."""
+
+    crm_id: str
+    ok: bool
+    code: str | None = None
+    message: str | None = None
+    field: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Quarantined:
     """A record that could not be used, with the field and reason; the run goes on."""
 
-    kind: str  # deal | contact | touchpoint | identity | conversion
+    kind: str  # deal | contact | touchpoint | identity | conversion | writeback
     record_id: str
     field: str
     reason: str

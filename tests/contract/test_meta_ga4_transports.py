@@ -46,7 +46,7 @@ from revsync.domain import (
     Touchpoint,
     UploadOutcome,
 )
-from revsync.errors import ConfigError
+from revsync.errors import ConfigError, PermanentError
 from revsync.sync.factory import build_destinations
 from tests.emulators.ga4_mp import GA4MPEmulator
 from tests.emulators.http_base import Response
@@ -204,7 +204,7 @@ def test_meta_batch_size_and_wire_format(meta: MetaGraphEmulator, policy: RetryP
     assert len(meta.test_events) == 3 and meta.events == []
 
 
-def test_meta_one_bad_event_rejects_every_row_once(
+def test_meta_one_bad_event_is_isolated_and_the_others_sent(
     meta: MetaGraphEmulator, policy: RetryPolicy
 ) -> None:
     destination = meta_destination(meta, policy)
@@ -213,9 +213,15 @@ def test_meta_one_bad_event_rejects_every_row_once(
 
     outcomes = destination.send(conversions)
 
-    assert statuses(outcomes) == {(OutcomeStatus.REJECTED, "META_100")}
-    assert "currency" in (outcomes[0].message or "")
-    assert meta.calls == 1 and meta.events == []
+    assert [(o.status, o.code) for o in outcomes] == [
+        (OutcomeStatus.SENT, None), (OutcomeStatus.REJECTED, "META_100"), (OutcomeStatus.SENT, None),
+    ]  # fmt: skip
+    assert "currency" in (outcomes[1].message or "")
+    # [0,1,2] refused -> [0] sent, [1,2] refused -> [1] refused, [2] sent
+    assert meta.calls == 5
+    assert sorted(e.data["event_id"] for e in meta.events) == sorted(
+        [conversions[0].key, conversions[2].key]
+    )
 
 
 def test_meta_never_sends_events_near_or_past_seven_days(
@@ -247,10 +253,13 @@ def test_meta_bad_or_expired_token_is_tried_once(
         meta.expire_token(TOKEN)
     destination = meta_destination(meta, policy, token=TOKEN if expired else WRONG_TOKEN)
 
-    outcomes = destination.send(planned(destination, 2))
+    # A refused token says nothing about the rows: the destination stops (the job puts the
+    # rows back to planned) rather than rejecting every row for good.
+    with pytest.raises(PermanentError, match="META_190") as refused:
+        destination.send(planned(destination, 2))
 
-    assert statuses(outcomes) == {(OutcomeStatus.REJECTED, "META_190")}
-    assert ("subcode 463" in (outcomes[0].message or "")) is expired
+    assert ("subcode 463" in str(refused.value)) is expired
+    assert TOKEN not in str(refused.value) and WRONG_TOKEN not in str(refused.value)
     assert meta.calls == 1 and sleeps == []
 
 
@@ -435,7 +444,8 @@ def test_no_secret_or_raw_pii_in_logs_outcomes_or_wire(
     meta_ok = meta_destination(meta, policy)
     meta_bad_token = meta_destination(meta, policy, token=WRONG_TOKEN)
     outcomes += meta_ok.send(planned(meta_ok, 2))
-    outcomes += meta_bad_token.send(planned(meta_bad_token, 2))
+    with pytest.raises(PermanentError) as refused:
+        meta_bad_token.send(planned(meta_bad_token, 2))
     outcomes += meta_ok.send([dataclasses.replace(c, currency="EURO") for c in planned(meta_ok, 2)])
     meta.throttle_next(3, code=4)
     outcomes += meta_ok.send(planned(meta_ok, 1))
@@ -454,7 +464,7 @@ def test_no_secret_or_raw_pii_in_logs_outcomes_or_wire(
 
     formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
     texts = [formatter.format(record) for record in caplog.records]
-    texts += [f"{o.code} {o.message}" for o in outcomes]
+    texts += [f"{o.code} {o.message}" for o in outcomes] + [str(refused.value)]
     forbidden = [TOKEN, WRONG_TOKEN, API_SECRET, *RAW_PII]
     assert not [t for t in texts if any(f in t for f in forbidden)]
     assert not [o.message for o in outcomes if SHA256.search(o.message or "")]

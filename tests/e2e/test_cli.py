@@ -82,7 +82,12 @@ def test_explain_and_models_report(tmp_path: Path) -> None:
 
     demo = tmp_path / "demo"
     assert runner.invoke(app, ["demo", str(demo), "--visitors", "400"]).exit_code == 0
-    where = ["--config", str(demo / "revsync.yaml"), "--database-url", f"sqlite:///{demo / 'revsync.db'}"]
+    where = [
+        "--config",
+        str(demo / "revsync.yaml"),
+        "--database-url",
+        f"sqlite:///{demo / 'revsync.db'}",
+    ]
 
     report = json.loads(runner.invoke(app, ["report", "models", "--json", *where]).stdout)
     assert report["deals"] > 0

@@ -40,7 +40,9 @@ def requests_in(out: Path) -> dict[str, list[dict]]:
     }
 
 
-def test_demo_dataset_end_to_end_and_second_run_sends_nothing(engine: Engine, tmp_path: Path) -> None:
+def test_demo_dataset_end_to_end_and_second_run_sends_nothing(
+    engine: Engine, tmp_path: Path
+) -> None:
     files = generate(tmp_path, visitors=600, seed=3, now=NOW)
     (tmp_path / "revsync.yaml").write_text(DEMO_CONFIG)
     config = load_config(tmp_path / "revsync.yaml")
@@ -161,13 +163,17 @@ def test_amount_change_is_restated_and_lost_deal_retracted(engine: Engine, tmp_p
 
     bodies = requests_in(tmp_path / "out")
     adjustments = [
-        a for r in bodies["gads.google_ads.jsonl"] for a in r["body"].get("conversion_adjustments", [])
+        a
+        for r in bodies["gads.google_ads.jsonl"]
+        for a in r["body"].get("conversion_adjustments", [])
     ]
     assert [a["adjustment_type"] for a in adjustments] == ["RESTATEMENT", "RETRACTION"]
     assert adjustments[0]["restatement_value"]["adjusted_value"] == 1250.0
     original = bodies["gads.google_ads.jsonl"][0]["body"]["conversions"][0]
     assert {a["order_id"] for a in adjustments} == {original["order_id"]}
-    refunds = [e for r in bodies["ga4.ga4.jsonl"] for e in r["body"]["events"] if e["name"] == "refund"]
+    refunds = [
+        e for r in bodies["ga4.ga4.jsonl"] for e in r["body"]["events"] if e["name"] == "refund"
+    ]
     assert len(refunds) == 1
 
 
@@ -200,3 +206,32 @@ def test_missing_crm_export_is_a_config_error_recorded_on_the_run(
     summary = run(engine, load_config(tmp_path / "revsync.yaml"))
     assert summary.status == "config_error"
     assert "deals.csv" in summary.failures[0]
+
+
+def test_replan_picks_up_leads_imported_after_the_deal_was_synced(
+    engine: Engine, tmp_path: Path
+) -> None:
+    (tmp_path / "revsync.yaml").write_text(CONFIG)
+    config = load_config(tmp_path / "revsync.yaml")
+    (tmp_path / "tp.csv").write_text(
+        "visitor_id,occurred_at,landing_url\nv1,2026-11-10T09:00:00Z,https://x.com/?gclid=CjwLate0001\n"
+    )
+    import_touchpoints(engine, tmp_path / "tp.csv")
+    write_deals(tmp_path / "deals.csv", [
+        {"deal_id": "D1", "status": "won", "amount": "900", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "contact_id": "C1", "email": "late@example.com"},
+        {"deal_id": "D2", "status": "open", "amount": "5", "currency": "USD",
+         "modified_at": "2026-11-19T10:00:00Z"},
+    ])  # fmt: skip
+    assert sum(run(engine, config).planned.values()) == 0  # nobody links the deal yet
+    (tmp_path / "leads.csv").write_text("visitor_id,observed_at,email\nv1,2026-11-10T09:05:00Z,late@example.com\n")
+    import_identities(engine, tmp_path / "leads.csv")
+    assert sum(run(engine, config, NOW + timedelta(hours=1)).planned.values()) == 0
+    settings = Settings()
+    clock = lambda: NOW + timedelta(hours=2)  # noqa: E731
+    replanned = SyncJob(
+        engine, config, build_sources(config, settings),
+        build_destinations(config, settings, clock), clock=clock, replan=True,
+    ).run()  # fmt: skip
+    assert dict(replanned.planned) == {"gads": 1}  # D1 is outside the overlap: only replan sees it

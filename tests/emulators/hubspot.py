@@ -3,7 +3,8 @@
 Deals and contacts with string-valued properties, deal pipelines, deal↔contact
 associations, and the endpoints revsync uses: CRM search (filter groups, one sort, ``after``
 cursor, 200 per page, 10,000 results per query, 3,000-character bodies, a per-second search
-limit), v4 association batch reads, object batch read/update, property and pipeline lists.
+limit), v4 association batch reads, object batch read/update, property and pipeline lists,
+and the private apps' daily API usage (``daily_limit``; ``daily_usage`` counts calls).
 A private-app bearer token is required; a rolling burst limit answers 429 with
 ``Retry-After``. Datetime properties are returned as ISO-8601 UTC strings with
 milliseconds; filters accept epoch milliseconds or ISO strings.
@@ -178,12 +179,15 @@ class HubSpotEmulator(EmulatorServer):
         burst_limit: int | None = 100,
         burst_window: float = 10.0,
         max_search_results: int = 10_000,
+        daily_limit: int = 500_000,
     ) -> None:
         super().__init__(None)
         self.tokens = set(tokens)
         self._search_window = _Window(search_per_second, 1.0)
         self._burst_window = _Window(burst_limit, burst_window)
         self.max_search_results = max_search_results
+        self.daily_limit = daily_limit
+        self.daily_usage = 0  # authenticated calls today, as account-info reports them
         self.properties = {t: dict(p) for t, p in DEFAULT_PROPERTIES.items()}
         self._records: dict[str, dict[str, dict[str, Any]]] = {"deals": {}, "contacts": {}}
         self._associations: set[tuple[str, str]] = set()  # (deal id, contact id)
@@ -337,6 +341,7 @@ class HubSpotEmulator(EmulatorServer):
                     "RATE_LIMITS", "You have reached your ten_secondly_rolling limit.",
                     errorType="RATE_LIMIT", policyName="TEN_SECONDLY_ROLLING"),
                     {"Retry-After": str(wait)})
+            self.daily_usage += 1
             parts = request.path.strip("/").split("/")
             try:
                 return self._route(request, parts)
@@ -361,6 +366,12 @@ class HubSpotEmulator(EmulatorServer):
         if parts[:3] == ["crm", "v3", "properties"] and len(parts) == 4 and parts[3] in MODIFIED:
             return json_response(200, {"results": [
                 p.as_json(parts[3]) for p in self.properties[parts[3]].values()]})
+        if parts == ["account-info", "v3", "api-usage", "daily", "private-apps"]:
+            return json_response(200, {"results": [{
+                "name": "private-apps-api-calls-daily", "usageLimit": self.daily_limit,
+                "currentUsage": self.daily_usage, "fetchStatus": "SUCCESS",
+                "collectedAt": iso_millis(to_millis(self.now())),
+            }]})
         if parts == ["crm", "v3", "pipelines", "deals"] and request.method == "GET":
             return json_response(200, {"results": list(self.pipelines.values())})
         raise HubSpotError(404, "OBJECT_NOT_FOUND", f"No route for {request.method} {request.path}")

@@ -1,4 +1,5 @@
-"""Meta Graph API emulator for the Conversions API: ``POST /vNN.N/{pixel_id}/events``.
+"""Meta Graph API emulator for the Conversions API: ``POST /vNN.N/{pixel_id}/events``
+(and ``GET /vNN.N/{pixel_id}``, the pixel node).
 
 Accepts what the facebook-business SDK sends: token in the query string (or body, or an
 ``Authorization: Bearer`` header), a form body whose ``data`` is a JSON array of JSON
@@ -31,6 +32,7 @@ from tests.emulators.http_base import EmulatorServer, Request, Response
 from tests.emulators.tls import TlsFiles
 
 EVENTS_PATH = re.compile(r"^/v\d+\.\d+/(?P<pixel>[^/]+)/events/?$")
+OBJECT_PATH = re.compile(r"^/v\d+\.\d+/(?P<object>[^/]+)/?$")
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 FB_COOKIE = re.compile(r"^fb\.[0-2]\.\d{13}\.\S+$")  # fb.<subdomain index>.<ms>.<id>
 CURRENCY = re.compile(r"^[A-Za-z]{3}$")
@@ -145,6 +147,8 @@ class MetaGraphEmulator(EmulatorServer):
     def handle(self, request: Request) -> Response:
         """Route, authenticate and validate one request."""
         try:
+            if request.method == "GET" and OBJECT_PATH.match(request.path):
+                return self._object(request)
             return self._events(request)
         except GraphError as error:
             return self._error_response(error)
@@ -188,6 +192,21 @@ class MetaGraphEmulator(EmulatorServer):
             200, {"events_received": len(events), "messages": [], "fbtrace_id": trace},
             {"x-fb-trace-id": trace},
         )
+
+    def _object(self, request: Request) -> Response:
+        """``GET /vNN.N/{pixel_id}``: the pixel (dataset) node, ``id`` and ``name``."""
+        match = OBJECT_PATH.match(request.path)
+        assert match is not None
+        self._authenticate(request, _params(request))
+        pixel_id = match["object"]
+        if pixel_id not in self.pixels:
+            raise GraphError(
+                100,
+                f"Unsupported get request. Object with ID '{pixel_id}' does not exist, cannot "
+                "be loaded due to missing permissions, or does not support this operation.",
+                type_="GraphMethodException", subcode=SUBCODE_UNKNOWN_OBJECT,
+            )
+        return Response.json(200, {"id": pixel_id, "name": f"Pixel {pixel_id}"})
 
     def _authenticate(self, request: Request, params: dict[str, Any]) -> None:
         token = params.get("access_token")

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import ClassVar, Protocol
+from typing import ClassVar, Literal, Protocol, get_args
 
 from revsync.attribution.markov import MarkovModel
 from revsync.attribution.money import allocate, minor_units
 from revsync.domain import Credit, Journey, Touchpoint
 
-MODEL_NAMES: tuple[str, ...] = (
+ModelName = Literal[
     "first_touch",
     "last_touch",
     "last_non_direct",
@@ -28,7 +28,8 @@ MODEL_NAMES: tuple[str, ...] = (
     "time_decay",
     "position_based",
     "data_driven",
-)
+]
+MODEL_NAMES: tuple[str, ...] = get_args(ModelName)
 
 _SECONDS_PER_DAY = 86_400
 # Float weights are turned into exact fractions on this grid (relative to the largest).

@@ -13,35 +13,67 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MODEL_NAMES = (
-    "first_touch",
-    "last_touch",
-    "last_non_direct",
-    "linear",
-    "time_decay",
-    "position_based",
-    "data_driven",
-)
-ModelName = Literal[
-    "first_touch",
-    "last_touch",
-    "last_non_direct",
-    "linear",
-    "time_decay",
-    "position_based",
-    "data_driven",
-]
+from revsync.attribution.models import ModelName
+
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+ATTRIBUTION_KEYS = tuple(
+    f"{touch}_touch_{part}"
+    for touch in ("first", "last")
+    for part in ("channel", "source", "medium", "campaign", "click_id", "click_id_type", "at")
+)
+"""What ``attribution_fields`` can map: per touch its channel, utm source/medium/campaign,
+click ID (gclid, gbraid, wbraid or fbclid), that click ID's kind, and its time (ISO 8601)."""
+_SALESFORCE_FIELD = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,79}$")
+_HUBSPOT_PROPERTY = re.compile(r"^[a-z][a-z0-9_]{0,99}$")
+
+
+def _salesforce_attribution_fields() -> dict[str, str]:
+    """``first_touch_click_id_type`` -> ``RevSync_First_Click_ID_Type__c`` and so on."""
+    out = {}
+    for key in ATTRIBUTION_KEYS:
+        touch, _, part = key.partition("_touch_")
+        name = {"click_id": "Click_ID", "click_id_type": "Click_ID_Type", "at": "Touch_At"}.get(
+            part, part.title()
+        )
+        out[key] = f"RevSync_{touch.title()}_{name}__c"
+    return out
+
+
+def _attribution_fields(value: dict[str, str], pattern: re.Pattern[str]) -> dict[str, str]:
+    unknown = sorted(set(value) - set(ATTRIBUTION_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)}; use {', '.join(ATTRIBUTION_KEYS)}")
+    bad = sorted(name for name in value.values() if not pattern.match(name))
+    if bad:
+        raise ValueError(f"not a valid field name: {', '.join(bad)}")
+    names = [name.lower() for name in value.values()]
+    dupes = sorted({name for name in names if names.count(name) > 1})
+    if dupes:
+        raise ValueError(f"several keys write the same field: {', '.join(dupes)}")
+    return value
 
 
 class Block(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Named(Block):
+    """A source or destination block: its name keys watermarks and idempotency keys."""
+
+    name: str
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use lowercase letters, digits, '-' or '_' (max 40)")
+        return value
+
+
 # --- sources -------------------------------------------------------------------------
 
 
-class SourceBase(Block):
+class SourceBase(Named):
     name: str = Field(description="Unique name of this source; keys its deals and watermark.")
     timezone: str = Field(
         "UTC", description="IANA time zone of the CRM account, for dates without a time."
@@ -52,13 +84,6 @@ class SourceBase(Block):
     overlap_minutes: int = Field(
         10, ge=0, description="Re-read this much before the watermark (CRM clocks drift)."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("use lowercase letters, digits, '-' or '_' (max 40)")
-        return value
 
     @field_validator("timezone")
     @classmethod
@@ -111,6 +136,14 @@ class SalesforceSource(SourceBase):
     push_attribution: bool = Field(
         False, description="Write first/last-touch data onto new contacts and leads."
     )
+    attribution_fields: dict[str, str] = Field(
+        default_factory=_salesforce_attribution_fields,
+        description="With push_attribution: what to write -> Contact/Lead field (custom "
+        "fields on both objects), e.g. {first_touch_channel: RevSync_First_Channel__c}; "
+        "replaces the defaults (RevSync_First_*/RevSync_Last_*__c). Keys: "
+        + ", ".join(ATTRIBUTION_KEYS)
+        + ".",
+    )
     currency: str | None = Field(
         None,
         description="Org currency (ISO 4217) of a single-currency org; required there. "
@@ -151,6 +184,17 @@ class SalesforceSource(SourceBase):
             )
         return value
 
+    @field_validator("attribution_fields")
+    @classmethod
+    def _attribution(cls, value: dict[str, str]) -> dict[str, str]:
+        return _attribution_fields(value, _SALESFORCE_FIELD)
+
+    @model_validator(mode="after")
+    def _push_needs_fields(self) -> SalesforceSource:
+        if self.push_attribution and not self.attribution_fields:
+            raise ValueError("push_attribution needs at least one attribution_fields entry")
+        return self
+
     @field_validator("currency")
     @classmethod
     def _currency(cls, value: str | None) -> str | None:
@@ -175,6 +219,12 @@ class HubSpotSource(SourceBase):
     )
     push_attribution: bool = Field(
         False, description="Write first/last-touch data onto newly identified contacts."
+    )
+    attribution_fields: dict[str, str] = Field(
+        default_factory=lambda: {key: f"revsync_{key}" for key in ATTRIBUTION_KEYS},
+        description="With push_attribution: what to write -> contact property (create them "
+        "first), e.g. {first_touch_channel: revsync_first_touch_channel}; replaces the "
+        "defaults (revsync_<key>). Keys: " + ", ".join(ATTRIBUTION_KEYS) + ".",
     )
     default_currency: str = Field(
         "USD", description="ISO 4217 currency of deals without deal_currency_code."
@@ -217,6 +267,17 @@ class HubSpotSource(SourceBase):
             raise ValueError(f"{value!r} is not an ISO 4217 currency code")
         return value.upper()
 
+    @field_validator("attribution_fields")
+    @classmethod
+    def _attribution(cls, value: dict[str, str]) -> dict[str, str]:
+        return _attribution_fields(value, _HUBSPOT_PROPERTY)
+
+    @model_validator(mode="after")
+    def _push_needs_fields(self) -> HubSpotSource:
+        if self.push_attribution and not self.attribution_fields:
+            raise ValueError("push_attribution needs at least one attribution_fields entry")
+        return self
+
     @field_validator("deal_click_id_properties", "contact_click_id_properties")
     @classmethod
     def _click_kinds(cls, value: dict[str, str]) -> dict[str, str]:
@@ -235,7 +296,7 @@ SourceConfig = Annotated[FileSource | SalesforceSource | HubSpotSource, Field(di
 # --- destinations --------------------------------------------------------------------
 
 
-class DestinationBase(Block):
+class DestinationBase(Named):
     name: str = Field(description="Unique name; part of every idempotency key.")
     transport: str
     model: ModelName | None = Field(
@@ -254,13 +315,6 @@ class DestinationBase(Block):
     sources: list[str] = Field(
         default_factory=list, description="Only deals of these sources (default: all)."
     )
-
-    @field_validator("name")
-    @classmethod
-    def _valid_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError("use lowercase letters, digits, '-' or '_' (max 40)")
-        return value
 
 
 class GoogleAdsDestination(DestinationBase):

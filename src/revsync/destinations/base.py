@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
+from revsync.config.mapping import DestinationBase
 from revsync.domain import (
     Conversion,
     ConversionKind,
@@ -109,8 +110,12 @@ def conversion_key(*parts: str | None) -> str:
     return hashlib.sha256("|".join(p or "" for p in parts).encode()).hexdigest()[:32]
 
 
-class PlatformDestination:
-    """Shared plumbing: batching limits, the transport, and the clock."""
+ConfigT = TypeVar("ConfigT", bound=DestinationBase)
+
+
+class PlatformDestination(Generic[ConfigT]):
+    """Shared plumbing: the destination's mapping block, batching limits, the transport,
+    consent enforcement and the clock."""
 
     platform = ""
     max_batch = 1
@@ -118,16 +123,18 @@ class PlatformDestination:
 
     def __init__(
         self,
-        name: str,
+        config: ConfigT,
         model: str,
         transport: Transport,
-        batch_size: int | None = None,
+        require_consent: bool = True,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        self.name = name
+        self.config = config
+        self.name = config.name
         self.model = model
         self.transport = transport
-        self.batch_size = min(batch_size or self.max_batch, self.max_batch)
+        self.require_consent = require_consent
+        self.batch_size = min(config.batch_size or self.max_batch, self.max_batch)
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def build(self, batch: Sequence[Conversion]) -> list[ApiRequest]:

@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import requests
 from google.ads import datamanager_v1 as dm
@@ -39,7 +39,10 @@ from revsync.destinations.google_ads_api import (
     refreshed_credentials,
 )
 from revsync.domain import OutcomeStatus, UploadOutcome
-from revsync.errors import PermanentError, TransientError
+from revsync.errors import PermanentError, RevsyncError, TransientError
+
+if TYPE_CHECKING:
+    from revsync.doctor import CheckResult
 
 DM_SCOPE = "https://www.googleapis.com/auth/datamanager"
 MAX_EVENTS = 2_000
@@ -63,6 +66,7 @@ _TRANSIENT = (
 _CONSENT = {"GRANTED": dm.ConsentStatus.CONSENT_GRANTED, "DENIED": dm.ConsentStatus.CONSENT_DENIED}
 _GOOGLE_ADS = dm.ProductAccount.AccountType.GOOGLE_ADS
 _REASON_PREFIX = "PROCESSING_ERROR_REASON_"
+_NO_TYPE = "Data Manager cannot show its type: it must be an 'Import from clicks' action"
 
 
 @dataclass
@@ -114,6 +118,42 @@ class DataManagerTransport:
             self._client.transport.close()  # type: ignore[no-untyped-call]
             self._client = None
         self._session.close()
+
+    def check(self) -> Iterator[CheckResult]:
+        """``revsync doctor``: OAuth, then one ``validate_only`` sample event per conversion
+        action (account access and action ID; Data Manager cannot show an action's type)."""
+        from revsync.destinations.google_ads import google_datetime
+        from revsync.doctor import fail, ok, skip
+
+        config = self.config
+        actions = sorted(
+            {config.conversion_action, *config.conversion_actions_by_pipeline.values()}
+        )
+        try:
+            self._connect()
+        except RevsyncError as exc:
+            yield fail("credentials", str(exc))
+            yield skip("conversion actions", "not checked without working credentials")
+            return
+        yield ok("credentials", f"OAuth refresh token accepted by {config.token_uri}")
+        when = google_datetime(datetime.now(UTC) - timedelta(minutes=5), "UTC")
+        for action in actions:  # one request each: a refused action must not hide the others
+            row = {
+                "order_id": "revsync-doctor", "gclid": "revsync-doctor-sample-click",
+                "conversion_action": f"customers/{config.customer_id}/conversionActions/{action}",
+                "conversion_date_time": when, "conversion_value": 1.0, "currency_code": "USD",
+            }  # fmt: skip
+            check = f"conversion action {action}"
+            try:
+                [chunk] = _chunks([row], [action])
+                [outcome] = self._ingest(chunk, config.customer_id, validate_only=True)
+            except RevsyncError as exc:
+                yield fail(check, str(exc))
+                continue
+            if outcome.status is OutcomeStatus.VALIDATED:
+                yield ok(check, f"a validate_only sample event was accepted; {_NO_TYPE}")
+            else:
+                yield fail(check, f"sample event refused: {outcome.code}: {outcome.message}")
 
     # --- sending ---------------------------------------------------------------------
 

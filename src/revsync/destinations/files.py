@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from revsync.destinations.base import ApiRequest
 from revsync.domain import OutcomeStatus, UploadOutcome
+
+if TYPE_CHECKING:
+    from revsync.doctor import CheckResult
 
 
 class FileTransport:
@@ -25,6 +30,20 @@ class FileTransport:
         self._handle.write(json.dumps(line, separators=(",", ":"), sort_keys=True) + "\n")
         self._handle.flush()
         return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]
+
+    def check(self) -> Iterator[CheckResult]:
+        """``revsync doctor``: the output directory exists (or can be made) and is writable."""
+        from revsync.doctor import fail, ok
+
+        directory = self.path.parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=directory, prefix=".revsync-doctor-"):
+                pass
+        except OSError as exc:
+            yield fail("output dir writable", f"{directory}: {exc.strerror or exc}")
+            return
+        yield ok("output dir writable", f"{directory} (writes {self.path.name})")
 
     def close(self) -> None:
         if self._handle is not None:

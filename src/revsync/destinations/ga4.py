@@ -6,7 +6,7 @@ the 72-hour backdating limit; older events are recorded at receipt time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,7 +16,6 @@ from revsync.destinations.base import (
     ApiRequest,
     Plan,
     PlatformDestination,
-    Transport,
     conversion_key,
     credited,
     upload_value,
@@ -27,22 +26,11 @@ MAX_EVENTS = 25
 BACKDATE_LIMIT = timedelta(hours=71)  # GA4 allows 72 h; 1 h margin for skew and retries
 
 
-class Ga4Destination(PlatformDestination):
+class Ga4Destination(PlatformDestination[Ga4Config]):
     platform = "ga4"
     max_batch = 500  # rows per send; split into requests of <= 25 events per client_id
     resend_safe = False  # GA4 does not deduplicate: an interrupted send is held as unknown
 
-    def __init__(
-        self,
-        config: Ga4Config,
-        model: str,
-        transport: Transport,
-        require_consent: bool = True,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(config.name, model, transport, config.batch_size, clock)
-        self.config = config
-        self.require_consent = require_consent
 
     def plan(self, journey: Journey, credits: Sequence[Credit], now: datetime) -> Plan:
         deal = journey.deal
@@ -99,31 +87,31 @@ class Ga4Destination(PlatformDestination):
         )
 
     def build(self, batch: Sequence[Conversion]) -> list[ApiRequest]:
-        by_client: dict[str, list[Conversion]] = {}
+        """One request per (client_id, person, consent), at most 25 events each: user_data
+        and consent are request-level in the Measurement Protocol, so rows of different
+        people or consent never share a request."""
+        groups: dict[tuple[object, ...], list[Conversion]] = {}
         for c in batch:
-            by_client.setdefault(c.click_ids.ga_client_id or "", []).append(c)
+            key = (c.click_ids.ga_client_id or "", c.person.email_google, c.person.phone, c.consent)
+            groups.setdefault(key, []).append(c)
         endpoint = "/debug/mp/collect" if self.config.validate_only else "/mp/collect"
         now = self.clock()
         requests = []
-        for client_id, rows in by_client.items():
+        for rows in groups.values():
             for start in range(0, len(rows), MAX_EVENTS):
                 chunk = rows[start : start + MAX_EVENTS]
                 requests.append(
                     ApiRequest(
                         endpoint=f"{endpoint}?measurement_id={self.config.measurement_id}",
-                        body=self._body(client_id, chunk, now),
+                        body=self._body(chunk, now),
                         keys=tuple(c.key for c in chunk),
                     )
                 )
         return requests
 
-    def _body(self, client_id: str, rows: Sequence[Conversion], now: datetime) -> dict[str, Any]:
+    def _body(self, rows: Sequence[Conversion], now: datetime) -> dict[str, Any]:
         first = rows[0]
-        body: dict[str, Any] = {"client_id": client_id}
-        newest = max(c.event_time for c in rows)
-        oldest = min(c.event_time for c in rows)
-        if now - oldest <= BACKDATE_LIMIT and newest <= now:
-            body["timestamp_micros"] = int(oldest.timestamp() * 1_000_000)
+        body: dict[str, Any] = {"client_id": first.click_ids.ga_client_id or ""}
         if first.consent.ad_user_data is not None or first.consent.ad_personalization is not None:
             body["consent"] = {
                 name: "GRANTED" if value else "DENIED"
@@ -140,15 +128,20 @@ class Ga4Destination(PlatformDestination):
             user_data["sha256_phone_number"] = [first.person.phone]
         if user_data:
             body["user_data"] = user_data
-        body["events"] = [
-            {
-                "name": c.action,
-                "params": {
-                    "transaction_id": c.original_key or c.key,
-                    "value": float(c.value),
-                    "currency": c.currency,
-                },
-            }
-            for c in rows
-        ]
+        body["events"] = [self._event(c, now) for c in rows]
         return body
+
+    @staticmethod
+    def _event(c: Conversion, now: datetime) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "name": c.action,
+            "params": {
+                "transaction_id": c.original_key or c.key,
+                "value": float(c.value),
+                "currency": c.currency,
+            },
+        }
+        # Older than the backdating limit: recorded at receipt time rather than dropped.
+        if timedelta(0) <= now - c.event_time <= BACKDATE_LIMIT:
+            event["timestamp_micros"] = int(c.event_time.timestamp() * 1_000_000)
+        return event

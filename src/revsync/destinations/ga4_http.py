@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import SecretStr
@@ -30,6 +30,9 @@ from revsync.destinations.retry import (
     scrub,
 )
 from revsync.domain import OutcomeStatus, UploadOutcome
+
+if TYPE_CHECKING:
+    from revsync.doctor import CheckResult
 
 _API_SECRET = re.compile(r"(api_secret=)[^&\s\"']*")
 _EVENT_PATH = re.compile(r"^events\[(\d+)\]")
@@ -92,6 +95,41 @@ class Ga4HttpTransport:
         if self.config.validate_only:
             return self._validation_outcomes(request.keys, response)
         return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]
+
+    def check(self) -> Iterator[CheckResult]:
+        """``revsync doctor``: stream ID format, a sample event through the validation
+        server. The api_secret cannot be verified: that server does not check it."""
+        from revsync.doctor import fail, ok, warn
+
+        config = self.config
+        yield ok("measurement ID", f"{config.measurement_id} has the web stream format G-…")
+        yield warn(
+            "api secret",
+            "set, but not verifiable: Google's validation server does not check api_secret; "
+            "compare it with Admin > Data streams > Measurement Protocol API secrets",
+        )
+        url = httpx.URL(config.base_url.rstrip("/") + "/debug/mp/collect").copy_merge_params(
+            {"measurement_id": config.measurement_id, "api_secret": self._secret.get_secret_value()}
+        )
+        body = {
+            "client_id": "1234567890.1234567890",
+            "events": [{"name": config.event_name, "params": {
+                "transaction_id": "revsync-doctor", "value": 1.0, "currency": "USD"}}],
+        }  # fmt: skip
+        try:
+            messages = self._post(url, body).json().get("validationMessages")
+        except (RetryableCall, RejectedCall) as exc:
+            yield fail("validation server", str(exc))
+            return
+        except (ValueError, AttributeError):
+            yield fail("validation server", "the answer is not a validation result")
+            return
+        if messages:
+            text = "; ".join(f"{m.get('fieldPath') or 'request'}: {m.get('description')}"
+                             for m in messages)  # fmt: skip
+            yield fail("validation server", f"sample {config.event_name!r} event refused: {text}")
+        else:
+            yield ok("validation server", f"sample {config.event_name!r} event valid")
 
     def close(self) -> None:
         if self._owns_client:

@@ -7,7 +7,7 @@ client unchanged and the file transport writes exactly what would be sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -18,7 +18,6 @@ from revsync.destinations.base import (
     ApiRequest,
     Plan,
     PlatformDestination,
-    Transport,
     conversion_key,
     credited,
     upload_value,
@@ -43,22 +42,11 @@ def google_datetime(value: datetime, timezone: str) -> str:
     return local.strftime("%Y-%m-%d %H:%M:%S") + f"{offset[:3]}:{offset[3:]}"
 
 
-class GoogleAdsDestination(PlatformDestination):
+class GoogleAdsDestination(PlatformDestination[GoogleAdsConfig]):
     platform = "google_ads"
     max_batch = 2_000
     resend_safe = True  # order_id is unique per conversion action
 
-    def __init__(
-        self,
-        config: GoogleAdsConfig,
-        model: str,
-        transport: Transport,
-        require_consent: bool = True,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(config.name, model, transport, config.batch_size, clock)
-        self.config = config
-        self.require_consent = require_consent
 
     def action_for(self, pipeline: str | None) -> str:
         action = self.config.conversion_actions_by_pipeline.get(pipeline or "")

@@ -46,11 +46,12 @@ from tenacity import (
 from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
 from revsync.destinations.base import ApiRequest
 from revsync.domain import OutcomeStatus, UploadOutcome
-from revsync.errors import ConfigError, PermanentError, TransientError
+from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
 
 if TYPE_CHECKING:
     from revsync.config.settings import Settings
     from revsync.destinations.base import Transport
+    from revsync.doctor import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,12 @@ _ADJUSTMENT_ROWS: dict[str, tuple[OutcomeStatus, timedelta | None]] = {
     "TOO_RECENT_CONVERSION": (OutcomeStatus.RETRY, timedelta(hours=24)),
     "RESTATEMENT_ALREADY_EXISTS": (OutcomeStatus.ALREADY_SENT, None),
 }
+
+# Row errors a made-up sample click may get; anything else about the sample is a problem.
+_SAMPLE_CLICK_ERRORS = frozenset(
+    {"UNPARSEABLE_GCLID", "CLICK_NOT_FOUND", "EVENT_NOT_FOUND", "EXPIRED_EVENT",
+     "CONVERSION_PRECEDES_EVENT", "TOO_RECENT_EVENT"}
+)  # fmt: skip
 
 T = TypeVar("T")
 
@@ -249,6 +256,69 @@ class GoogleAdsApiTransport:
         self._session.close()
         self._channel = self._client = None
         self._services.clear()
+
+    def check(self) -> Iterator[CheckResult]:
+        """``revsync doctor``: OAuth + developer token, each conversion action's type and
+        status, and a ``validate_only`` sample upload (is this token allowed to upload?)."""
+        from revsync.destinations.google_ads import google_datetime
+        from revsync.doctor import fail, ok, skip, warn
+
+        config = self.config
+        actions = sorted(
+            {config.conversion_action, *config.conversion_actions_by_pipeline.values()}
+        )
+        fields = "conversion_action." + ", conversion_action.".join(
+            ("id", "name", "type", "status")
+        )
+        ids = ", ".join(actions)  # digits only: the mapping validates them
+        query = f"SELECT {fields} FROM conversion_action WHERE conversion_action.id IN ({ids})"  # noqa: S608
+        try:
+            self._connect()
+            search = self._service("GoogleAdsService").search
+            with self._classified():
+                pager = search(
+                    request={"customer_id": config.customer_id, "query": query},
+                    timeout=config.timeout_seconds,
+                )
+                found = {str(r.conversion_action.id): r.conversion_action for r in pager}
+        except RevsyncError as exc:
+            yield fail("credentials", str(exc))
+            yield skip("conversion actions", "not checked without working credentials")
+            return
+        yield ok("credentials", f"OAuth and developer token accepted for {config.customer_id}")
+        for action_id in actions:
+            check, action = f"conversion action {action_id}", found.get(action_id)
+            if action is None or action.status.name == "REMOVED":
+                yield fail(check, f"not found in customer {config.customer_id} (or removed)")
+            elif action.type_.name != "UPLOAD_CLICKS":
+                yield fail(
+                    check,
+                    f"{action.name!r} is of type {action.type_.name}: click conversions need "
+                    "an action of type UPLOAD_CLICKS (Conversions > Import > from clicks)",
+                )
+            elif action.status.name != "ENABLED":
+                yield warn(check, f"{action.name!r} is UPLOAD_CLICKS but {action.status.name}")
+            else:
+                yield ok(check, f"{action.name!r}: UPLOAD_CLICKS, ENABLED")
+        row = {
+            "gclid": "revsync-doctor-sample-click",
+            "conversion_action": f"customers/{config.customer_id}/conversionActions/"
+            f"{config.conversion_action}",
+            "conversion_date_time": google_datetime(self.clock(), config.account_timezone),
+            "conversion_value": 1.0,
+            "currency_code": "USD",
+        }
+        body = {"customer_id": config.customer_id, "conversions": [row],
+                "partial_failure": True, "validate_only": True}  # fmt: skip
+        try:
+            [outcome] = self.send(ApiRequest(CLICKS, body, ("doctor",)))
+        except RevsyncError as exc:
+            yield fail("upload access", str(exc))
+            return
+        if outcome.code in _SAMPLE_CLICK_ERRORS or outcome.status is OutcomeStatus.VALIDATED:
+            yield ok("upload access", "a validate_only sample upload was accepted")
+        else:
+            yield fail("upload access", f"sample upload refused: {outcome.code}: {outcome.message}")
 
     # --- sending ---------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ keeps a margin (``SEND_WINDOW``) for clock skew and the time retries take.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,7 +17,6 @@ from revsync.destinations.base import (
     ApiRequest,
     Plan,
     PlatformDestination,
-    Transport,
     conversion_key,
     credited,
     upload_value,
@@ -39,22 +38,11 @@ MAX_AGE = timedelta(days=7)
 SEND_WINDOW = MAX_AGE - timedelta(hours=1)
 
 
-class MetaDestination(PlatformDestination):
+class MetaDestination(PlatformDestination[MetaConfig]):
     platform = "meta"
     max_batch = MAX_EVENTS
     resend_safe = True  # event_id + event_name deduplicate within 48 h
 
-    def __init__(
-        self,
-        config: MetaConfig,
-        model: str,
-        transport: Transport,
-        require_consent: bool = True,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        super().__init__(config.name, model, transport, config.batch_size, clock)
-        self.config = config
-        self.require_consent = require_consent
 
     def plan(self, journey: Journey, credits: Sequence[Credit], now: datetime) -> Plan:
         deal = journey.deal

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import requests
 from facebook_business.api import FacebookAdsApi
@@ -32,20 +34,29 @@ from revsync.destinations.retry import (
     scrub,
 )
 from revsync.domain import OutcomeStatus, UploadOutcome
+from revsync.errors import PermanentError
+
+if TYPE_CHECKING:
+    from revsync.doctor import CheckResult
 
 log = logging.getLogger(__name__)
 
 #: Graph error codes worth retrying: unknown/service errors (1, 2) and throttling.
 TRANSIENT_CODES = frozenset({1, 2, 4, 17, 32, 613})
+#: Graph error codes about the access token or its permissions (102/190 invalid or expired
+#: token, 10 and 200 permission denied): they say nothing about the rows.
+CREDENTIAL_CODES = frozenset({"META_102", "META_190", "META_10", "META_200"})
 
 
 class MetaApiTransport:
     """Sends ``MetaDestination`` request bodies to the Conversions API.
 
     Outcomes: a 2xx answer counting every event -> SENT for each row; a transient Graph
-    error, HTTP 429/5xx or a network failure -> retried, then RETRY for each row; any other
-    Graph error (190 token, 100 invalid parameter, ...) -> REJECTED for each row with code
-    ``META_<code>``: Meta refuses the whole batch for one bad event.
+    error, HTTP 429/5xx or a network failure -> retried, then RETRY for each row; a refused
+    token or permission (102, 190, 10, 200) -> ``PermanentError``: the destination stops and the
+    job puts the rows back, to be sent once the token is fixed; any other Graph error (100
+    invalid parameter, ...) -> REJECTED for each row with code ``META_<code>``: Meta
+    refuses the whole batch for one bad event.
 
     With ``test_event_code`` the events land in Test Events only, so a success is
     VALIDATED with code ``TEST_EVENT``: the ledger keeps them due for a real send.
@@ -61,6 +72,23 @@ class MetaApiTransport:
         self._api = FacebookAdsApi(self._session)
 
     def send(self, request: ApiRequest) -> list[UploadOutcome]:
+        """Send one request. Meta refuses a whole batch for one bad event, so a refused
+        batch is split in halves and resent until the bad events stand alone: the good
+        ones still go through (resending is safe: Meta deduplicates on event_id)."""
+        outcomes = self._send_once(request)
+        keys = request.keys
+        if len(keys) < 2 or not all(o.status is OutcomeStatus.REJECTED for o in outcomes):
+            return outcomes
+        half = len(keys) // 2
+        events = request.body["data"]
+        return [
+            *self.send(replace(request, body={**request.body, "data": events[:half]},
+                               keys=keys[:half])),
+            *self.send(replace(request, body={**request.body, "data": events[half:]},
+                               keys=keys[half:])),
+        ]  # fmt: skip
+
+    def _send_once(self, request: ApiRequest) -> list[UploadOutcome]:
         url = self.config.graph_url.rstrip("/") + request.endpoint
         # The sync SDK's wire format: ``data`` is a JSON array of JSON-encoded events.
         params = {**request.body, "data": [json.dumps(e) for e in request.body["data"]]}
@@ -69,6 +97,12 @@ class MetaApiTransport:
                 lambda: self._post(url, params), f"meta destination {self.config.name!r}"
             )
         except (RetryableCall, RejectedCall) as error:
+            if error.code in CREDENTIAL_CODES:
+                raise PermanentError(
+                    f"destination {self.config.name!r}: Meta refused the access token "
+                    f"({error.code}: {error}); set a valid REVSYNC_META_ACCESS_TOKEN with "
+                    "access to the pixel"
+                ) from None
             return failure_outcomes(request.keys, error)
         received = answer.get("events_received")
         log.debug(
@@ -88,6 +122,38 @@ class MetaApiTransport:
                 for key in request.keys
             ]
         return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]
+
+    def check(self) -> Iterator[CheckResult]:
+        """``revsync doctor``: the token reads the pixel (dataset): ``GET /{pixel_id}``."""
+        from revsync.doctor import fail, ok, skip, warn
+
+        config = self.config
+        url = f"{config.graph_url.rstrip('/')}/{config.api_version}/{config.pixel_id}"
+        token = self._token.get_secret_value()
+        try:  # the token goes in a header: a GET's params end up in the URL
+            answer = self._api.call(
+                "GET",
+                url,
+                params={"fields": "id,name"},
+                headers={"Authorization": f"Bearer {token}"},
+            ).json()
+        except FacebookRequestError as error:
+            problem = self._graph_error(error)
+            if error.api_error_code() in (102, 190):
+                yield fail("credentials", f"{problem.code}: {problem}")
+                yield skip("pixel", "not checked without a working access token")
+            else:
+                yield ok("credentials", "access token accepted")
+                yield fail("pixel", f"{config.pixel_id} not reachable: {problem.code}: {problem}")
+            return
+        except requests.RequestException as error:
+            yield fail("credentials", scrub(f"{type(error).__name__} reaching {url}", token))
+            return
+        yield ok("credentials", "access token accepted")
+        name = answer.get("name") if isinstance(answer, dict) else None
+        yield ok("pixel", f"{config.pixel_id} ({name or 'no name'}) reachable with this token")
+        if config.test_event_code:
+            yield warn("test events", "test_event_code is set: events go to Test Events only")
 
     def close(self) -> None:
         self._session.requests.close()

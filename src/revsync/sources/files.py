@@ -10,11 +10,13 @@ click IDs written on the CRM record: ``gclid``, ``gbraid``, ``wbraid``, ``fbclid
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from revsync.collect.parsing import ParseError, click_id, ga_client_id
@@ -22,8 +24,21 @@ from revsync.config.mapping import FileSource
 from revsync.currencies import ISO_4217
 from revsync.destinations.pii import InvalidIdentifier, hash_person
 from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes, Quarantined
-from revsync.rows import RowError, boolean, date_or_timestamp, decimal, read_rows, text, timestamp
+from revsync.errors import ConfigError
+from revsync.rows import (
+    RowError,
+    boolean,
+    date_or_timestamp,
+    decimal,
+    file_format,
+    read_rows,
+    text,
+    timestamp,
+)
 from revsync.sources.base import DealPage
+
+if TYPE_CHECKING:
+    from revsync.doctor import CheckResult
 
 PAGE_SIZE = 1_000
 _KNOWN = {
@@ -85,6 +100,33 @@ class FileDealSource:
 
     def close(self) -> None:
         """Nothing to release."""
+
+    def check(self) -> Iterator[CheckResult]:
+        """``revsync doctor``: the file is readable and its header has the needed columns."""
+        from revsync.doctor import fail, ok, warn
+
+        path = self.config.path
+        try:
+            columns = _columns(path)
+        except (ConfigError, OSError, UnicodeDecodeError, csv.Error) as exc:
+            text = exc.strerror if isinstance(exc, OSError) else str(exc)
+            yield fail("file readable", f"{path}: {text}")
+            return
+        yield ok("file readable", f"{path} ({path.stat().st_size:,} bytes)")
+        missing = [c for c in _NEEDED if c not in columns]
+        if "status" not in columns and "stage" not in columns:
+            missing.append("status (or stage)")
+        if missing:
+            yield fail("columns", f"missing {', '.join(missing)}; have {', '.join(columns)}")
+        elif "status" not in columns and not self.config.won_stages:
+            yield fail("columns", "no status column and no won_stages: no deal counts as won")
+        elif not columns & _MATCHABLE:
+            yield fail("columns", f"none of {', '.join(sorted(_MATCHABLE))}: nothing to match on")
+        elif "modified_at" not in columns:
+            yield warn("columns", "no modified_at: every run re-reads every deal")
+        else:
+            keys = ", ".join(sorted(columns & _MATCHABLE))
+            yield ok("columns", f"needed columns present; matching on {keys}")
 
     def _drafts(self) -> tuple[dict[str, _DealDraft], list[Quarantined]]:
         drafts: dict[str, _DealDraft] = {}
@@ -183,6 +225,27 @@ class FileDealSource:
     def _problem(self, record: str, field_name: str, reason: str, number: int) -> Quarantined:
         reason = reason.removeprefix(f"{field_name}: ")
         return Quarantined("deal", record, field_name, reason, self.name, {"row": number})
+
+
+_NEEDED = ("deal_id", "amount", "currency", "close_date")
+_MATCHABLE = frozenset(
+    {"contact_id", "email", "phone", "gclid", "gbraid", "wbraid", "fbclid", "ga_client_id"}
+)
+
+
+def _columns(path: Path) -> set[str]:
+    """The header of a CSV, or the keys of a JSONL file's first 100 rows."""
+    fmt = file_format(path)
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        if fmt == "csv":
+            return {c.strip() for c in next(csv.reader(handle), [])}
+    columns: set[str] = set()
+    for number, row in read_rows(path):
+        if isinstance(row, dict):
+            columns |= set(row)
+        if number >= 100:
+            break
+    return columns
 
 
 def _click_ids(row: dict[str, Any]) -> ClickIds:

@@ -12,6 +12,11 @@ call) then contacts (≤ 100 a call). The first associated contact is the primar
 orders them by contact id). A contact that no longer exists is quarantined as a deleted
 contact; the deal still syncs without it.
 
+Write-back (``push_attribution``): attribution properties go onto contacts through batch
+updates of up to 100. A contact that no longer exists fails alone (HubSpot answers 207 and
+names it); a batch HubSpot refuses as a whole (400, e.g. a property that does not exist)
+fails each of its contacts with HubSpot's message.
+
 Every call is retried on 429, 5xx and connection errors (honouring ``Retry-After``, bounded
 attempts, jittered exponential backoff), and searches are throttled client-side.
 """
@@ -25,14 +30,18 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import urllib3
 from hubspot import HubSpot
 from hubspot.crm import associations, contacts, deals
 from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
-from hubspot.crm.contacts import BatchReadInputSimplePublicObjectId
+from hubspot.crm.contacts import (
+    BatchInputSimplePublicObjectBatchInput,
+    BatchReadInputSimplePublicObjectId,
+    SimplePublicObjectBatchInput,
+)
 from hubspot.crm.deals import PublicObjectSearchRequest
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
@@ -41,9 +50,21 @@ from revsync.config.mapping import HubSpotSource
 from revsync.config.settings import Settings
 from revsync.currencies import ISO_4217
 from revsync.destinations.pii import InvalidIdentifier, hash_person
-from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes, Quarantined
+from revsync.domain import (
+    AttributionPush,
+    ClickIds,
+    Contact,
+    Deal,
+    DealStatus,
+    PersonHashes,
+    PushResult,
+    Quarantined,
+)
 from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
 from revsync.sources.base import DealPage
+
+if TYPE_CHECKING:
+    from revsync.doctor import CheckResult
 
 DEAL_PROPERTIES = (
     "amount", "closedate", "dealstage", "pipeline", "deal_currency_code", "hs_is_closed_won",
@@ -126,6 +147,121 @@ class HubSpotDealSource:
         """Close the connection pools of the API clients."""
         for api in (self._search_api, self._associations_api, self._contacts_api):
             api.api_client.rest_client.pool_manager.clear()
+
+    def check(self) -> Iterator[CheckResult]:
+        """``revsync doctor``: token and scopes, daily API budget, mapped properties, stages."""
+        from revsync.doctor import budget, fail, ok, warn
+
+        client = self._search_api.api_client
+
+        def get(path: str) -> Any:
+            return self._call(
+                f"GET {path}", client.call_api, path, "GET", auth_settings=["oauth2"],
+                response_types_map={200: "object"}, _return_http_data_only=True,
+                _request_timeout=self.config.timeout_seconds,
+            )  # fmt: skip
+
+        try:
+            self._call("deal search", self._search_page, None, 0, 1)
+        except RevsyncError as exc:
+            yield fail("credentials", str(exc))
+            return
+        yield ok("credentials", "private app token accepted (deal search)")
+        try:
+            usage = get("/account-info/v3/api-usage/daily/private-apps").get("results") or []
+            daily = next(u for u in usage if u.get("usageLimit"))
+            yield budget(
+                "API budget", int(daily.get("currentUsage") or 0), int(daily["usageLimit"]),
+                0.9, "daily API calls", "a sync may hit HubSpot's daily limit (HTTP 429)",
+            )  # fmt: skip
+        except (RevsyncError, StopIteration, AttributeError, TypeError, ValueError) as exc:
+            yield warn("API budget", f"daily usage unreadable: {exc or type(exc).__name__}")
+        wanted = {
+            "deals": [*DEAL_PROPERTIES, self.config.won_property, *self.config.deal_properties,
+                      *self.config.deal_click_id_properties.values()],
+            "contacts": [*CONTACT_PROPERTIES, *self.config.contact_click_id_properties.values(),
+                         *(self.config.attribution_fields.values()
+                           if self.config.push_attribution else ())],
+        }  # fmt: skip
+        for object_type, names in wanted.items():
+            try:
+                known = {p["name"] for p in get(f"/crm/v3/properties/{object_type}")["results"]}
+            except RevsyncError as exc:
+                yield fail(f"properties: {object_type}", str(exc))
+                continue
+            missing = [n for n in dict.fromkeys(names) if n not in known]
+            if missing:
+                yield fail(
+                    f"properties: {object_type}",
+                    f"{', '.join(missing)} not found on {object_type}: use internal property "
+                    "names (Settings > Properties > ⋯ > internal name), not labels",
+                )
+            else:
+                yield ok(f"properties: {object_type}", f"{len(set(names))} mapped properties exist")
+        if self._won_stages:
+            try:
+                pipelines = {
+                    p["id"]: {s["id"] for s in p.get("stages", [])}
+                    for p in get("/crm/v3/pipelines/deals")["results"]
+                }
+            except RevsyncError as exc:
+                yield fail("won stages", str(exc))
+                return
+            unknown: list[str] = []
+            for pipeline, stages in self._won_stages.items():
+                if pipeline not in pipelines:
+                    unknown.append(f"pipeline {pipeline}")
+                else:
+                    unknown += [f"{pipeline}/{s}" for s in sorted(stages - pipelines[pipeline])]
+            if unknown:
+                yield fail("won stages", f"unknown: {', '.join(unknown)} (use ids, not labels)")
+            else:
+                yield ok("won stages", "every configured pipeline and stage id exists")
+
+    # --- write-back -----------------------------------------------------------------
+
+    def owns(self, crm_id: str) -> bool:
+        """Whether ``crm_id`` looks like a HubSpot record id (digits)."""
+        return crm_id.isdigit()
+
+    def push_attribution(self, records: Sequence[AttributionPush]) -> list[PushResult]:
+        """Update contacts, 100 a request; ``None`` clears a property. See the module
+        docstring for how failures are told apart."""
+        results: list[PushResult] = []
+        for start in range(0, len(records), CONTACTS_PER_CALL):
+            chunk = records[start : start + CONTACTS_PER_CALL]
+            request = BatchInputSimplePublicObjectBatchInput(inputs=[
+                SimplePublicObjectBatchInput(
+                    id=r.crm_id, properties={k: v or "" for k, v in r.fields.items()}
+                )
+                for r in chunk
+            ])  # fmt: skip
+            response = self._call("contact update", self._update_contacts, request)
+            if isinstance(response, contacts.ApiException):
+                message = str(_api_error("contact update", response))
+                results += [PushResult(r.crm_id, False, "HTTP 400", message) for r in chunk]
+                continue
+            updated = {str(item.id) for item in response.results or []}
+            failed: dict[str, tuple[str, str]] = {}
+            for error in getattr(response, "errors", None) or []:
+                for crm_id in (error.context or {}).get("ids") or []:
+                    failed[str(crm_id)] = (error.category, error.message)
+            for r in chunk:
+                if r.crm_id in updated:
+                    results.append(PushResult(r.crm_id, True))
+                else:
+                    code, message = failed.get(r.crm_id, ("NO_ANSWER", "not in HubSpot's answer"))
+                    results.append(PushResult(r.crm_id, False, code, message, "id"))
+        return results
+
+    def _update_contacts(self, request: BatchInputSimplePublicObjectBatchInput) -> Any:
+        """One batch update; a 400 (the batch refused as a whole) is returned, not raised."""
+        try:
+            return self._contacts_api.update(request, _request_timeout=self.config.timeout_seconds)
+        except contacts.ApiException as exc:
+            if exc.status == 400:
+                return exc
+            raise
 
     # --- searching ------------------------------------------------------------------
 
@@ -431,7 +567,8 @@ def _api_error(what: str, exc: Exception) -> RevsyncError:
     if status in (401, 403):
         return PermanentError(
             f"HubSpot {what}: HTTP {status} {category}; check REVSYNC_HUBSPOT_ACCESS_TOKEN "
-            "and the private app's scopes (crm.objects.deals.read, crm.objects.contacts.read)"
+            "and the private app's scopes (crm.objects.deals.read, crm.objects.contacts.read; "
+            "crm.objects.contacts.write with push_attribution)"
         )
     message = str(body.get("message", ""))[:300] if isinstance(body, dict) else ""
     text = f"HubSpot {what}: HTTP {status} {category}: {message}".rstrip(": ")

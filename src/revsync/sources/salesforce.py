@@ -15,6 +15,10 @@ edited during a run is read again on the next one and upserted.
 Currency: in a multi-currency org (describe shows ``Opportunity.CurrencyIsoCode``) each
 record's own; otherwise the mapping's ``currency``, which is then required.
 
+Write-back (``push_attribution``): attribution fields go onto Contacts (Id prefix 003) and
+Leads (00Q) through composite sObject collection updates of up to 200 records without
+``allOrNone``, so each record succeeds or fails alone; a run stops writing at the API budget.
+
 Sessions: ``INVALID_SESSION_ID`` re-authenticates once and retries; the opportunity
 stream resumes behind the last record it yielded. Budget: after each page, usage from
 ``Sforce-Limit-Info`` at or above ``api_budget_share`` marks the page
@@ -26,11 +30,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Iterator
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from itertools import islice
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import requests
@@ -50,13 +55,28 @@ from revsync.config.mapping import SalesforceSource, SourceBase
 from revsync.config.settings import Settings
 from revsync.currencies import ISO_4217
 from revsync.destinations.pii import InvalidIdentifier, hash_person
-from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes, Quarantined
-from revsync.errors import ConfigError, PermanentError, TransientError
+from revsync.domain import (
+    AttributionPush,
+    ClickIds,
+    Contact,
+    Deal,
+    DealStatus,
+    PersonHashes,
+    PushResult,
+    Quarantined,
+)
+from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
 from revsync.sources import oauth
 from revsync.sources.base import DealPage
 
+if TYPE_CHECKING:
+    from revsync.doctor import CheckResult
+
 T = TypeVar("T")
 IDS_PER_QUERY = 200
+RECORDS_PER_UPDATE = 200  # composite/sobjects collections
+_WRITABLE = {"003": "Contact", "00Q": "Lead"}
+_SALESFORCE_ID = re.compile(r"^(?!\d+$)[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 BULK_CHUNK = 10_000
 _BASE_FIELDS = (
     "Id", "IsDeleted", "Amount", "CloseDate", "StageName", "IsClosed", "OwnerId",
@@ -124,6 +144,126 @@ class SalesforceDealSource:
 
     def close(self) -> None:
         self._http.close()
+
+    def check(self) -> Iterator[CheckResult]:
+        """``revsync doctor``: OAuth grant and API access, daily API budget, mapped fields."""
+        from revsync.doctor import budget, fail, ok, skip
+
+        config = self.config
+        try:
+            self._authenticate()
+            limits = self._call(lambda sf: sf.restful("limits"))
+        except RevsyncError as exc:
+            yield fail("credentials", str(exc))
+            return
+        except SalesforceRefusedRequest as exc:
+            if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED":
+                yield fail("credentials", str(_translate(exc)))
+                return
+            yield ok("credentials", f"{config.auth} grant accepted by {config.token_url}")
+            yield fail("API budget", f"{_translate(exc)}: no API calls left today")
+            yield skip("fields", "the API refuses requests until the daily limit resets")
+            return
+        except (SalesforceError, requests.RequestException) as exc:
+            yield fail("credentials", str(_translate(exc)))
+            return
+        yield ok(
+            "credentials", f"{config.auth} grant accepted; REST API v{config.api_version} answers"
+        )
+        daily = (limits or {}).get("DailyApiRequests") or {}
+        total = int(daily.get("Max") or 0)
+        yield budget(
+            "API budget", total - int(daily.get("Remaining") or 0), total, config.api_budget_share,
+            "daily API requests",
+            f"a sync stops at api_budget_share {config.api_budget_share:.0%} and reads nothing",
+        )  # fmt: skip
+        wanted = {
+            "Opportunity": [*_BASE_FIELDS, config.won_field, *config.click_id_fields.values(),
+                            *config.fields, *([config.pipeline_field] if config.pipeline_field
+                                              else [])],
+            "OpportunityContactRole": ["OpportunityId", "ContactId", "IsPrimary"],
+            "Contact": ["Email", "Phone", *config.contact_click_id_fields.values()],
+            "Lead": ["ConvertedContactId", *config.lead_click_id_fields.values()]
+            if config.lead_click_id_fields else [],
+        }  # fmt: skip
+        if config.push_attribution:  # written onto both Contacts and Leads
+            for sobject in ("Contact", "Lead"):
+                wanted[sobject] = [*wanted[sobject], *config.attribution_fields.values()]
+        for sobject, names in wanted.items():
+            if not names:
+                continue
+
+            def describe(sf: Salesforce, path: str = f"sobjects/{sobject}/describe") -> Any:
+                return sf.restful(path)
+
+            try:
+                described = self._call(describe)
+            except (SalesforceError, requests.RequestException) as exc:
+                yield fail(f"fields: {sobject}", str(_translate(exc)))
+                continue
+            fields = described.get("fields", []) if isinstance(described, dict) else []
+            known = {f["name"].lower() for f in fields}
+            known |= {f"{(f.get('relationshipName') or '').lower()}." for f in fields}
+            missing = [n for n in _unique(names) if n.lower() not in known
+                       and n.lower().split(".")[0] + "." not in known]  # fmt: skip
+            if missing:
+                yield fail(
+                    f"fields: {sobject}",
+                    f"{', '.join(missing)} not found on {sobject}: check the API name (custom "
+                    "fields end in __c) and the integration user's field-level security",
+                )
+            elif (
+                sobject == "Opportunity"
+                and "currencyisocode" not in known
+                and not (config.currency)
+            ):
+                yield fail(
+                    "fields: Opportunity",
+                    "single-currency org: set `currency:` to its currency (Setup > Company "
+                    "Information)",
+                )
+            else:
+                yield ok(f"fields: {sobject}", f"{len(_unique(names))} mapped fields present")
+
+    # --- write-back ------------------------------------------------------------------
+
+    def owns(self, crm_id: str) -> bool:
+        """Whether ``crm_id`` looks like a Salesforce record Id (15 or 18 characters)."""
+        return bool(_SALESFORCE_ID.match(crm_id))
+
+    def push_attribution(self, records: Sequence[AttributionPush]) -> list[PushResult]:
+        """Update Contacts and Leads, 200 a request; see the module docstring. Records not
+        tried (API budget reached) get no result."""
+        results, updates = [], []
+        for record in records:
+            sobject = _WRITABLE.get(record.crm_id[:3])
+            if sobject is None:
+                results.append(PushResult(record.crm_id, False, "NOT_CONTACT_OR_LEAD",
+                                          "only Contacts (003) and Leads (00Q) are written",
+                                          "Id"))  # fmt: skip
+            else:
+                updates.append({"attributes": {"type": sobject}, "id": record.crm_id,
+                                **record.fields})  # fmt: skip
+        for start in range(0, len(updates), RECORDS_PER_UPDATE):
+            chunk = updates[start : start + RECORDS_PER_UPDATE]
+            if self._over_budget():
+                break
+            body = {"allOrNone": False, "records": chunk}
+
+            def patch(sf: Salesforce, body: dict[str, Any] = body) -> Any:
+                return sf.restful("composite/sobjects", method="PATCH", json=body)
+
+            try:
+                answers = self._call(patch)
+            except SalesforceRefusedRequest as exc:
+                if _error_code(exc) == "REQUEST_LIMIT_EXCEEDED":
+                    break
+                raise _translate(exc) from None
+            except (SalesforceError, requests.RequestException) as exc:
+                raise _translate(exc) from None
+            for sent, answer in zip(chunk, answers or [], strict=False):
+                results.append(_push_result(str(sent["id"]), answer))
+        return results
 
     # --- session ---------------------------------------------------------------------
 
@@ -406,6 +546,17 @@ def _credentials(config: SalesforceSource, settings: Settings) -> dict[str, str]
         problems = [f"source {config.name!r} (auth: {config.auth}) needs {m}" for m in missing]
         raise ConfigError("; ".join(problems), problems)
     return values
+
+
+def _push_result(crm_id: str, answer: dict[str, Any]) -> PushResult:
+    """One entry of a composite/sobjects answer (the answers follow the request's order)."""
+    if answer.get("success"):
+        return PushResult(crm_id, True)
+    error = (answer.get("errors") or [{}])[0]
+    return PushResult(
+        crm_id, False, error.get("statusCode"), error.get("message"),
+        ", ".join(error.get("fields") or []) or None,
+    )  # fmt: skip
 
 
 def _invalid(

@@ -247,3 +247,13 @@ quarantine = Table(
     Column("created_at", TS, nullable=False),
     Index(None, "run_id"),
 )
+
+writebacks = Table(
+    "writebacks",
+    metadata,
+    Column("source", String(40), primary_key=True),
+    Column("crm_id", String(64), primary_key=True),
+    Column("payload_hash", HASH, nullable=False),
+    Column("pushed_at", TS, nullable=False),  # when last written, or last refused
+    Column("error", Text),  # the CRM's refusal of this payload; retried after a day
+)

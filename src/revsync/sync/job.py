@@ -38,6 +38,7 @@ from revsync.matching.paths import visitor_paths
 from revsync.matching.resolve import resolve_journeys
 from revsync.sources.base import DealSource
 from revsync.store import queries
+from revsync.store.deals import won_deal_pages
 from revsync.store.schema import (
     contacts,
     credits,
@@ -47,7 +48,7 @@ from revsync.store.schema import (
     quarantine,
     runs,
 )
-from revsync.sync import ledger
+from revsync.sync import ledger, writeback
 from revsync.sync.ledger import State
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ class RunSummary:
     deals_matched: int = 0
     planned: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     results: dict[str, dict[str, int]] = field(default_factory=dict)  # this run's sends
+    writeback: dict[str, dict[str, int]] = field(default_factory=dict)  # pushed / failed
     ledger: dict[str, dict[str, int]] = field(default_factory=dict)  # all rows, by state
     revenue_by_channel: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
@@ -90,6 +92,7 @@ class RunSummary:
             "deals_matched": self.deals_matched,
             "conversions_planned": dict(self.planned),
             "results": self.results,
+            "writeback": self.writeback,
             "ledger": self.ledger,
             "revenue_by_channel": {
                 channel: {cur: str(amount) for cur, amount in by_cur.items()}
@@ -123,7 +126,11 @@ class SyncJob:
         destinations: Sequence[Destination],
         clock: Callable[[], datetime] | None = None,
         progress: Progress | None = None,
+        replan: bool = False,
     ) -> None:
+        """``replan``: match and plan every stored won deal again, not only changed ones
+        (after importing touchpoints or leads for deals synced earlier)."""
+        self.replan = replan
         self.engine = engine
         self.config = config
         self.sources = sources
@@ -145,6 +152,9 @@ class SyncJob:
             self._prepare_models()
             for source in self.sources:
                 self._read_source(source, summary)
+            if self.replan:
+                self._replan_stored(summary)
+            writeback.push(self.engine, self.config, self.sources, summary, self.clock())
             for destination in self.destinations:
                 self._upload(destination, summary)
             if summary.failures:
@@ -226,6 +236,16 @@ class SyncJob:
             if page.budget_exhausted:
                 summary.warnings.append(f"{source.name}: API budget reached; resuming next run")
                 break
+
+    def _replan_stored(self, summary: RunSummary) -> None:
+        """Plan every stored won deal again; the ledger keeps what is already there."""
+        done = 0
+        with self.engine.connect() as reader:
+            for page in won_deal_pages(reader):
+                with self.engine.begin() as conn:
+                    self._plan(conn, page, summary)
+                done += len(page)
+                self.progress("replan", done, None)
 
     def _store_deals(self, conn: Connection, page: Sequence[Deal]) -> None:
         now = self.clock()
