@@ -25,7 +25,8 @@ deal, clicked 9-30 days before now and closed 2-8 days after the click. Meta: ``
 hashed email and phone. GA4: ``--ga4-clients`` client_ids (default 60% of the
 conversions): each client converts once, and the rest of the conversions go to clients
 drawn with weight 1/sqrt(rank) (a few browsers convert dozens of times), in random order,
-as a ledger would hand them over. Conversions are sent in ``batch_size`` batches, as the
+as a ledger would hand them over; a client_id's conversions share one person (contact
+hashes) and consent. Conversions are sent in ``batch_size`` batches, as the
 sync job does, and every one must come back SENT and be stored by the emulator.
 
 Reported per destination:
@@ -34,8 +35,9 @@ Reported per destination:
   ``send s``: wall time of sending all batches; ``conv/s``: conversions / (build + send);
 * ``req/1k`` vs ``min/1k``: requests the emulator received per 1,000 conversions, and the
   least the platform's limits allow: Google 2,000 rows a request (0.5), Meta 1,000 events
-  (1.0), GA4 one client_id and at most 25 events a request (the sum over client_ids of
-  ceil(conversions/25)). OAuth token requests are listed apart in ``--json``;
+  (1.0), GA4 one client_id (with its user_data and consent, request-level fields) and at
+  most 25 events a request (the sum over client_ids of ceil(conversions/25)). OAuth token
+  requests are listed apart in ``--json``;
 * ``peak MiB``: ``getrusage(RUSAGE_SELF).ru_maxrss`` of the bench process (revsync, the
   SDKs and the 100k built conversions; the emulator lives in a spawned child process,
   ``bench/_emulated.py``, and its peak is ``emu MiB``). ``base MiB`` is the RSS after
@@ -259,8 +261,10 @@ def _journeys(destination: str, conversions: int, now: datetime, ga4_clients: in
                 channel = Channel.PAID_SOCIAL
             else:
                 ids, channel = ClickIds(ga_client_id=clients[i]), Channel.ORGANIC_SEARCH
-        email = f"person{i}@example.com"
-        phone = f"1415{rng.randint(2_000_000, 9_999_999)}"
+        # GA4 client_ids are browsers: a browser's conversions are one person's
+        who = clients[i] if destination == "ga4" else str(i)
+        email = f"person{who}@example.com"
+        phone = f"1415{2_000_000 + int(_sha(who)[:12], 16) % 8_000_000}"
         person = PersonHashes(
             email=_sha(email),
             email_google=_sha(email),
@@ -341,7 +345,11 @@ def _destination(name: str, info: dict[str, Any], now: datetime) -> Any:
 def _minimum_requests(name: str, conversions: list[Any]) -> int:
     if name in MINIMUM_PER_REQUEST:
         return math.ceil(len(conversions) / MINIMUM_PER_REQUEST[name])
-    per_client = Counter(c.click_ids.ga_client_id for c in conversions)
+    # client_id, user_data and consent are request-level in the Measurement Protocol
+    per_client = Counter(
+        (c.click_ids.ga_client_id, c.person.email_google, c.person.phone, c.consent)
+        for c in conversions
+    )
     return sum(math.ceil(count / 25) for count in per_client.values())
 
 
