@@ -19,6 +19,7 @@ Usage::
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import itertools
 import math
@@ -100,6 +101,18 @@ DEFAULT_STAGES = [  # id, label, probability, closed
 ]
 
 
+_RANGE = frozenset({"EQ", "GT", "GTE", "LT", "LTE", "BETWEEN"})
+
+
+@dataclass
+class _Sorted:
+    """Records ordered by one property: its comparable values, those records, the rest."""
+
+    keys: list[Any]
+    present: list[dict[str, Any]]
+    missing: list[dict[str, Any]]
+
+
 class HubSpotError(Exception):
     """A request HubSpot rejects as a whole."""
 
@@ -178,6 +191,12 @@ class HubSpotEmulator(EmulatorServer):
         self.properties = {t: dict(p) for t, p in DEFAULT_PROPERTIES.items()}
         self._records: dict[str, dict[str, dict[str, Any]]] = {"deals": {}, "contacts": {}}
         self._associations: set[tuple[str, str]] = set()  # (deal id, contact id)
+        # indexes (performance only): associations by end, and per-generation caches of
+        # records sorted by a property and keyed by a property, rebuilt after any write
+        self._associated: dict[str, dict[str, set[str]]] = {"deals": {}, "contacts": {}}
+        self._generation = 0
+        self._sorted_cache: dict[tuple[str, PropertyDef], tuple[int, _Sorted]] = {}
+        self._keyed_cache: dict[tuple[str, str], tuple[int, dict[Any, dict[str, Any]]]] = {}
         self._ids = itertools.count(1001)
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.add_pipeline("default", "Sales Pipeline", DEFAULT_STAGES)
@@ -201,6 +220,7 @@ class HubSpotEmulator(EmulatorServer):
                      field_type: str = "text") -> None:
         """Define a custom property."""
         self.properties[object_type][name] = PropertyDef(name, type_, field_type)
+        self._generation += 1
 
     def add_deal(self, contacts: tuple[str, ...] | list[str] = (), **properties: Any) -> str:
         """Create a deal (default pipeline) associated with ``contacts``; returns its id."""
@@ -217,6 +237,8 @@ class HubSpotEmulator(EmulatorServer):
         """Associate a deal with a contact (both directions)."""
         with self._lock:
             self._associations.add((deal_id, contact_id))
+            self._associated["deals"].setdefault(deal_id, set()).add(contact_id)
+            self._associated["contacts"].setdefault(contact_id, set()).add(deal_id)
 
     def update(self, object_type: str, object_id: str, **properties: Any) -> None:
         """Edit a record as a user would mid-run: bumps the last-modified date to the clock."""
@@ -243,6 +265,7 @@ class HubSpotEmulator(EmulatorServer):
     def _write(self, object_type: str, record: dict[str, Any], properties: dict[str, Any], *,
                system: bool, stamp: bool = True) -> None:
         """Validate and apply; ``system`` lets tests set read-only properties."""
+        self._generation += 1
         defs = self.properties[object_type]
         errors = [f'Property "{name}" does not exist' for name in properties if name not in defs]
         errors += [f'"{name}" is a read only property; its value cannot be set.'
@@ -384,7 +407,12 @@ class HubSpotEmulator(EmulatorServer):
         sorts = body.get("sorts") or []
         if len(sorts) > 1:
             raise HubSpotError(400, "VALIDATION_ERROR", "Only one sort is supported")
-        rows = sorted(self._records[object_type].values(), key=lambda r: int(r["id"]))
+        fast = self._indexed_search(object_type, groups, sorts)
+        if fast is not None:
+            rows = fast
+            groups = sorts = []
+        else:
+            rows = self._by_id(object_type)
         if groups:
             rows = [r for r in rows if any(self._group_matches(object_type, r, g) for g in groups)]
         if sorts:
@@ -403,6 +431,73 @@ class HubSpotEmulator(EmulatorServer):
         if end < len(rows):
             out["paging"] = {"next": {"after": str(end), "link": f"?after={end}"}}
         return json_response(200, out)
+
+    def _by_id(self, object_type: str) -> list[dict[str, Any]]:
+        return sorted(self._records[object_type].values(), key=lambda r: int(r["id"]))
+
+    def _sorted(self, object_type: str, prop: PropertyDef) -> _Sorted:
+        """Records with ``prop`` in ascending order (ties by id), and those without it."""
+        cached = self._sorted_cache.get((object_type, prop))
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        typed = [(self._typed(prop, r["properties"].get(prop.name)), r)
+                 for r in self._by_id(object_type)]
+        present = sorted((kr for kr in typed if kr[0] is not None), key=lambda kr: kr[0])
+        result = _Sorted([k for k, _ in present], [r for _, r in present],
+                         [r for k, r in typed if k is None])
+        self._sorted_cache[(object_type, prop)] = (self._generation, result)
+        return result
+
+    def _indexed_search(self, object_type: str, groups: list[dict[str, Any]],
+                        sorts: list[Any]) -> list[dict[str, Any]] | None:
+        """The rows of an ascending one-sort search whose only filters are comparisons on the
+        sorted property (how deal sources page), found by bisection; ``None`` otherwise. Same
+        rows, order and errors as filtering and sorting every record."""
+        if len(sorts) != 1 or len(groups) > 1:
+            return None
+        sort = sorts[0] if isinstance(sorts[0], dict) else {"propertyName": sorts[0]}
+        if sort.get("direction", "ASCENDING") == "DESCENDING":
+            return None
+        prop = self._prop(object_type, sort["propertyName"])
+        filters = (groups[0].get("filters") or []) if groups else []
+        bounds = []
+        for flt in filters:
+            if flt["propertyName"] != prop.name or flt["operator"] not in _RANGE:
+                return None
+            values = [flt.get("value")]
+            if flt["operator"] == "BETWEEN":
+                if "highValue" not in flt:
+                    return None
+                values.append(flt["highValue"])
+            try:
+                typed = [self._typed(prop, v) for v in values]
+            except (ValueError, TypeError):
+                return None  # the full scan raises it as the API would, if any record is read
+            if any(v is None for v in typed):
+                return None
+            bounds.append((flt["operator"], typed))
+        index = self._sorted(object_type, prop)
+        if not bounds:
+            return index.present + index.missing
+        keys, start, end = index.keys, 0, len(index.keys)
+        for operator, typed in bounds:
+            if operator in ("GT", "EQ", "GTE", "BETWEEN"):
+                edge = bisect.bisect_right if operator == "GT" else bisect.bisect_left
+                start = max(start, edge(keys, typed[0]))
+            if operator in ("LT", "EQ", "LTE", "BETWEEN"):
+                high = typed[-1]
+                edge = bisect.bisect_left if operator == "LT" else bisect.bisect_right
+                end = min(end, edge(keys, high))
+        return index.present[start:end] if start < end else []
+
+    def _keyed(self, object_type: str, id_property: str) -> dict[Any, dict[str, Any]]:
+        """``{value of id_property: record}`` (the last record wins, as a dict would)."""
+        cached = self._keyed_cache.get((object_type, id_property))
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        index = {r["properties"].get(id_property): r for r in self._records[object_type].values()}
+        self._keyed_cache[(object_type, id_property)] = (self._generation, index)
+        return index
 
     def _prop(self, object_type: str, name: str) -> PropertyDef:
         prop = self.properties[object_type].get(name)
@@ -458,7 +553,7 @@ class HubSpotEmulator(EmulatorServer):
         inputs = self._inputs(body, 100)
         id_property = body.get("idProperty") or "hs_object_id"
         self._prop(object_type, id_property)
-        index = {r["properties"].get(id_property): r for r in self._records[object_type].values()}
+        index = self._keyed(object_type, id_property)
         results, missing = [], []
         for item in inputs:
             record = index.get(str(item["id"]))
@@ -500,9 +595,7 @@ class HubSpotEmulator(EmulatorServer):
         results, missing = [], []
         for item in inputs:
             from_id = str(item["id"])
-            targets = sorted(
-                (c if from_type == "deals" else d for d, c in self._associations
-                 if (d if from_type == "deals" else c) == from_id), key=int)
+            targets = sorted(self._associated[from_type].get(from_id, ()), key=int)
             if not targets:
                 missing.append(from_id)
                 continue

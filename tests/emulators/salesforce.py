@@ -24,6 +24,7 @@ import io
 import itertools
 import re
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -396,6 +397,9 @@ class SalesforceEmulator(EmulatorServer):
         self._apps: dict[str, ConnectedApp] = {}
         self._cursors: dict[str, tuple[list[dict[str, Any]], int]] = {}
         self._jobs: dict[str, _QueryJob] = {}
+        # equality indexes for WHERE field = / IN (...), rebuilt after any write
+        self._generation = 0
+        self._indexes: dict[tuple[str, str], tuple[int, dict[Any, list[tuple[int, Any]]]]] = {}
 
     # --- test helpers ----------------------------------------------------------------------
     def add(self, sobject: str, **fields: Any) -> str:
@@ -500,6 +504,7 @@ class SalesforceEmulator(EmulatorServer):
     def _write(self, sobject: str, record: dict[str, Any], fields: dict[str, Any], *,
                system: bool) -> None:
         """Validate and apply ``fields``; ``system`` allows read-only fields (seeding)."""
+        self._generation += 1
         staged = {}
         for name, value in fields.items():
             fdef = self._field(sobject, name)
@@ -602,7 +607,8 @@ class SalesforceEmulator(EmulatorServer):
     def _run(self, soql: str, include_deleted: bool) -> tuple[Soql, list[dict[str, Any]]]:
         query = parse_soql(soql)
         types = self._validate(query)
-        rows = [r for r in self._records[query.sobject].values()
+        candidates = self._candidates(query.sobject, query.where, types)
+        rows = [r for r in candidates
                 if (include_deleted or not r["IsDeleted"])
                 and (query.where is None or self._matches(query.sobject, r, query.where, types))]
         for path, desc, nulls_first in reversed(query.order):
@@ -613,6 +619,38 @@ class SalesforceEmulator(EmulatorServer):
             nulls = [kr for kr in keyed if kr[0] is None]
             rows = [r for _, r in (nulls + present if nulls_first else present + nulls)]
         return query, rows[: query.limit] if query.limit is not None else rows
+
+    def _candidates(self, sobject: str, where: Any,
+                    types: dict[str, FieldDef]) -> Iterable[dict[str, Any]]:
+        """The records a WHERE can match, in insertion order: all of them, or, when the WHERE
+        is (or ANDs) ``field = x`` / ``field IN (...)`` on a plain field, those the equality
+        index finds for it. The caller still applies the whole WHERE to each."""
+        records = self._records[sobject]
+        nodes = where.items if isinstance(where, BoolExpr) and where.op == "AND" else (where,)
+        usable = next((n for n in nodes if isinstance(n, Comparison) and n.op in ("=", "IN")
+                       and "." not in n.path and all(v.value is not None for v in n.values)),
+                      None)
+        if usable is None:
+            return records.values()
+        ftype = types[usable.path].type
+        index = self._index(sobject, usable.path, ftype)
+        found: dict[int, dict[str, Any]] = {}
+        for literal in usable.values:
+            found.update(index.get(_sort_key(ftype, literal.value), ()))
+        return [found[position] for position in sorted(found)]
+
+    def _index(self, sobject: str, path: str, ftype: str) -> dict[Any, list[tuple[int, Any]]]:
+        """``{comparison key of the field's value: [(insertion position, record)]}``."""
+        cached = self._indexes.get((sobject, path))
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        index: dict[Any, list[tuple[int, Any]]] = {}
+        for position, record in enumerate(self._records[sobject].values()):
+            value = record.get(path)
+            if value is not None:
+                index.setdefault(_sort_key(ftype, value), []).append((position, record))
+        self._indexes[(sobject, path)] = (self._generation, index)
+        return index
 
     def _render(self, sobject: str, record: dict[str, Any] | None, paths: list[str],
                 version: str) -> dict[str, Any] | None:
@@ -744,6 +782,7 @@ class SalesforceEmulator(EmulatorServer):
         self._write(sobject, candidate, fields, system=False)
         candidate["LastModifiedDate"] = candidate["SystemModstamp"] = self.now()
         record.update(candidate)
+        self._generation += 1
 
     def _composite_update(self, body: dict[str, Any]) -> Response:
         records = body.get("records") or []
@@ -782,6 +821,7 @@ class SalesforceEmulator(EmulatorServer):
         for record, candidate in staged:
             candidate["LastModifiedDate"] = candidate["SystemModstamp"] = now
             record.update(candidate)
+        self._generation += 1
         return json_response(200, results)
 
     # --- Bulk API 2.0 query ----------------------------------------------------------------
