@@ -30,7 +30,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -162,9 +162,7 @@ class Dataset:
                 email_google = email
                 phone = _sha(f"+1415{k:07d}{j}") if rng.random() < 0.5 else None
                 phone_meta = _sha(f"1415{k:07d}{j}") if phone else None
-                contacts.append(
-                    (SOURCE, crm_id, email, email_google, phone, phone_meta, "{}")
-                )
+                contacts.append((SOURCE, crm_id, email, email_google, phone, phone_meta, "{}"))
                 links.append((SOURCE, deal_id, crm_id, true if j == 0 else false))
                 if rng.random() >= IDENTIFIED_CONTACT:
                     continue
@@ -245,7 +243,7 @@ class Dataset:
         nv = len(visitors)
         # Visitors of deals whose CRM record carries a gclid that a touchpoint has too.
         planted = {}
-        for k, gclid in self.crm_gclids.items():
+        for gclid in self.crm_gclids.values():
             planted[rng.randrange(nv)] = gclid  # any visitor: the CRM click links it
         total = self.n * TOUCHPOINTS_PER_DEAL
         days = 90
