@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping
 
 from revsync.domain import (
     Channel,
@@ -26,7 +26,6 @@ from revsync.domain import (
     MatchLink,
     Touchpoint,
 )
-from revsync.store.schema import identities, touchpoints
 
 # Keys per IN list and visitors per window join: 3 bound values per visitor stays below
 # SQLite's 32,766 parameters per statement.
@@ -185,26 +184,29 @@ def build_journey(
     its own at the first lead event (or just before close), so it can still be credited.
     """
     assert deal.close_at is not None
+    anchor = min(first_lead, deal.close_at) if first_lead else deal.close_at
     start, end = _window(first_lead, deal.close_at, lookback_days)
-    anchor = start + timedelta(days=lookback_days)
     seen: dict[str, Touchpoint] = {}
     for visitor in sorted({m.visitor_id for m in links}):
         for tp in by_visitor.get(visitor, ()):
             if start <= tp.occurred_at <= end:
                 seen[tp.id] = tp
-    known_clicks = {
+    crm_clicks = [
         (name, value)
-        for tp in seen.values()
-        for name in _CLICK_KEYS
-        if (value := getattr(tp.click_ids, name))
-    }
-    for ids in (deal.click_ids, *(c.click_ids for c in deal.contacts)):
-        for name in ("gclid", "gbraid", "wbraid", "fbclid"):
-            value = getattr(ids, name)
-            if (
-                value
-                and (name, value) not in known_clicks
-                and not (click_rows and click_rows.get((name, value)))
+        for ids in (deal.click_ids, *(c.click_ids for c in deal.contacts))
+        for name in ("gclid", "gbraid", "wbraid", "fbclid")
+        if (value := getattr(ids, name))
+    ]
+    if crm_clicks:
+        known_clicks = {
+            (name, value)
+            for tp in seen.values()
+            for name in _CLICK_KEYS
+            if (value := getattr(tp.click_ids, name))
+        }
+        for name, value in crm_clicks:
+            if (name, value) not in known_clicks and not (
+                click_rows and click_rows.get((name, value))
             ):
                 tp = _crm_click(deal, name, value, anchor)
                 seen[tp.id] = tp
@@ -234,24 +236,40 @@ def _chunks(values: Iterable[str], size: int = _CHUNK) -> Iterable[list[str]]:
         yield items[start : start + size]
 
 
+def _lookup(
+    conn: Connection, table: str, columns: str, key: str, values: set[str]
+) -> Iterator[Sequence[Any]]:
+    """Raw rows of ``SELECT columns FROM table WHERE key IN values``: an index probe per
+    value, one statement per 10,000 values (PostgreSQL: one array parameter)."""
+    dialect = conn.dialect.name
+    for chunk in _chunks(values):
+        cursor = conn.connection.cursor()
+        try:
+            if dialect == "postgresql":
+                sql = f"SELECT {columns} FROM {table} WHERE {key} = ANY(%s)"  # noqa: S608
+                cursor.execute(sql, (chunk,))
+            else:
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT {columns} FROM {table} WHERE {key} IN ({marks})"  # noqa: S608
+                cursor.execute(sql, chunk)
+            yield from cursor.fetchall()
+        finally:
+            cursor.close()
+
+
 def _identities(
     conn: Connection, emails: set[str], phones: set[str], crm_ids: set[str]
 ) -> tuple[_Found, _Found, _Found]:
     """``(visitor_id, observed_at)`` of the identities per email hash, phone hash and CRM
-    ID asked for: one indexed ``IN`` query per kind (per 10,000 keys)."""
+    ID asked for: one indexed lookup per kind."""
     found: tuple[_Found, _Found, _Found] = (defaultdict(list), defaultdict(list), defaultdict(list))
+    parse = _time_parser(conn)
     for index, column, values in zip(
-        found,
-        (identities.c.email_sha256, identities.c.phone_sha256, identities.c.crm_id),
-        (emails, phones, crm_ids),
-        strict=True,
+        found, ("email_sha256", "phone_sha256", "crm_id"), (emails, phones, crm_ids), strict=True
     ):
-        for chunk in _chunks(values):
-            query = select(column, identities.c.visitor_id, identities.c.observed_at).where(
-                column.in_(chunk)
-            )
-            for value, visitor_id, observed_at in conn.execute(query):
-                index[value].append((visitor_id, observed_at))
+        columns = f"{column}, visitor_id, observed_at"
+        for value, visitor_id, observed_at in _lookup(conn, "identities", columns, column, values):
+            index[value].append((visitor_id, parse(observed_at)))
     return found
 
 
@@ -261,13 +279,11 @@ def _click_touchpoints(
     """``(touchpoint id, visitor_id)`` per ``(click kind, value)`` on a CRM record."""
     found: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for name, values in clicks.items():
-        column = touchpoints.c[name]
-        for chunk in _chunks(values):
-            query = select(column, touchpoints.c.id, touchpoints.c.visitor_id).where(
-                column.in_(chunk)
-            )
-            for value, tp_id, visitor_id in conn.execute(query):
-                found[(name, value)].append((tp_id, visitor_id))
+        if name not in _CLICK_KEYS:
+            raise ValueError(f"unknown click ID kind {name!r}")
+        columns = f"{name}, id, visitor_id"
+        for value, tp_id, visitor_id in _lookup(conn, "touchpoints", columns, name, values):
+            found[(name, value)].append((tp_id, visitor_id))
     return found
 
 
@@ -310,7 +326,7 @@ def _visitor_touchpoints(
     """The touchpoints of each visitor inside its ``(start, end)`` window, inclusive."""
     out: dict[str, list[Touchpoint]] = defaultdict(list)
     dialect = conn.dialect.name
-    parse: Callable[[Any], datetime]
+    parse = _time_parser(conn)
     for chunk in _chunks(windows):
         cursor = conn.connection.cursor()
         try:
@@ -321,18 +337,21 @@ def _visitor_touchpoints(
                     params += (visitor, _sqlite_time(start), _sqlite_time(end))
                 values = ", ".join(["(?, ?, ?)"] * len(chunk))
                 cursor.execute(_WINDOW_JOIN["sqlite"].format(values=values), params)
-                parse = _parse_sqlite_time
             elif dialect == "postgresql":
                 starts = [windows[v][0] for v in chunk]
                 ends = [windows[v][1] for v in chunk]
                 cursor.execute(_WINDOW_JOIN["postgresql"], (chunk, starts, ends))
-                parse = _parse_aware_time
             else:  # pragma: no cover - the store only runs on these two
                 raise NotImplementedError(dialect)
             _touchpoints(cursor.fetchall(), parse, out)
         finally:
             cursor.close()
     return out
+
+
+def _time_parser(conn: Connection) -> Callable[[Any], datetime]:
+    """Raw driver value -> timezone-aware UTC, as the store's ``UtcDateTime`` returns it."""
+    return _parse_sqlite_time if conn.dialect.name == "sqlite" else _parse_aware_time
 
 
 def _parse_sqlite_time(value: str) -> datetime:
@@ -344,7 +363,7 @@ def _parse_aware_time(value: datetime) -> datetime:
 
 
 def _touchpoints(
-    rows: Iterable[Sequence[Any]],
+    rows: Iterable[tuple[Any, ...]],
     parse: Callable[[Any], datetime],
     out: dict[str, list[Touchpoint]],
 ) -> None:
@@ -353,7 +372,7 @@ def _touchpoints(
     click_ids: dict[tuple[Any, ...], ClickIds] = {}
     consent = _CONSENT
     for row in rows:
-        key = tuple(row[11:21])
+        key = row[11:21]
         ids = click_ids.get(key)
         if ids is None:
             ids = click_ids[key] = ClickIds(*key)
