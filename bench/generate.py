@@ -242,9 +242,9 @@ class Dataset:
         visitors = self.visitors
         nv = len(visitors)
         # Visitors of deals whose CRM record carries a gclid that a touchpoint has too.
-        planted = {}
-        for gclid in self.crm_gclids.values():
-            planted[rng.randrange(nv)] = gclid  # any visitor: the CRM click links it
+        planted: dict[int, str] = {}
+        for crm_gclid in self.crm_gclids.values():
+            planted[rng.randrange(nv)] = crm_gclid  # any visitor: the CRM click links it
         total = self.n * TOUCHPOINTS_PER_DEAL
         days = 90
         start = EPOCH_NOW - days * DAY
