@@ -2,19 +2,20 @@
 
 deal -> contacts (CRM ids, email/phone hashes) and click IDs on the CRM record
      -> identities -> visitors -> touchpoints inside the lookback window.
-Lookups are batched per page of deals: one query per key kind, each on an index.
+Lookups are set-based per page of deals: one query per key kind, each on an index, and
+one join of the matched visitors with their touchpoints inside the journey windows.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, RowMapping, select
+from sqlalchemy import Connection, RowMapping
 
 from revsync.domain import (
     Channel,
@@ -25,9 +26,10 @@ from revsync.domain import (
     MatchLink,
     Touchpoint,
 )
-from revsync.store.schema import identities, touchpoints
 
-_CHUNK = 500
+# Keys per IN list and visitors per window join: 3 bound values per visitor stays below
+# SQLite's 32,766 parameters per statement.
+_CHUNK = 10_000
 _CLICK_KEYS = ("gclid", "gbraid", "wbraid", "fbclid", "ga_client_id")
 
 
@@ -62,6 +64,9 @@ def touchpoint_from_row(row: Mapping[str, Any] | RowMapping) -> Touchpoint:
     )
 
 
+_Found = dict[str, list[tuple[str, datetime]]]  # key -> [(visitor_id, observed_at)]
+
+
 @dataclass(frozen=True, slots=True)
 class _Keys:
     emails: set[str]
@@ -94,22 +99,18 @@ def resolve_journeys(
     lookback_days: int,
     kinds: Sequence[str] = ("email", "phone", "crm_id", "click_id"),
 ) -> list[Journey]:
-    """Journeys for ``deals`` (won deals with a close time), in the order given."""
+    """Journeys for ``deals`` (won deals with a close time), in the order given.
+
+    A handful of set-based queries per call, whatever the number of deals: identities by
+    key kind, touchpoints by CRM click ID, then one join of the matched visitors with
+    their touchpoints inside the union of their deals' windows (an index range scan on
+    ``(visitor_id, occurred_at)`` per visitor). Memory is one page of journeys.
+    """
     per_deal = {(d.source, d.id): _deal_keys(d, kinds) for d in deals}
     emails = set().union(*(k.emails for k in per_deal.values())) if per_deal else set()
     phones = set().union(*(k.phones for k in per_deal.values())) if per_deal else set()
     crm_ids = set().union(*(k.crm_ids for k in per_deal.values())) if per_deal else set()
-    id_rows = _identities(conn, emails, phones, crm_ids)
-    by_email: dict[str, list[RowMapping]] = defaultdict(list)
-    by_phone: dict[str, list[RowMapping]] = defaultdict(list)
-    by_crm: dict[str, list[RowMapping]] = defaultdict(list)
-    for row in id_rows:
-        if row["email_sha256"]:
-            by_email[row["email_sha256"]].append(row)
-        if row["phone_sha256"]:
-            by_phone[row["phone_sha256"]].append(row)
-        if row["crm_id"]:
-            by_crm[row["crm_id"]].append(row)
+    by_email, by_phone, by_crm = _identities(conn, emails, phones, crm_ids)
     clicks: dict[str, set[str]] = defaultdict(set)
     for k in per_deal.values():
         for name, values in k.clicks.items():
@@ -126,19 +127,30 @@ def resolve_journeys(
             ("crm_id", k.crm_ids, by_crm),
         ):
             for value in sorted(values):
-                for row in index.get(value, ()):
-                    links.append(MatchLink(row["visitor_id"], kind, value))
-                    when = row["observed_at"]
+                for visitor_id, when in index.get(value, ()):
+                    links.append(MatchLink(visitor_id, kind, value))
                     if key not in first_lead or when < first_lead[key]:
                         first_lead[key] = when
         for name, values in k.clicks.items():
             for value in sorted(values):
-                for row in click_rows.get((name, value), ()):
-                    links.append(MatchLink(row["visitor_id"], name, value))
+                for _tp_id, visitor_id in click_rows.get((name, value), ()):
+                    links.append(MatchLink(visitor_id, name, value))
         links_of[key] = sorted(set(links), key=lambda m: (m.visitor_id, m.key_type, m.key))
 
-    visitor_ids = {m.visitor_id for links in links_of.values() for m in links}
-    by_visitor = _visitor_touchpoints(conn, visitor_ids)
+    # Each visitor is read once, over the union of the windows of its deals in this call.
+    windows: dict[str, tuple[datetime, datetime]] = {}
+    for deal in deals:
+        key = (deal.source, deal.id)
+        if not links_of[key]:
+            continue
+        assert deal.close_at is not None
+        start, end = _window(first_lead.get(key), deal.close_at, lookback_days)
+        for link in links_of[key]:
+            known = windows.get(link.visitor_id)
+            windows[link.visitor_id] = (
+                (start, end) if known is None else (min(known[0], start), max(known[1], end))
+            )
+    by_visitor = _visitor_touchpoints(conn, windows)
     journeys = []
     for deal in deals:
         key = (deal.source, deal.id)
@@ -150,13 +162,21 @@ def resolve_journeys(
     return journeys
 
 
+def _window(
+    first_lead: datetime | None, close_at: datetime, lookback_days: int
+) -> tuple[datetime, datetime]:
+    """A journey's time window: ``[min(first lead, close) - lookback, close]``."""
+    anchor = min(first_lead, close_at) if first_lead else close_at
+    return anchor - timedelta(days=lookback_days), close_at
+
+
 def build_journey(
     deal: Deal,
     links: Sequence[MatchLink],
     by_visitor: Mapping[str, Sequence[Touchpoint]],
     first_lead: datetime | None,
     lookback_days: int,
-    click_rows: Mapping[tuple[str, str], Sequence[RowMapping]] | None = None,
+    click_rows: Mapping[tuple[str, str], Sequence[Any]] | None = None,
 ) -> Journey:
     """The deal's touchpoints inside ``[first lead - lookback, close]``, time-ordered.
 
@@ -165,25 +185,28 @@ def build_journey(
     """
     assert deal.close_at is not None
     anchor = min(first_lead, deal.close_at) if first_lead else deal.close_at
-    start = anchor - timedelta(days=lookback_days)
+    start, end = _window(first_lead, deal.close_at, lookback_days)
     seen: dict[str, Touchpoint] = {}
     for visitor in sorted({m.visitor_id for m in links}):
         for tp in by_visitor.get(visitor, ()):
-            if start <= tp.occurred_at <= deal.close_at:
+            if start <= tp.occurred_at <= end:
                 seen[tp.id] = tp
-    known_clicks = {
+    crm_clicks = [
         (name, value)
-        for tp in seen.values()
-        for name in _CLICK_KEYS
-        if (value := getattr(tp.click_ids, name))
-    }
-    for ids in (deal.click_ids, *(c.click_ids for c in deal.contacts)):
-        for name in ("gclid", "gbraid", "wbraid", "fbclid"):
-            value = getattr(ids, name)
-            if (
-                value
-                and (name, value) not in known_clicks
-                and not (click_rows and click_rows.get((name, value)))
+        for ids in (deal.click_ids, *(c.click_ids for c in deal.contacts))
+        for name in ("gclid", "gbraid", "wbraid", "fbclid")
+        if (value := getattr(ids, name))
+    ]
+    if crm_clicks:
+        known_clicks = {
+            (name, value)
+            for tp in seen.values()
+            for name in _CLICK_KEYS
+            if (value := getattr(tp.click_ids, name))
+        }
+        for name, value in crm_clicks:
+            if (name, value) not in known_clicks and not (
+                click_rows and click_rows.get((name, value))
             ):
                 tp = _crm_click(deal, name, value, anchor)
                 seen[tp.id] = tp
@@ -207,46 +230,156 @@ def _crm_click(deal: Deal, name: str, value: str, when: datetime) -> Touchpoint:
     )
 
 
-def _chunks(values: Iterable[str]) -> Iterable[list[str]]:
+def _chunks(values: Iterable[str], size: int = _CHUNK) -> Iterable[list[str]]:
     items = sorted(values)
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _lookup(
+    conn: Connection, table: str, columns: str, key: str, values: set[str]
+) -> Iterator[Sequence[Any]]:
+    """Raw rows of ``SELECT columns FROM table WHERE key IN values``: an index probe per
+    value, one statement per 10,000 values (PostgreSQL: one array parameter)."""
+    dialect = conn.dialect.name
+    for chunk in _chunks(values):
+        cursor = conn.connection.cursor()
+        try:
+            if dialect == "postgresql":
+                sql = f"SELECT {columns} FROM {table} WHERE {key} = ANY(%s)"  # noqa: S608
+                cursor.execute(sql, (chunk,))
+            else:
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT {columns} FROM {table} WHERE {key} IN ({marks})"  # noqa: S608
+                cursor.execute(sql, chunk)
+            yield from cursor.fetchall()
+        finally:
+            cursor.close()
 
 
 def _identities(
     conn: Connection, emails: set[str], phones: set[str], crm_ids: set[str]
-) -> list[RowMapping]:
-    rows: dict[str, RowMapping] = {}
-    for column, values in (
-        (identities.c.email_sha256, emails),
-        (identities.c.phone_sha256, phones),
-        (identities.c.crm_id, crm_ids),
+) -> tuple[_Found, _Found, _Found]:
+    """``(visitor_id, observed_at)`` of the identities per email hash, phone hash and CRM
+    ID asked for: one indexed lookup per kind."""
+    found: tuple[_Found, _Found, _Found] = (defaultdict(list), defaultdict(list), defaultdict(list))
+    parse = _time_parser(conn)
+    for index, column, values in zip(
+        found, ("email_sha256", "phone_sha256", "crm_id"), (emails, phones, crm_ids), strict=True
     ):
-        for chunk in _chunks(values):
-            for row in conn.execute(select(identities).where(column.in_(chunk))).mappings():
-                rows[row["id"]] = row
-    return list(rows.values())
+        columns = f"{column}, visitor_id, observed_at"
+        for value, visitor_id, observed_at in _lookup(conn, "identities", columns, column, values):
+            index[value].append((visitor_id, parse(observed_at)))
+    return found
 
 
 def _click_touchpoints(
     conn: Connection, clicks: Mapping[str, set[str]]
-) -> dict[tuple[str, str], list[RowMapping]]:
-    found: dict[tuple[str, str], list[RowMapping]] = defaultdict(list)
+) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """``(touchpoint id, visitor_id)`` per ``(click kind, value)`` on a CRM record."""
+    found: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
     for name, values in clicks.items():
-        column = touchpoints.c[name]
-        for chunk in _chunks(values):
-            query = select(touchpoints.c.id, touchpoints.c.visitor_id, column).where(
-                column.in_(chunk)
-            )
-            for row in conn.execute(query).mappings():
-                found[(name, row[name])].append(row)
+        if name not in _CLICK_KEYS:
+            raise ValueError(f"unknown click ID kind {name!r}")
+        columns = f"{name}, id, visitor_id"
+        for value, tp_id, visitor_id in _lookup(conn, "touchpoints", columns, name, values):
+            found[(name, value)].append((tp_id, visitor_id))
     return found
 
 
-def _visitor_touchpoints(conn: Connection, visitor_ids: set[str]) -> dict[str, list[Touchpoint]]:
+# Column order is the order of Touchpoint's, then ClickIds', fields (see _touchpoints).
+_TP_COLUMNS = (
+    "id", "visitor_id", "occurred_at", "channel", "source", "medium", "campaign", "term",
+    "content", "landing_url", "referrer", "gclid", "gbraid", "wbraid", "fbclid", "fbc", "fbp",
+    "ga_client_id", "msclkid", "ttclid", "li_fat_id", "consent_ad_user_data",
+    "consent_ad_personalization", "user_agent", "ip",
+)  # fmt: skip
+_TP_SELECT = ", ".join(f"t.{c}" for c in _TP_COLUMNS)
+# One index range scan on (visitor_id, occurred_at) per visitor of the page. Only
+# constants and placeholders are formatted into these statements.
+_WINDOW_JOIN = {
+    "sqlite": (
+        "WITH w(visitor_id, lo, hi) AS (VALUES {values}) "  # noqa: S608
+        f"SELECT {_TP_SELECT} FROM w JOIN touchpoints t ON t.visitor_id = w.visitor_id "
+        "AND t.occurred_at >= w.lo AND t.occurred_at <= w.hi"
+    ),
+    "postgresql": (
+        f"SELECT {_TP_SELECT} FROM "  # noqa: S608
+        "unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS w(visitor_id, lo, hi) "
+        "JOIN touchpoints t ON t.visitor_id = w.visitor_id "
+        "AND t.occurred_at >= w.lo AND t.occurred_at <= w.hi"
+    ),
+}
+_CONSENT = {
+    (a, b): Consent(a, b) for a in (None, False, True) for b in (None, False, True)
+}  # SQLite hands back 0/1, which hash and compare equal to False/True
+
+
+def _sqlite_time(value: datetime) -> str:
+    """A UTC time as the store keeps it in SQLite (SQLAlchemy's DATETIME text format)."""
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _visitor_touchpoints(
+    conn: Connection, windows: Mapping[str, tuple[datetime, datetime]]
+) -> dict[str, list[Touchpoint]]:
+    """The touchpoints of each visitor inside its ``(start, end)`` window, inclusive."""
     out: dict[str, list[Touchpoint]] = defaultdict(list)
-    for chunk in _chunks(visitor_ids):
-        query = select(touchpoints).where(touchpoints.c.visitor_id.in_(chunk))
-        for row in conn.execute(query).mappings():
-            out[row["visitor_id"]].append(touchpoint_from_row(row))
+    dialect = conn.dialect.name
+    parse = _time_parser(conn)
+    for chunk in _chunks(windows):
+        cursor = conn.connection.cursor()
+        try:
+            if dialect == "sqlite":
+                params: list[Any] = []
+                for visitor in chunk:
+                    start, end = windows[visitor]
+                    params += (visitor, _sqlite_time(start), _sqlite_time(end))
+                values = ", ".join(["(?, ?, ?)"] * len(chunk))
+                cursor.execute(_WINDOW_JOIN["sqlite"].format(values=values), params)
+            elif dialect == "postgresql":
+                starts = [windows[v][0] for v in chunk]
+                ends = [windows[v][1] for v in chunk]
+                cursor.execute(_WINDOW_JOIN["postgresql"], (chunk, starts, ends))
+            else:  # pragma: no cover - the store only runs on these two
+                raise NotImplementedError(dialect)
+            _touchpoints(cursor.fetchall(), parse, out)
+        finally:
+            cursor.close()
     return out
+
+
+def _time_parser(conn: Connection) -> Callable[[Any], datetime]:
+    """Raw driver value -> timezone-aware UTC, as the store's ``UtcDateTime`` returns it."""
+    return _parse_sqlite_time if conn.dialect.name == "sqlite" else _parse_aware_time
+
+
+def _parse_sqlite_time(value: str) -> datetime:
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+
+def _parse_aware_time(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _touchpoints(
+    rows: Iterable[tuple[Any, ...]],
+    parse: Callable[[Any], datetime],
+    out: dict[str, list[Touchpoint]],
+) -> None:
+    """Raw ``_TP_COLUMNS`` rows to Touchpoints, as ``touchpoint_from_row`` builds them;
+    equal ClickIds and Consent values share one (immutable) instance."""
+    click_ids: dict[tuple[Any, ...], ClickIds] = {}
+    consent = _CONSENT
+    for row in rows:
+        key = row[11:21]
+        ids = click_ids.get(key)
+        if ids is None:
+            ids = click_ids[key] = ClickIds(*key)
+        visitor_id = row[1]
+        out[visitor_id].append(
+            Touchpoint(
+                row[0], visitor_id, parse(row[2]), row[3], row[4], row[5], row[6], row[7],
+                row[8], row[9], row[10], ids, consent[row[21], row[22]], row[23], row[24],
+            )
+        )  # fmt: skip

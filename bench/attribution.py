@@ -1,0 +1,248 @@
+"""Matching + attribution benchmark: the engine against the database's own floor.
+
+    python -m bench.attribution --backend sqlite --deals 100000 [--keep]
+
+Generates the dataset with :mod:`bench.generate` (in a child process, so its memory does
+not count) unless it already exists, then in this process measures
+
+- **engine**: what ``revsync report models`` and ``SyncJob._plan`` do for every won deal,
+  with the default model: ``won_deal_pages`` (deals read back a page at a time) ->
+  ``resolve_journeys`` -> ``attribute(journey, last_non_direct)``. Uploading, storing
+  links/credits and planning conversions are not counted.
+- **floor**: one SQL statement that does the database side of the same work: won deals ->
+  deal_contacts -> contacts -> identities (by email hash, phone hash or CRM ID) ->
+  touchpoints of the matched visitors inside each deal's window ``[min(first lead, close)
+  - 90 days, close]``, aggregated to one row (``FLOOR_SQL`` below is printed with
+  ``--show-sql``). It reads every touchpoint row a journey holds (``sum(length(channel))``
+  forces the table, not just the index). It runs before and after the engine; the faster
+  run counts, so the engine never gets a warmer cache than the floor.
+
+Prints wall time, peak RSS (``resource.getrusage``, this process), deals/s, the floor and
+the ratio; ``--json`` also writes them to a file. Without ``--keep`` the dataset is
+removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench.generate import DEFAULT_DIR, PG_ADMIN_URL, pg_database, pg_url, sqlite_path
+from revsync.attribution import attribute, build_model
+from revsync.config.mapping import AttributionConfig, MatchingConfig
+from revsync.matching.resolve import resolve_journeys
+from revsync.store.deals import won_deal_pages
+from revsync.store.engine import create_store_engine
+
+_LINKS = """
+    SELECT dc.source, dc.deal_id, i.visitor_id, i.observed_at
+    FROM deals d
+    JOIN deal_contacts dc ON dc.source = d.source AND dc.deal_id = d.id
+    JOIN contacts c ON c.source = dc.source AND c.crm_id = dc.contact_id
+    JOIN identities i ON {join}
+    WHERE d.status = 'won' AND d.close_at IS NOT NULL"""
+FLOOR_SQL = f"""
+WITH links AS ({_LINKS.format(join="i.email_sha256 = c.email_sha256")}
+    UNION ALL{_LINKS.format(join="i.phone_sha256 = c.phone_sha256")}
+    UNION ALL{_LINKS.format(join="i.crm_id = c.crm_id")}
+),
+matched AS (
+    SELECT source, deal_id, visitor_id, min(observed_at) AS first_lead
+    FROM links GROUP BY source, deal_id, visitor_id
+),
+windows AS (
+    SELECT m.visitor_id, d.close_at,
+           min(m.first_lead) OVER (PARTITION BY m.source, m.deal_id) AS first_lead
+    FROM matched m JOIN deals d ON d.source = m.source AND d.id = m.deal_id
+)
+SELECT count(*) AS touchpoints, sum(length(t.channel)) AS channel_chars
+FROM windows w
+JOIN touchpoints t ON t.visitor_id = w.visitor_id
+ AND t.occurred_at >= {{start}}
+ AND t.occurred_at <= w.close_at
+"""
+_START = {
+    "sqlite": "datetime(min(w.first_lead, w.close_at), '-90 days')",
+    "postgresql": "LEAST(w.first_lead, w.close_at) - interval '90 days'",
+}
+
+
+def floor_sql(dialect: str) -> str:
+    return FLOOR_SQL.format(start=_START[dialect])
+
+
+@dataclass
+class Result:
+    backend: str
+    deals: int
+    won_deals: int = 0
+    journeys_with_touchpoints: int = 0
+    journey_touchpoints: int = 0
+    credited: str = "0"
+    engine_seconds: float = 0.0
+    load_seconds: float = 0.0
+    resolve_seconds: float = 0.0
+    attribute_seconds: float = 0.0
+    deals_per_second: float = 0.0
+    rss_before_mib: float = 0.0
+    peak_rss_mib: float = 0.0
+    floor_seconds: list[float] = field(default_factory=list)
+    floor_touchpoints: int = 0
+    ratio: float = 0.0
+    generate_seconds: float | None = None
+
+
+def _maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _exists(backend: str, deals: int, seed: int, directory: Path) -> bool:
+    if backend == "sqlite":
+        return sqlite_path(directory, deals, seed).exists()
+    admin = sa.create_engine(PG_ADMIN_URL)
+    with admin.connect() as conn:
+        found = conn.execute(
+            sa.text("SELECT 1 FROM pg_database WHERE datname = :name"),
+            {"name": pg_database(deals, seed)},
+        ).first()
+    admin.dispose()
+    return found is not None
+
+
+def _drop(backend: str, deals: int, seed: int, directory: Path) -> None:
+    if backend == "sqlite":
+        path = sqlite_path(directory, deals, seed)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_database(deals, seed)}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def run_floor(engine: sa.Engine) -> tuple[float, int]:
+    sql = floor_sql(engine.dialect.name)
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        row = conn.exec_driver_sql(sql).one()
+    return time.perf_counter() - started, int(row[0])
+
+
+def run_engine(engine: sa.Engine, result: Result, page_size: int) -> None:
+    matching = MatchingConfig()
+    model = build_model(AttributionConfig().model)
+    credited = Decimal(0)
+    result.rss_before_mib = _maxrss_mib()
+    started = time.perf_counter()
+    with engine.connect() as conn:
+        pages = won_deal_pages(conn, page_size)
+        while True:
+            t0 = time.perf_counter()
+            page = next(pages, None)
+            t1 = time.perf_counter()
+            result.load_seconds += t1 - t0
+            if page is None:
+                break
+            journeys = resolve_journeys(conn, page, matching.lookback_days, matching.keys)
+            t2 = time.perf_counter()
+            result.resolve_seconds += t2 - t1
+            for journey in journeys:
+                assert journey.deal.close_at is not None
+                for credit in attribute(journey, model, journey.deal.close_at):
+                    credited += credit.amount
+                if journey.touchpoints:
+                    result.journeys_with_touchpoints += 1
+                    result.journey_touchpoints += len(journey.touchpoints)
+            result.attribute_seconds += time.perf_counter() - t2
+            result.won_deals += len(page)
+    result.engine_seconds = time.perf_counter() - started
+    result.peak_rss_mib = _maxrss_mib()
+    result.deals_per_second = result.won_deals / result.engine_seconds
+    result.credited = str(credited)
+
+
+def main(argv: list[str] | None = None) -> Result:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--backend", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--deals", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="SQLite files go here")
+    parser.add_argument("--page-size", type=int, default=1_000)
+    parser.add_argument("--keep", action="store_true", help="keep the dataset afterwards")
+    parser.add_argument("--regenerate", action="store_true", help="rebuild the dataset")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--show-sql", action="store_true", help="print the floor query")
+    args = parser.parse_args(argv)
+    result = Result(args.backend, args.deals)
+    if args.show_sql:
+        print(floor_sql(args.backend))
+    if args.regenerate or not _exists(args.backend, args.deals, args.seed, args.dir):
+        started = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "bench.generate", "--backend", args.backend,
+             "--deals", str(args.deals), "--seed", str(args.seed), "--dir", str(args.dir)],
+            check=True,
+        )  # fmt: skip
+        result.generate_seconds = round(time.perf_counter() - started, 1)
+    url = (
+        f"sqlite:///{sqlite_path(args.dir, args.deals, args.seed)}"
+        if args.backend == "sqlite"
+        else pg_url(args.deals, args.seed)
+    )
+    engine = create_store_engine(url)
+    try:
+        seconds, result.floor_touchpoints = run_floor(engine)
+        result.floor_seconds.append(seconds)
+        print(f"floor (cold-ish): {seconds:.2f}s", flush=True)
+        run_engine(engine, result, args.page_size)
+        seconds, _ = run_floor(engine)
+        result.floor_seconds.append(seconds)
+    finally:
+        engine.dispose()
+        if not args.keep:
+            _drop(args.backend, args.deals, args.seed, args.dir)
+    result.ratio = result.engine_seconds / min(result.floor_seconds)
+    _report(result)
+    if args.json:
+        args.json.write_text(json.dumps(asdict(result), indent=2))
+    return result
+
+
+def _report(r: Result) -> None:
+    floor = min(r.floor_seconds)
+    rows: list[tuple[str, Any]] = [
+        ("backend", r.backend),
+        ("deals (won)", f"{r.won_deals:,}"),
+        ("journeys with touchpoints", f"{r.journeys_with_touchpoints:,}"),
+        ("journey touchpoints (engine)", f"{r.journey_touchpoints:,}"),
+        ("window touchpoints (floor)", f"{r.floor_touchpoints:,}"),
+        ("credited (sum of amounts)", r.credited),
+        ("engine wall", f"{r.engine_seconds:.2f}s"),
+        ("  load deals", f"{r.load_seconds:.2f}s"),
+        ("  resolve_journeys", f"{r.resolve_seconds:.2f}s"),
+        ("  attribute", f"{r.attribute_seconds:.2f}s"),
+        ("deals/s", f"{r.deals_per_second:,.0f}"),
+        ("peak RSS", f"{r.peak_rss_mib:.0f} MiB (before the engine: {r.rss_before_mib:.0f} MiB)"),
+        ("floor query", f"{floor:.2f}s (runs: {', '.join(f'{s:.2f}s' for s in r.floor_seconds)})"),
+        ("engine / floor", f"{r.ratio:.2f}x"),
+    ]
+    if r.generate_seconds is not None:
+        rows.insert(1, ("generate", f"{r.generate_seconds:.1f}s"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
