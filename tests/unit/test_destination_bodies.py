@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -67,6 +68,29 @@ def test_google_body_one_click_id_and_batches_split_by_kind(tmp_path: Path) -> N
         "adjustment_date_time": "2026-11-20 12:00:00+00:00",
         "order_id": conversion.key,
     }
+
+
+def test_google_custom_variables_from_deal_attributes(tmp_path: Path) -> None:
+    from google.ads.googleads.v26.services.types.conversion_upload_service import (
+        UploadClickConversionsRequest,
+    )
+
+    config = GoogleAdsConfig(name="g", type="google_ads", transport="file", customer_id="123",
+                             conversion_action="9",
+                             custom_variables={"55": "pipeline", "56": "Region__c", "57": "owner"})  # fmt: skip
+    destination = GoogleAdsDestination(config, "last_touch", FileTransport(tmp_path, "g", "x"))
+    j, credits = journey(1, ClickIds(gclid="CjwGclid1234"))
+    deal = dataclasses.replace(j.deal, pipeline="expansion", fields={"Region__c": "EMEA"})
+    [conversion] = destination.plan(dataclasses.replace(j, deal=deal), credits, NOW).conversions
+    [request] = destination.build([conversion])
+    row = request.body["conversions"][0]
+    assert row["custom_variables"] == [
+        {"conversion_custom_variable": "customers/123/conversionCustomVariables/55", "value": "expansion"},
+        {"conversion_custom_variable": "customers/123/conversionCustomVariables/56", "value": "EMEA"},
+    ]  # no owner on the deal: nothing sent for 57
+    # The body is a valid request for the google-ads client, field for field.
+    proto = UploadClickConversionsRequest(request.body)
+    assert proto.conversions[0].custom_variables[1].value == "EMEA"
 
 
 def test_ga4_splits_requests_by_person_and_backdates_per_event(tmp_path: Path) -> None:

@@ -333,6 +333,11 @@ class GoogleAdsDestination(DestinationBase):
     enhanced_conversions: bool = Field(
         False, description="Send hashed email/phone (enhanced conversions for leads)."
     )
+    custom_variables: dict[str, str] = Field(
+        default_factory=dict,
+        description="Conversion custom variable ID -> deal attribute to send as its value: "
+        "pipeline, stage, owner, or a CRM field kept on the deal.",
+    )
     click_window_days: int = Field(90, ge=1, le=90, description="Click-through window.")
     account_timezone: str = Field("UTC", description="The Google Ads account's time zone.")
     endpoint: str = Field("googleads.googleapis.com", description="Google Ads API host[:port].")
@@ -344,6 +349,14 @@ class GoogleAdsDestination(DestinationBase):
     )
     ca_bundle: Path | None = Field(None, description="CA bundle to trust (TLS).")
     validate_only: bool = Field(False, description="Dry run: Google validates, stores nothing.")
+
+    @field_validator("custom_variables")
+    @classmethod
+    def _variable_ids(cls, value: dict[str, str]) -> dict[str, str]:
+        for variable in value:
+            if not variable.isdigit():
+                raise ValueError(f"custom variable {variable!r}: use its numeric ID")
+        return value
 
     @field_validator("customer_id", "login_customer_id", "conversion_action")
     @classmethod

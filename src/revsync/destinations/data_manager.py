@@ -319,6 +319,14 @@ def _event(row: dict[str, Any], action: str) -> dm.Event:
     consent = row.get("consent", {}).get("ad_user_data")
     if consent in _CONSENT:
         event.consent = dm.Consent(ad_user_data=_CONSENT[consent])
+    event.custom_variables = [
+        dm.CustomVariable(
+            variable=variable["conversion_custom_variable"].rsplit("/", 1)[-1],
+            value=variable["value"],
+            destination_references=[action],
+        )
+        for variable in row.get("custom_variables", [])
+    ]
     return event
 
 

@@ -27,6 +27,7 @@ from revsync.domain import (
     Conversion,
     ConversionKind,
     Credit,
+    Deal,
     Journey,
     PersonHashes,
     Quarantined,
@@ -93,6 +94,7 @@ class GoogleAdsDestination(PlatformDestination[GoogleAdsConfig]):
                     touchpoint_id=tp.id,
                     click_ids=ClickIds(**{click[0]: click[1]}),
                     consent=tp.consent,
+                    attributes=self._custom_values(deal),
                 )
             )
         if not conversions and self.config.enhanced_conversions and deal.amount:
@@ -111,9 +113,20 @@ class GoogleAdsDestination(PlatformDestination[GoogleAdsConfig]):
                         value=deal.amount,
                         currency=deal.currency,
                         person=person,
+                        attributes=self._custom_values(deal),
                     )
                 )
         return Plan(tuple(conversions), tuple(skipped))
+
+    def _custom_values(self, deal: Deal) -> dict[str, str]:
+        """The deal's values for the mapped conversion custom variables (by variable ID)."""
+        known = {"pipeline": deal.pipeline, "stage": deal.stage, "owner": deal.owner}
+        values = {}
+        for variable, attribute in self.config.custom_variables.items():
+            value = known[attribute] if attribute in known else deal.fields.get(attribute)
+            if value:
+                values[variable] = str(value)
+        return values
 
     def adjustment(
         self, original: Conversion, kind: ConversionKind, value: Decimal, now: datetime
@@ -188,6 +201,17 @@ class GoogleAdsDestination(PlatformDestination[GoogleAdsConfig]):
         identifiers += [{"hashed_phone_number": h} for h in (c.person.phone,) if h]
         if identifiers:
             row["user_identifiers"] = identifiers[:MAX_IDENTIFIERS]
+        if c.attributes:
+            customer = self.config.customer_id
+            row["custom_variables"] = [
+                {
+                    "conversion_custom_variable": (
+                        f"customers/{customer}/conversionCustomVariables/{variable}"
+                    ),
+                    "value": value,
+                }
+                for variable, value in sorted(c.attributes.items())
+            ]
         return row
 
     def _adjustment(self, c: Conversion) -> dict[str, Any]:
