@@ -161,21 +161,22 @@ def print_summary(summary: RunSummary) -> None:
         f"deals read {sum(summary.deals_read.values()):,}, won {summary.deals_won:,}, "
         f"matched to touchpoints {summary.deals_matched:,}"
     )
-    table = Table(title="Conversions by destination", title_justify="left")
-    table.add_column("destination")
-    table.add_column("new this run", justify="right")
-    statuses = ("sent", "already_sent", "rejected", "retry", "validated")
-    for status in statuses:
-        table.add_column(f"{status.replace('_', ' ')} (run)", justify="right")
-    table.add_column("ledger", justify="left")
-    for name in sorted(set(summary.planned) | set(summary.results) | set(summary.ledger)):
+    table = Table(title="Conversions by destination (this run)", title_justify="left")
+    names = sorted(set(summary.planned) | set(summary.results) | set(summary.ledger))
+    shown = [
+        status
+        for status in ("sent", "already_sent", "rejected", "retry", "validated")
+        if any(summary.results.get(name, {}).get(status) for name in names)
+    ]
+    for column in ("destination", "new", *(s.replace("_", " ") for s in shown), "in ledger"):
+        table.add_column(column, justify="left" if column == "destination" else "right")
+    for name in names:
         results = summary.results.get(name, {})
-        ledger = ", ".join(f"{k} {v:,}" for k, v in sorted(summary.ledger.get(name, {}).items()))
         table.add_row(
             name,
             f"{summary.planned.get(name, 0):,}",
-            *(f"{results.get(s, 0):,}" for s in statuses),
-            ledger,
+            *(f"{results.get(s, 0):,}" for s in shown),
+            f"{sum(summary.ledger.get(name, {}).values()):,}",
         )
     out.print(table)
     if summary.revenue_by_channel:
@@ -195,6 +196,10 @@ def print_summary(summary: RunSummary) -> None:
     if summary.skipped:
         out.print("[bold]Not uploaded[/bold] (by reason):")
         for reason, count in sorted(summary.skipped.items()):
+            out.print(f"  {count:>6,}  {reason}", highlight=False)
+    if summary.rejections:
+        out.print("[bold]Rejected by the platform[/bold] (by code):")
+        for reason, count in sorted(summary.rejections.items()):
             out.print(f"  {count:>6,}  {reason}", highlight=False)
     if summary.quarantined:
         out.print(f"[bold]Quarantined records[/bold] ({len(summary.quarantined)}):")

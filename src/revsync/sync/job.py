@@ -73,6 +73,7 @@ class RunSummary:
     revenue_by_channel: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    rejections: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # what made the run fail
 
@@ -98,6 +99,7 @@ class RunSummary:
                 for channel, by_cur in self.revenue_by_channel.items()
             },
             "skipped": dict(self.skipped),
+            "rejections": dict(self.rejections),
             "quarantined": [
                 {
                     "kind": q.kind,
@@ -541,6 +543,8 @@ class SyncJob:
             tally = summary.results.setdefault(destination.name, {})
             for outcome in outcomes:
                 tally[outcome.status.value] = tally.get(outcome.status.value, 0) + 1
+                if outcome.status is OutcomeStatus.REJECTED:
+                    summary.rejections[f"{destination.name}: {outcome.code}"] += 1
             sent += len(batch)
             self.progress(f"upload {destination.name}", sent, None)
 
