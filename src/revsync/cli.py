@@ -30,7 +30,8 @@ from revsync.config.settings import Settings, load_settings
 from revsync.errors import ConfigError, RevsyncError
 from revsync.store.engine import open_store, upgrade
 from revsync.sync.factory import build_destinations, build_sources
-from revsync.sync.job import RunSummary, SyncJob
+from revsync.sync.job import SyncJob
+from revsync.sync.summary import RunSummary
 
 app = typer.Typer(
     help="revsync: closed-won CRM revenue back to Google Ads, GA4 and Meta.",

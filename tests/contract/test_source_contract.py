@@ -38,7 +38,8 @@ from revsync.errors import PermanentError
 from revsync.sources.base import DealPage, DealSource
 from revsync.store.engine import open_store
 from revsync.sync.factory import build_destinations
-from revsync.sync.job import RunSummary, SyncJob
+from revsync.sync.job import SyncJob
+from revsync.sync.summary import RunSummary
 from tests.contract.harness.sources import (
     CLOSE,
     SPACING,

@@ -17,7 +17,8 @@ from revsync.config.loader import load_config
 from revsync.config.settings import Settings
 from revsync.store.schema import conversions
 from revsync.sync.factory import build_destinations, build_sources
-from revsync.sync.job import RunSummary, SyncJob
+from revsync.sync.job import SyncJob
+from revsync.sync.summary import RunSummary
 from tests.emulators.data_manager import DataManagerEmulator, EmulatorClock
 from tests.emulators.google_ads import GoogleAdsEmulator
 from tests.emulators.oauth import OAuthEmulator

@@ -22,7 +22,8 @@ from revsync.config.settings import Settings
 from revsync.doctor import Status
 from revsync.store.schema import metadata, quarantine, writebacks
 from revsync.sync.factory import build_sources
-from revsync.sync.job import RunSummary, SyncJob
+from revsync.sync.job import SyncJob
+from revsync.sync.summary import RunSummary
 from tests.emulators.hubspot import HubSpotEmulator
 from tests.emulators.salesforce import SalesforceEmulator
 from tests.emulators.tls import TlsFiles, make_tls_files

@@ -16,7 +16,8 @@ from revsync.config.settings import Settings
 from revsync.demo import DEMO_CONFIG, generate
 from revsync.store.schema import conversions, quarantine, sync_state
 from revsync.sync.factory import build_destinations, build_sources
-from revsync.sync.job import RunSummary, SyncJob
+from revsync.sync.job import SyncJob
+from revsync.sync.summary import RunSummary
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 

@@ -11,7 +11,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
@@ -21,7 +20,7 @@ from sqlalchemy import Connection, Engine, delete, insert, update
 
 from revsync.attribution import AttributionModel, MarkovModel, attribute, build_model
 from revsync.config.mapping import RevsyncConfig
-from revsync.destinations.base import Destination, ReadsRequestStatus, RequestVerdict
+from revsync.destinations.base import Destination
 from revsync.domain import (
     Conversion,
     ConversionKind,
@@ -29,11 +28,8 @@ from revsync.domain import (
     Deal,
     DealStatus,
     Journey,
-    OutcomeStatus,
-    Quarantined,
-    UploadOutcome,
 )
-from revsync.errors import ConfigError, RevsyncError, TransientError
+from revsync.errors import ConfigError, RevsyncError
 from revsync.matching.paths import visitor_paths
 from revsync.matching.resolve import resolve_journeys
 from revsync.sources.base import DealSource
@@ -49,71 +45,10 @@ from revsync.store.schema import (
 )
 from revsync.sync import ledger, writeback
 from revsync.sync.ledger import State
+from revsync.sync.summary import RunSummary
+from revsync.sync.upload import Progress, upload
 
 log = logging.getLogger(__name__)
-STATUS_DELAY = timedelta(minutes=30)  # Data Manager processes requests asynchronously
-Progress = Callable[[str, int, int | None], None]
-
-
-@dataclass
-class RunSummary:
-    """What a run did; ``as_dict`` is the ``--json`` output."""
-
-    run_id: int = 0
-    status: str = "running"
-    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-    seconds: float = 0.0
-    deals_read: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    deals_won: int = 0
-    deals_matched: int = 0
-    planned: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    results: dict[str, dict[str, int]] = field(default_factory=dict)  # this run's sends
-    writeback: dict[str, dict[str, int]] = field(default_factory=dict)  # pushed / failed
-    ledger: dict[str, dict[str, int]] = field(default_factory=dict)  # all rows, by state
-    revenue_by_channel: dict[str, dict[str, Decimal]] = field(default_factory=dict)
-    quarantined: list[Quarantined] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    rejections: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    warnings: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)  # what made the run fail
-
-    @property
-    def rejected(self) -> int:
-        return sum(r.get(OutcomeStatus.REJECTED, 0) for r in self.results.values())
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "started_at": self.started_at.isoformat(),
-            "seconds": round(self.seconds, 3),
-            "deals_read": dict(self.deals_read),
-            "deals_won": self.deals_won,
-            "deals_matched": self.deals_matched,
-            "conversions_planned": dict(self.planned),
-            "results": self.results,
-            "writeback": self.writeback,
-            "ledger": self.ledger,
-            "revenue_by_channel": {
-                channel: {cur: str(amount) for cur, amount in by_cur.items()}
-                for channel, by_cur in self.revenue_by_channel.items()
-            },
-            "skipped": dict(self.skipped),
-            "rejections": dict(self.rejections),
-            "quarantined": [
-                {
-                    "kind": q.kind,
-                    "source": q.source,
-                    "record_id": q.record_id,
-                    "field": q.field,
-                    "reason": q.reason,
-                    **dict(q.detail),
-                }
-                for q in self.quarantined
-            ],
-            "warnings": self.warnings,
-            "failures": self.failures,
-        }
 
 
 class SyncJob:
@@ -498,93 +433,7 @@ class SyncJob:
     # --- uploading ------------------------------------------------------------------
 
     def _upload(self, destination: Destination, summary: RunSummary) -> None:
-        """Drain the destination's due rows in batches; read back earlier request verdicts.
-
-        A failure of the whole destination (bad credentials, an account not allowed to
-        upload) stops it: its rows go back to planned, unspent, and the run fails.
-        """
-        run_started = summary.started_at
-        with self.engine.begin() as conn:
-            ledger.recover_interrupted(
-                conn, destination.name, destination.resend_safe, self.clock()
-            )
-        self._read_back(destination, summary)
-        sent = 0
-        while True:
-            now = self.clock()
-            with self.engine.begin() as conn:
-                batch = ledger.due(conn, destination.name, now, destination.batch_size, run_started)
-                if not batch:
-                    break
-                ledger.mark_sending(conn, [c.key for c in batch], now)
-            try:
-                outcomes = destination.send(batch)
-            except TransientError as exc:
-                outcomes = [
-                    UploadOutcome(
-                        c.key, OutcomeStatus.RETRY, type(exc).__name__, str(exc), exc.retry_after
-                    )
-                    for c in batch
-                ]
-            except RevsyncError as exc:
-                with self.engine.begin() as conn:
-                    ledger.release(conn, [c.key for c in batch], self.clock())
-                summary.failures.append(f"{destination.name}: {exc}")
-                log.error("destination %s stopped: %s", destination.name, exc)
-                return
-            answered = {o.key for o in outcomes}
-            outcomes += [
-                UploadOutcome(c.key, OutcomeStatus.RETRY, "NO_ANSWER", "no outcome for this row")
-                for c in batch
-                if c.key not in answered
-            ]
-            with self.engine.begin() as conn:
-                ledger.record_outcomes(conn, outcomes, self.clock())
-            tally = summary.results.setdefault(destination.name, {})
-            for outcome in outcomes:
-                tally[outcome.status.value] = tally.get(outcome.status.value, 0) + 1
-                if outcome.status is OutcomeStatus.REJECTED:
-                    summary.rejections[f"{destination.name}: {outcome.code}"] += 1
-            sent += len(batch)
-            self.progress(f"upload {destination.name}", sent, None)
-
-    def _read_back(self, destination: Destination, summary: RunSummary) -> None:
-        """Record the verdicts of requests the platform processed after answering."""
-        transport = getattr(destination, "transport", None)
-        if not isinstance(transport, ReadsRequestStatus):
-            return
-        now = self.clock()
-        with self.engine.connect() as conn:
-            pending = ledger.pending_requests(
-                conn, destination.name, transport.accepted_code, now - STATUS_DELAY
-            )
-        if not pending:
-            return
-        try:
-            verdicts = transport.check_status(pending)
-        except TransientError as exc:
-            summary.warnings.append(f"{destination.name}: request status not read: {exc}")
-            return
-        with self.engine.begin() as conn:
-            for request_id, verdict in verdicts.items():
-                outcome = _verdict_state(verdict)
-                if outcome is not None:
-                    ledger.record_request_status(conn, request_id, *outcome, now)
-
-
-def _verdict_state(verdict: RequestVerdict) -> tuple[State, str, str] | None:
-    """Ledger state, code and message for a request verdict; ``None`` while processing."""
-    reasons = ", ".join(f"{name}={count}" for name, count in sorted(verdict.errors.items()))
-    detail = f"{verdict.record_count} records" + (f"; errors: {reasons}" if reasons else "")
-    if verdict.state in ("PROCESSING", "REQUEST_STATUS_UNKNOWN"):
-        return None
-    if verdict.state == "SUCCESS":
-        return State.SENT, "DM_SUCCESS", detail
-    if verdict.state == "FAILED" and set(verdict.errors) <= {"DUPLICATE_TRANSACTION_ID"}:
-        return State.SENT, "DM_ALREADY_SENT", detail
-    if verdict.state == "FAILED":
-        return State.REJECTED, "DM_FAILED", detail
-    return State.SENT, f"DM_{verdict.state}", detail
+        upload(self.engine, destination, summary, self.clock, self.progress)
 
 
 def _by_source(page: Sequence[Deal]) -> dict[str, list[str]]:

@@ -41,7 +41,7 @@ from revsync.store import queries
 from revsync.store.schema import identities, touchpoints, writebacks
 
 if TYPE_CHECKING:
-    from revsync.sync.job import RunSummary
+    from revsync.sync.summary import RunSummary
 
 PEOPLE_PER_QUERY = 500
 PUSH_CHUNK = 1_000  # records handed to a writer at once (it splits them per API limit)
