@@ -16,11 +16,14 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from revsync.config.mapping import DestinationBase
 from revsync.domain import (
+    Consent,
     Conversion,
     ConversionKind,
     Credit,
+    Deal,
     Journey,
     Quarantined,
+    Touchpoint,
     UploadOutcome,
 )
 
@@ -136,6 +139,34 @@ class PlatformDestination(Generic[ConfigT]):
         self.require_consent = require_consent
         self.batch_size = min(config.batch_size or self.max_batch, self.max_batch)
         self.clock = clock or (lambda: datetime.now(UTC))
+
+    def conversion(
+        self,
+        deal: Deal,
+        action: str,
+        value: Decimal,
+        touchpoint: Touchpoint | None = None,
+        **fields: Any,
+    ) -> Conversion:
+        """A conversion of a won ``deal`` (at its close time), keyed by destination,
+        action, deal and touchpoint: the same inputs always give the same key."""
+        assert deal.close_at is not None
+        tp_id = touchpoint.id if touchpoint else None
+        return Conversion(
+            key=conversion_key(self.name, action, deal.source, deal.id, tp_id),
+            destination=self.name,
+            platform=self.platform,
+            kind=ConversionKind.CONVERSION,
+            source=deal.source,
+            deal_id=deal.id,
+            action=action,
+            event_time=deal.close_at,
+            value=value,
+            currency=deal.currency,
+            touchpoint_id=tp_id,
+            consent=touchpoint.consent if touchpoint else Consent(),
+            **fields,
+        )
 
     def build(self, batch: Sequence[Conversion]) -> list[ApiRequest]:
         raise NotImplementedError

@@ -31,7 +31,6 @@ class Ga4Destination(PlatformDestination[Ga4Config]):
     max_batch = 500  # rows per send; split into requests of <= 25 events per client_id
     resend_safe = False  # GA4 does not deduplicate: an interrupted send is held as unknown
 
-
     def plan(self, journey: Journey, credits: Sequence[Credit], now: datetime) -> Plan:
         deal = journey.deal
         assert deal.close_at is not None
@@ -43,22 +42,13 @@ class Ga4Destination(PlatformDestination[Ga4Config]):
             value = upload_value(deal.amount, credit, self.config.value_mode)
             if not client_id or value <= 0:
                 continue
-            key = conversion_key(self.name, self.config.event_name, deal.source, deal.id, tp.id)
             conversions.append(
-                Conversion(
-                    key=key,
-                    destination=self.name,
-                    platform=self.platform,
-                    kind=ConversionKind.CONVERSION,
-                    source=deal.source,
-                    deal_id=deal.id,
-                    action=self.config.event_name,
-                    event_time=deal.close_at,
-                    value=value,
-                    currency=deal.currency,
-                    touchpoint_id=tp.id,
+                self.conversion(
+                    deal,
+                    self.config.event_name,
+                    value,
+                    tp,
                     click_ids=ClickIds(ga_client_id=client_id),
-                    consent=tp.consent,
                     person=person or PersonHashes(),
                 )
             )

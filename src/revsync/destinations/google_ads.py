@@ -48,7 +48,6 @@ class GoogleAdsDestination(PlatformDestination[GoogleAdsConfig]):
     max_batch = 2_000
     resend_safe = True  # order_id is unique per conversion action
 
-
     def action_for(self, pipeline: str | None) -> str:
         action = self.config.conversion_actions_by_pipeline.get(pipeline or "")
         return action or self.config.conversion_action
@@ -80,20 +79,12 @@ class GoogleAdsDestination(PlatformDestination[GoogleAdsConfig]):
             if value <= 0:
                 continue
             conversions.append(
-                Conversion(
-                    key=conversion_key(self.name, action, deal.source, deal.id, tp.id),
-                    destination=self.name,
-                    platform=self.platform,
-                    kind=ConversionKind.CONVERSION,
-                    source=deal.source,
-                    deal_id=deal.id,
-                    action=action,
-                    event_time=deal.close_at,
-                    value=value,
-                    currency=deal.currency,
-                    touchpoint_id=tp.id,
+                self.conversion(
+                    deal,
+                    action,
+                    value,
+                    tp,
                     click_ids=ClickIds(**{click[0]: click[1]}),
-                    consent=tp.consent,
                     attributes=self._custom_values(deal),
                 )
             )
@@ -101,17 +92,10 @@ class GoogleAdsDestination(PlatformDestination[GoogleAdsConfig]):
             person = _first_person(journey)
             if person is not None:
                 conversions.append(
-                    Conversion(
-                        key=conversion_key(self.name, action, deal.source, deal.id, None),
-                        destination=self.name,
-                        platform=self.platform,
-                        kind=ConversionKind.CONVERSION,
-                        source=deal.source,
-                        deal_id=deal.id,
-                        action=action,
-                        event_time=deal.close_at,
-                        value=deal.amount,
-                        currency=deal.currency,
+                    self.conversion(
+                        deal,
+                        action,
+                        deal.amount,
                         person=person,
                         attributes=self._custom_values(deal),
                     )

@@ -17,7 +17,6 @@ from revsync.destinations.base import (
     ApiRequest,
     Plan,
     PlatformDestination,
-    conversion_key,
     credited,
     upload_value,
 )
@@ -43,7 +42,6 @@ class MetaDestination(PlatformDestination[MetaConfig]):
     max_batch = MAX_EVENTS
     resend_safe = True  # event_id + event_name deduplicate within 48 h
 
-
     def plan(self, journey: Journey, credits: Sequence[Credit], now: datetime) -> Plan:
         deal = journey.deal
         assert deal.close_at is not None
@@ -55,24 +53,15 @@ class MetaDestination(PlatformDestination[MetaConfig]):
             value = upload_value(deal.amount, credit, self.config.value_mode)
             if not (ids.fbc or ids.fbp) or value <= 0:
                 continue
-            key = conversion_key(self.name, self.config.event_name, deal.source, deal.id, tp.id)
             conversions.append(
-                Conversion(
-                    key=key,
-                    destination=self.name,
-                    platform=self.platform,
-                    kind=ConversionKind.CONVERSION,
-                    source=deal.source,
-                    deal_id=deal.id,
-                    action=self.config.event_name,
-                    event_time=deal.close_at,
-                    value=value,
-                    currency=deal.currency,
-                    touchpoint_id=tp.id,
+                self.conversion(
+                    deal,
+                    self.config.event_name,
+                    value,
+                    tp,
                     click_ids=ClickIds(fbc=ids.fbc, fbp=ids.fbp),
                     person=contact.hashes if contact else PersonHashes(),
                     external_id=sha256_hex(f"{deal.source}:{contact.crm_id}") if contact else None,
-                    consent=tp.consent,
                 )
             )
         return Plan(tuple(conversions), tuple(skipped))
