@@ -20,10 +20,10 @@ from revsync.destinations.google_ads import GoogleAdsDestination
 from revsync.destinations.google_ads_api import (
     GoogleAdsApiTransport,
     GoogleOAuth,
-    RetryPolicy,
     google_transport,
 )
 from revsync.destinations.pii import hash_person
+from revsync.destinations.retry import RetryPolicy
 from revsync.domain import (
     ClickIds,
     Consent,
@@ -55,7 +55,7 @@ CLIENT_SECRET = "GOCSPX-client-secret-9f2"
 REFRESH = "1//refresh-token-7c4e"
 EMAIL = "Jane.Doe@example.com"
 SECRETS = (DEV_TOKEN, CLIENT_SECRET, REFRESH, EMAIL, EMAIL.lower())
-FAST = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.02)
+FAST = RetryPolicy(attempts=3, initial_wait=0.01, max_wait=0.02, jitter=0.01)
 OAUTH = GoogleOAuth(CLIENT_ID, CLIENT_SECRET, REFRESH)
 
 

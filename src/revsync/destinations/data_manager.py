@@ -34,10 +34,10 @@ from revsync.destinations.google_ads_api import (
     VALIDATED,
     VALIDATED_MESSAGE,
     GoogleOAuth,
-    RetryPolicy,
     https_session,
     refreshed_credentials,
 )
+from revsync.destinations.retry import RetryPolicy
 from revsync.domain import OutcomeStatus, UploadOutcome
 from revsync.errors import PermanentError, RevsyncError, TransientError
 

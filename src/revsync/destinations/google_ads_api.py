@@ -36,15 +36,10 @@ from google.auth.transport.grpc import secure_authorized_channel
 from google.auth.transport.requests import Request
 from google.oauth2.credentials import Credentials
 from pydantic import SecretStr
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_random_exponential,
-)
 
 from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
 from revsync.destinations.base import ApiRequest
+from revsync.destinations.retry import RetryPolicy
 from revsync.domain import OutcomeStatus, UploadOutcome
 from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
 
@@ -104,25 +99,6 @@ class GoogleOAuth:
 
     def __repr__(self) -> str:
         return f"GoogleOAuth(client_id={self.client_id!r}, client_secret=***, refresh_token=***)"
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Bounded retries of transient whole-request failures: exponential backoff + jitter."""
-
-    attempts: int = 5
-    initial_wait: float = 1.0
-    max_wait: float = 30.0
-
-    def call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn``, retrying on ``TransientError``; the last one is re-raised."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self.attempts),
-            wait=wait_random_exponential(multiplier=self.initial_wait, max=self.max_wait),
-            retry=retry_if_exception_type(TransientError),
-            reraise=True,
-        )
-        return retrying(fn)
 
 
 def https_session(ca_bundle: object | None) -> requests.Session:
@@ -329,7 +305,8 @@ class GoogleAdsApiTransport:
         proto = client.get_type(f"{method}Request")
         message = type(proto)(request.body)
         call = getattr(self._service(service_name), _snake(method))
-        response = self.retry.call(lambda: self._call(call, message))
+        what = f"google ads destination {self.config.name!r}"
+        response = self.retry.call(lambda: self._call(call, message), what)
         return self._outcomes(request, rows_field, response)
 
     def _call(self, call: Callable[..., Any], message: Any) -> Any:

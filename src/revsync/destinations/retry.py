@@ -117,12 +117,12 @@ class RetryPolicy:
     jitter: float = 1.0
     sleep: Callable[[float], None] = time.sleep
 
-    def call(self, fn: Callable[[], T], what: str) -> T:
-        """``fn()``, retried on ``RetryableCall``; the last error is re-raised."""
+    def call(self, fn: Callable[[], T], what: str = "call") -> T:
+        """``fn()``, retried on a ``TransientError``; the last error is re-raised."""
         retrying = Retrying(
             stop=stop_any(stop_after_attempt(self.attempts), _ServerWaitOver(self.max_wait)),
             wait=self._wait,
-            retry=retry_if_exception_type(RetryableCall),
+            retry=retry_if_exception_type(TransientError),
             sleep=self.sleep,
             reraise=True,
             before_sleep=lambda state: _log_retry(what, state),
@@ -149,7 +149,7 @@ class _ServerWaitOver(stop_base):
 def _server_wait(state: RetryCallState) -> float:
     """Seconds the server asked to wait (``Retry-After``) before the next attempt."""
     error = state.outcome.exception() if state.outcome else None
-    if isinstance(error, RetryableCall) and error.retry_after is not None:
+    if isinstance(error, TransientError) and error.retry_after is not None:
         return max(0.0, (error.retry_after - datetime.now(UTC)).total_seconds())
     return 0.0
 

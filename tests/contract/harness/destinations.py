@@ -41,7 +41,6 @@ from revsync.destinations.ga4 import Ga4Destination
 from revsync.destinations.ga4_http import Ga4HttpTransport
 from revsync.destinations.google_ads import GoogleAdsDestination
 from revsync.destinations.google_ads_api import GoogleAdsApiTransport, GoogleOAuth
-from revsync.destinations.google_ads_api import RetryPolicy as GoogleRetry
 from revsync.destinations.meta import MetaDestination
 from revsync.destinations.meta_api import MetaApiTransport
 from revsync.destinations.pii import hash_person
@@ -265,7 +264,7 @@ class GoogleAdsApiAdapter(_GooglePlatform):
             transport="ads_api", endpoint=self.emu.endpoint, token_uri=self.oauth.token_url,
             ca_bundle=self.tls.ca_cert, batch_size=batch_size, validate_only=validate,
         )  # fmt: skip
-        retry = GoogleRetry(attempts=ATTEMPTS, initial_wait=0.01, max_wait=0.02)
+        retry = self.fast_retry()
         oauth = GoogleOAuth(CLIENT_ID, CLIENT_SECRET, REFRESH)
         transport = GoogleAdsApiTransport(block, DEV_TOKEN, oauth, retry, clock=lambda: NOW)
         return GoogleAdsDestination(block, "last_touch", transport, clock=lambda: NOW)
@@ -328,7 +327,7 @@ class DataManagerAdapter(_GooglePlatform):
             transport="data_manager", data_manager_endpoint=f"http://{self.emu.host}",
             token_uri=self.emu.token_uri, batch_size=batch_size, validate_only=validate,
         )  # fmt: skip
-        retry = GoogleRetry(attempts=ATTEMPTS, initial_wait=0.01, max_wait=0.02)
+        retry = self.fast_retry()
         transport = DataManagerTransport(
             block, GoogleOAuth(CLIENT_ID, CLIENT_SECRET, REFRESH), retry
         )
