@@ -263,7 +263,7 @@ def _identities(
     """``(visitor_id, observed_at)`` of the identities per email hash, phone hash and CRM
     ID asked for: one indexed lookup per kind."""
     found: tuple[_Found, _Found, _Found] = (defaultdict(list), defaultdict(list), defaultdict(list))
-    parse = _time_parser(conn)
+    parse = time_parser(conn)
     for index, column, values in zip(
         found, ("email_sha256", "phone_sha256", "crm_id"), (emails, phones, crm_ids), strict=True
     ):
@@ -326,7 +326,7 @@ def _visitor_touchpoints(
     """The touchpoints of each visitor inside its ``(start, end)`` window, inclusive."""
     out: dict[str, list[Touchpoint]] = defaultdict(list)
     dialect = conn.dialect.name
-    parse = _time_parser(conn)
+    parse = time_parser(conn)
     for chunk in _chunks(windows):
         cursor = conn.connection.cursor()
         try:
@@ -349,7 +349,7 @@ def _visitor_touchpoints(
     return out
 
 
-def _time_parser(conn: Connection) -> Callable[[Any], datetime]:
+def time_parser(conn: Connection) -> Callable[[Any], datetime]:
     """Raw driver value -> timezone-aware UTC, as the store's ``UtcDateTime`` returns it."""
     return _parse_sqlite_time if conn.dialect.name == "sqlite" else _parse_aware_time
 
