@@ -8,12 +8,16 @@ one join of the matched visitors with their touchpoints inside the journey windo
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, RowMapping
 
@@ -106,6 +110,13 @@ def resolve_journeys(
     their touchpoints inside the union of their deals' windows (an index range scan on
     ``(visitor_id, occurred_at)`` per visitor). Memory is one page of journeys.
     """
+    with no_cyclic_gc():
+        return _resolve(conn, deals, lookback_days, kinds)
+
+
+def _resolve(
+    conn: Connection, deals: Sequence[Deal], lookback_days: int, kinds: Sequence[str]
+) -> list[Journey]:
     per_deal = {(d.source, d.id): _deal_keys(d, kinds) for d in deals}
     emails = set().union(*(k.emails for k in per_deal.values())) if per_deal else set()
     phones = set().union(*(k.phones for k in per_deal.values())) if per_deal else set()
@@ -354,12 +365,58 @@ def time_parser(conn: Connection) -> Callable[[Any], datetime]:
     return _parse_sqlite_time if conn.dialect.name == "sqlite" else _parse_aware_time
 
 
-def _parse_sqlite_time(value: str) -> datetime:
-    return datetime.fromisoformat(value).replace(tzinfo=UTC)
+def _parse_sqlite_time(
+    value: str, _parse: Callable[[str], datetime] = datetime.fromisoformat
+) -> datetime:
+    # The stored text is UTC without an offset; parsing it with "+00:00" appended gives
+    # ``tzinfo=UTC`` (the same ``timezone.utc`` object) ~5x faster than ``.replace``.
+    return _parse(value + "+00:00")
+
+
+# Zones psycopg hands back for a UTC session: their offset is always 0, so the time only
+# needs its tzinfo swapped for ``UTC`` (what ``astimezone(UTC)`` gives, but cheaper).
+_UTC_ZONES = frozenset({ZoneInfo("UTC"), ZoneInfo("Etc/UTC")})
 
 
 def _parse_aware_time(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    zone = value.tzinfo
+    if zone is UTC:
+        return value
+    if zone is None or zone in _UTC_ZONES:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _slot_constructor(cls: type) -> Callable[..., Any]:
+    """``cls(*fields)`` for a frozen, slotted dataclass without ``__post_init__``, setting
+    the slots directly: what its ``__init__`` does (an ``object.__setattr__`` per field),
+    about twice as fast. The result is an ordinary instance, equal to ``cls(*fields)``."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    assert tuple(names) == getattr(cls, "__slots__", None) and not hasattr(cls, "__post_init__")
+    args = ", ".join(f"a{i}" for i in range(len(names)))
+    setters = "".join(f"    s{i}(o, a{i})\n" for i in range(len(names)))
+    source = f"def make({args}):\n    o = new(cls)\n{setters}    return o\n"
+    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
+    scope.update({f"s{i}": getattr(cls, name).__set__ for i, name in enumerate(names)})
+    exec(source, scope)  # noqa: S102 - only field positions are formatted in
+    return scope["make"]  # type: ignore[no-any-return]
+
+
+_new_touchpoint = _slot_constructor(Touchpoint)
+
+
+@contextmanager
+def no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many acyclic objects (rows,
+    Touchpoints): its passes over the young objects cost ~15% and find nothing.
+    Reference counting still frees everything; the previous state is restored."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def _touchpoints(
@@ -371,6 +428,7 @@ def _touchpoints(
     equal ClickIds and Consent values share one (immutable) instance."""
     click_ids: dict[tuple[Any, ...], ClickIds] = {}
     consent = _CONSENT
+    new = _new_touchpoint
     for row in rows:
         key = row[11:21]
         ids = click_ids.get(key)
@@ -378,7 +436,7 @@ def _touchpoints(
             ids = click_ids[key] = ClickIds(*key)
         visitor_id = row[1]
         out[visitor_id].append(
-            Touchpoint(
+            new(
                 row[0], visitor_id, parse(row[2]), row[3], row[4], row[5], row[6], row[7],
                 row[8], row[9], row[10], ids, consent[row[21], row[22]], row[23], row[24],
             )
