@@ -16,7 +16,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from operator import attrgetter
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, RowMapping
@@ -35,6 +36,8 @@ from revsync.domain import (
 # SQLite's 32,766 parameters per statement.
 _CHUNK = 10_000
 _CLICK_KEYS = ("gclid", "gbraid", "wbraid", "fbclid", "ga_client_id")
+_LINK_ORDER = attrgetter("visitor_id", "key_type", "key")
+_TIME_ORDER = attrgetter("occurred_at", "id")
 
 
 def touchpoint_from_row(row: Mapping[str, Any] | RowMapping) -> Touchpoint:
@@ -68,6 +71,7 @@ def touchpoint_from_row(row: Mapping[str, Any] | RowMapping) -> Touchpoint:
     )
 
 
+_T = TypeVar("_T")
 _Found = dict[str, list[tuple[str, datetime]]]  # key -> [(visitor_id, observed_at)]
 
 
@@ -128,6 +132,7 @@ def _resolve(
             clicks[name] |= values
     click_rows = _click_touchpoints(conn, clicks)
 
+    new_link = _new_link
     links_of: dict[tuple[str, str], list[MatchLink]] = {}
     first_lead: dict[tuple[str, str], datetime] = {}
     for key, k in per_deal.items():
@@ -139,14 +144,14 @@ def _resolve(
         ):
             for value in sorted(values):
                 for visitor_id, when in index.get(value, ()):
-                    links.append(MatchLink(visitor_id, kind, value))
+                    links.append(new_link(visitor_id, kind, value))
                     if key not in first_lead or when < first_lead[key]:
                         first_lead[key] = when
         for name, values in k.clicks.items():
             for value in sorted(values):
                 for _tp_id, visitor_id in click_rows.get((name, value), ()):
-                    links.append(MatchLink(visitor_id, name, value))
-        links_of[key] = sorted(set(links), key=lambda m: (m.visitor_id, m.key_type, m.key))
+                    links.append(new_link(visitor_id, name, value))
+        links_of[key] = sorted(set(links), key=_LINK_ORDER)
 
     # Each visitor is read once, over the union of the windows of its deals in this call.
     windows: dict[str, tuple[datetime, datetime]] = {}
@@ -222,8 +227,8 @@ def build_journey(
                 tp = _crm_click(deal, name, value, anchor)
                 seen[tp.id] = tp
                 known_clicks.add((name, value))
-    ordered = sorted(seen.values(), key=lambda t: (t.occurred_at, t.id))
-    return Journey(deal=deal, touchpoints=tuple(ordered), links=tuple(links))
+    ordered = sorted(seen.values(), key=_TIME_ORDER)
+    return _new_journey(deal, tuple(ordered), tuple(links))
 
 
 def _crm_click(deal: Deal, name: str, value: str, when: datetime) -> Touchpoint:
@@ -392,11 +397,11 @@ def _parse_aware_time(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _slot_constructor(cls: type) -> Callable[..., Any]:
+def slot_constructor(cls: type[_T]) -> Callable[..., _T]:
     """``cls(*fields)`` for a frozen, slotted dataclass without ``__post_init__``, setting
     the slots directly: what its ``__init__`` does (an ``object.__setattr__`` per field),
     about twice as fast. The result is an ordinary instance, equal to ``cls(*fields)``."""
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
     assert tuple(names) == getattr(cls, "__slots__", None) and not hasattr(cls, "__post_init__")
     args = ", ".join(f"a{i}" for i in range(len(names)))
     setters = "".join(f"    s{i}(o, a{i})\n" for i in range(len(names)))
@@ -407,7 +412,9 @@ def _slot_constructor(cls: type) -> Callable[..., Any]:
     return scope["make"]  # type: ignore[no-any-return]
 
 
-_new_touchpoint = _slot_constructor(Touchpoint)
+_new_touchpoint = slot_constructor(Touchpoint)
+_new_link = slot_constructor(MatchLink)
+_new_journey = slot_constructor(Journey)
 
 
 @contextmanager

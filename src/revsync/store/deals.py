@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from revsync.attribution import minor_units
 from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes
-from revsync.matching.resolve import no_cyclic_gc, time_parser
+from revsync.matching.resolve import no_cyclic_gc, slot_constructor, time_parser
 
 # Bound values per IN list: below SQLite's 32,766 parameters per statement.
 _CHUNK = 10_000
@@ -40,6 +40,9 @@ _PAGE = (
 )
 _NO_CLICKS = ClickIds()
 _STATUS = {status.value: status for status in DealStatus}
+_new_deal = slot_constructor(Deal)
+_new_contact = slot_constructor(Contact)
+_new_hashes = slot_constructor(PersonHashes)
 
 
 def load_deals(conn: Connection, source: str, ids: Sequence[str]) -> list[Deal]:
@@ -79,35 +82,47 @@ def _deals(conn: Connection, source: str, rows: Sequence[tuple[Any, ...]]) -> li
         for deal_id, primary, crm_id, email, email_g, phone, phone_m, clicks in _fetch(
             conn, _CONTACTS, [source], chunk
         ):
-            people.setdefault(deal_id, []).append(
-                Contact(
-                    crm_id=crm_id,
-                    hashes=PersonHashes(email, email_g, phone, phone_m),
-                    is_primary=bool(primary),
-                    click_ids=_click_ids(clicks, sqlite),
-                )
+            contact = _new_contact(
+                crm_id,
+                _new_hashes(email, email_g, phone, phone_m),
+                bool(primary),
+                _click_ids(clicks, sqlite) if clicks and clicks != "{}" else _NO_CLICKS,
             )
+            members = people.get(deal_id)
+            if members is None:
+                people[deal_id] = [contact]
+            else:
+                members.append(contact)
+    quanta: dict[str, Decimal] = {}
     out = []
     for deal_id, status, amount, currency, close_at, modified_at, *rest in rows:
         stage, pipeline, owner, clicks, fields = rest
         members = people.get(deal_id, [])
         if len(members) > 1:
             members.sort(key=lambda c: (not c.is_primary, c.crm_id))
+        if amount is not None:
+            quantum = quanta.get(currency)
+            if quantum is None:
+                quantum = quanta[currency] = Decimal(1).scaleb(-minor_units(currency))
+            # Numeric(18, 4) as SQLAlchemy returns it: SQLite stores a float, formatted to
+            # the column's 4 decimals; psycopg returns a Decimal. Then the currency's
+            # precision.
+            amount = (Decimal("%.4f" % amount) if sqlite else amount).quantize(quantum)  # noqa: UP031
         out.append(
-            Deal(
-                source=source,
-                id=deal_id,
-                status=_STATUS.get(status) or DealStatus(status),
-                amount=_money(_amount(amount, sqlite), currency),
-                currency=currency,
-                close_at=None if close_at is None else parse(close_at),
-                modified_at=parse(modified_at),
-                stage=stage,
-                pipeline=pipeline,
-                owner=owner,
-                contacts=tuple(members),
-                click_ids=_click_ids(clicks, sqlite),
-                fields=_json(fields, sqlite),
+            _new_deal(
+                source,
+                deal_id,
+                _STATUS.get(status) or DealStatus(status),
+                amount,
+                currency,
+                None if close_at is None else parse(close_at),
+                parse(modified_at),
+                stage,
+                pipeline,
+                owner,
+                tuple(members),
+                _click_ids(clicks, sqlite) if clicks and clicks != "{}" else _NO_CLICKS,
+                {} if fields == "{}" else _json(fields, sqlite),
             )
         )
     return out
@@ -146,19 +161,3 @@ def _json(value: Any, sqlite: bool) -> Any:
 def _click_ids(value: Any, sqlite: bool) -> ClickIds:
     decoded = _json(value, sqlite)
     return ClickIds(**decoded) if decoded else _NO_CLICKS
-
-
-def _amount(value: Any, sqlite: bool) -> Decimal | None:
-    """``Numeric(18, 4)`` as SQLAlchemy returns it: SQLite stores a float, formatted to
-    the column's 4 decimals; psycopg returns a Decimal."""
-    if value is None:
-        return None
-    return Decimal("%.4f" % value) if sqlite else value  # noqa: UP031
-
-
-def _money(value: Decimal | None, currency: str) -> Decimal | None:
-    """The stored amount at the currency's precision (the column keeps 4 decimals)."""
-    if value is None:
-        return None
-    return Decimal(value).quantize(Decimal(1).scaleb(-minor_units(currency)))
-
