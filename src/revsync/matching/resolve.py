@@ -14,7 +14,6 @@ import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, TypeVar
@@ -75,30 +74,35 @@ _T = TypeVar("_T")
 _Found = dict[str, list[tuple[str, datetime]]]  # key -> [(visitor_id, observed_at)]
 
 
-@dataclass(frozen=True, slots=True)
-class _Keys:
-    emails: set[str]
-    phones: set[str]
-    crm_ids: set[str]
-    clicks: dict[str, set[str]]
+# A deal's keys: (emails, phones, CRM IDs, {click kind: values}).
+_Keys = tuple[set[str], set[str], set[str], dict[str, set[str]]]
+NO_CLICKS = ClickIds()  # the one empty ClickIds that store.deals shares
 
 
 def _deal_keys(deal: Deal, kinds: Sequence[str]) -> _Keys:
-    keys = _Keys(set(), set(), set(), defaultdict(set))
-    for contact in deal.contacts:
-        if "email" in kinds and contact.hashes.email:
-            keys.emails.add(contact.hashes.email)
-        if "phone" in kinds and contact.hashes.phone:
-            keys.phones.add(contact.hashes.phone)
-        if "crm_id" in kinds:
-            keys.crm_ids.add(contact.crm_id)
+    emails: set[str] = set()
+    phones: set[str] = set()
+    crm_ids: set[str] = set()
+    clicks: dict[str, set[str]] = {}
+    by_email, by_phone, by_crm = "email" in kinds, "phone" in kinds, "crm_id" in kinds
+    contacts = deal.contacts
+    for contact in contacts:
+        hashes = contact.hashes
+        if by_email and hashes.email:
+            emails.add(hashes.email)
+        if by_phone and hashes.phone:
+            phones.add(hashes.phone)
+        if by_crm:
+            crm_ids.add(contact.crm_id)
     if "click_id" in kinds:
-        for ids in (deal.click_ids, *(c.click_ids for c in deal.contacts)):
+        for ids in (deal.click_ids, *(c.click_ids for c in contacts)):
+            if ids is NO_CLICKS:
+                continue
             for name in _CLICK_KEYS:
                 value = getattr(ids, name)
                 if value:
-                    keys.clicks[name].add(value)
-    return keys
+                    clicks.setdefault(name, set()).add(value)
+    return emails, phones, crm_ids, clicks
 
 
 def resolve_journeys(
@@ -122,36 +126,40 @@ def _resolve(
     conn: Connection, deals: Sequence[Deal], lookback_days: int, kinds: Sequence[str]
 ) -> list[Journey]:
     per_deal = {(d.source, d.id): _deal_keys(d, kinds) for d in deals}
-    emails = set().union(*(k.emails for k in per_deal.values())) if per_deal else set()
-    phones = set().union(*(k.phones for k in per_deal.values())) if per_deal else set()
-    crm_ids = set().union(*(k.crm_ids for k in per_deal.values())) if per_deal else set()
+    keys = per_deal.values()
+    emails: set[str] = set().union(*(k[0] for k in keys))
+    phones: set[str] = set().union(*(k[1] for k in keys))
+    crm_ids: set[str] = set().union(*(k[2] for k in keys))
     by_email, by_phone, by_crm = _identities(conn, emails, phones, crm_ids)
     clicks: dict[str, set[str]] = defaultdict(set)
-    for k in per_deal.values():
-        for name, values in k.clicks.items():
+    for k in keys:
+        for name, values in k[3].items():
             clicks[name] |= values
     click_rows = _click_touchpoints(conn, clicks)
 
     new_link = _new_link
     links_of: dict[tuple[str, str], list[MatchLink]] = {}
     first_lead: dict[tuple[str, str], datetime] = {}
-    for key, k in per_deal.items():
+    for key, (deal_emails, deal_phones, deal_crm_ids, deal_clicks) in per_deal.items():
         links: list[MatchLink] = []
+        lead: datetime | None = None
         for kind, values, index in (
-            ("email", k.emails, by_email),
-            ("phone", k.phones, by_phone),
-            ("crm_id", k.crm_ids, by_crm),
+            ("email", deal_emails, by_email),
+            ("phone", deal_phones, by_phone),
+            ("crm_id", deal_crm_ids, by_crm),
         ):
-            for value in sorted(values):
+            for value in sorted(values) if len(values) > 1 else values:
                 for visitor_id, when in index.get(value, ()):
                     links.append(new_link(visitor_id, kind, value))
-                    if key not in first_lead or when < first_lead[key]:
-                        first_lead[key] = when
-        for name, values in k.clicks.items():
+                    if lead is None or when < lead:
+                        lead = when
+        if lead is not None:
+            first_lead[key] = lead
+        for name, values in deal_clicks.items():
             for value in sorted(values):
                 for _tp_id, visitor_id in click_rows.get((name, value), ()):
                     links.append(new_link(visitor_id, name, value))
-        links_of[key] = sorted(set(links), key=_LINK_ORDER)
+        links_of[key] = sorted(set(links), key=_LINK_ORDER) if len(links) > 1 else links
 
     # Each visitor is read once, over the union of the windows of its deals in this call.
     windows: dict[str, tuple[datetime, datetime]] = {}

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from revsync.attribution import minor_units
 from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes
-from revsync.matching.resolve import no_cyclic_gc, slot_constructor, time_parser
+from revsync.matching.resolve import NO_CLICKS, no_cyclic_gc, slot_constructor, time_parser
 
 # Bound values per IN list: below SQLite's 32,766 parameters per statement.
 _CHUNK = 10_000
@@ -38,7 +38,7 @@ _PAGE = (
     "WHERE status = {p} AND close_at IS NOT NULL AND (source, id) > ({p}, {p}) "
     "ORDER BY source, id LIMIT {p}"
 )
-_NO_CLICKS = ClickIds()
+_NO_CLICKS = NO_CLICKS
 _STATUS = {status.value: status for status in DealStatus}
 _new_deal = slot_constructor(Deal)
 _new_contact = slot_constructor(Contact)
