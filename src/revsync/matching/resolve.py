@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, RowMapping
@@ -74,8 +74,15 @@ _T = TypeVar("_T")
 _Found = dict[str, list[tuple[str, datetime]]]  # key -> [(visitor_id, observed_at)]
 
 
-# A deal's keys: (emails, phones, CRM IDs, {click kind: values}).
-_Keys = tuple[set[str], set[str], set[str], dict[str, set[str]]]
+class _Keys(NamedTuple):
+    """A deal's matching keys."""
+
+    emails: set[str]
+    phones: set[str]
+    crm_ids: set[str]
+    clicks: dict[str, set[str]]  # click kind -> values
+
+
 NO_CLICKS = ClickIds()  # the one empty ClickIds that store.deals shares
 
 
@@ -102,7 +109,7 @@ def _deal_keys(deal: Deal, kinds: Sequence[str]) -> _Keys:
                 value = getattr(ids, name)
                 if value:
                     clicks.setdefault(name, set()).add(value)
-    return emails, phones, crm_ids, clicks
+    return _Keys(emails, phones, crm_ids, clicks)
 
 
 def resolve_journeys(
