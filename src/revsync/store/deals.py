@@ -22,11 +22,11 @@ from revsync.matching.resolve import NO_CLICKS, no_cyclic_gc, slot_constructor, 
 _CHUNK = 10_000
 _DEAL_COLUMNS = (
     "id, status, amount, currency, close_at, modified_at, stage, pipeline, owner, "
-    "click_ids, fields"
+    "click_ids{text}, fields{text}"
 )
 _CONTACTS = (
     "SELECT dc.deal_id, dc.is_primary, c.crm_id, c.email_sha256, c.email_google_sha256, "
-    "c.phone_sha256, c.phone_meta_sha256, c.click_ids FROM deal_contacts dc "
+    "c.phone_sha256, c.phone_meta_sha256, c.click_ids{text} FROM deal_contacts dc "
     "JOIN contacts c ON c.source = dc.source AND c.crm_id = dc.contact_id "
     "WHERE dc.source = {p} AND dc.deal_id {in_ids}"
 )
@@ -86,7 +86,7 @@ def _deals(conn: Connection, source: str, rows: Sequence[tuple[Any, ...]]) -> li
                 crm_id,
                 _new_hashes(email, email_g, phone, phone_m),
                 bool(primary),
-                _click_ids(clicks, sqlite) if clicks and clicks != "{}" else _NO_CLICKS,
+                _click_ids(clicks) if clicks and clicks != "{}" else _NO_CLICKS,
             )
             members = people.get(deal_id)
             if members is None:
@@ -121,8 +121,8 @@ def _deals(conn: Connection, source: str, rows: Sequence[tuple[Any, ...]]) -> li
                 pipeline,
                 owner,
                 tuple(members),
-                _click_ids(clicks, sqlite) if clicks and clicks != "{}" else _NO_CLICKS,
-                {} if fields == "{}" else _json(fields, sqlite),
+                _click_ids(clicks) if clicks and clicks != "{}" else _NO_CLICKS,
+                {} if fields == "{}" else _json(fields),
             )
         )
     return out
@@ -131,16 +131,21 @@ def _deals(conn: Connection, source: str, rows: Sequence[tuple[Any, ...]]) -> li
 def _fetch(
     conn: Connection, sql: str, params: list[Any], ids: Sequence[str] | None = None
 ) -> list[tuple[Any, ...]]:
-    """Raw rows of ``sql`` (``{p}``: a placeholder, ``{in_ids}``: ``IN ids``)."""
+    """Raw rows of ``sql`` (``{p}``: a placeholder, ``{in_ids}``: ``IN ids``).
+
+    PostgreSQL gets the IDs as one array, unnested: an index probe per ID (``= ANY(array)``
+    is planned as a sequential scan of the table, which grows with it). JSON columns come
+    back as text on both backends (``{text}``), decoded here: most are ``{}``."""
     cursor = conn.connection.cursor()
     try:
         if conn.dialect.name == "postgresql":
             if ids is not None:
                 params = [*params, list(ids)]
-            cursor.execute(sql.format(p="%s", in_ids="= ANY(%s)"), params)
+            in_ids = "IN (SELECT unnest(%s::text[]))"
+            cursor.execute(sql.format(p="%s", in_ids=in_ids, text="::text"), params)
         else:
             in_ids = "" if ids is None else "IN (" + ", ".join("?" * len(ids)) + ")"
-            cursor.execute(sql.format(p="?", in_ids=in_ids), [*params, *(ids or ())])
+            cursor.execute(sql.format(p="?", in_ids=in_ids, text=""), [*params, *(ids or ())])
         return list(cursor.fetchall())
     finally:
         cursor.close()
@@ -151,13 +156,13 @@ def _chunks(values: list[str]) -> Iterator[list[str]]:
         yield values[start : start + _CHUNK]
 
 
-def _json(value: Any, sqlite: bool) -> Any:
-    """A JSON column's value: SQLite returns the text, psycopg the decoded value."""
-    if not sqlite or value is None:
-        return value
+def _json(value: str | None) -> Any:
+    """A JSON column's value from its text (``json.loads``, as the store's JSON type)."""
+    if value is None:
+        return None
     return {} if value == "{}" else json.loads(value)
 
 
-def _click_ids(value: Any, sqlite: bool) -> ClickIds:
-    decoded = _json(value, sqlite)
+def _click_ids(value: str | None) -> ClickIds:
+    decoded = _json(value)
     return ClickIds(**decoded) if decoded else _NO_CLICKS
