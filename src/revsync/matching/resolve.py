@@ -279,8 +279,9 @@ def _lookup(
             if dialect == "postgresql":
                 # A join with the unnested array: an index probe per value. ``key =
                 # ANY(array)`` of ~1,000 values is planned as a (parallel) sequential scan.
+                # Arrays go in binary (%b): the text format quotes each element by regex.
                 sql = (
-                    f"SELECT {columns} FROM unnest(%s::text[]) AS k(v) "  # noqa: S608
+                    f"SELECT {columns} FROM unnest(%b::text[]) AS k(v) "  # noqa: S608
                     f"JOIN {table} ON {table}.{key} = k.v"
                 )
                 cursor.execute(sql, (chunk,))
@@ -341,7 +342,7 @@ _WINDOW_JOIN = {
     ),
     "postgresql": (
         f"SELECT {_TP_SELECT} FROM "  # noqa: S608
-        "unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS w(visitor_id, lo, hi) "
+        "unnest(%b::text[], %b::timestamptz[], %b::timestamptz[]) AS w(visitor_id, lo, hi) "
         "JOIN touchpoints t ON t.visitor_id = w.visitor_id "
         "AND t.occurred_at >= w.lo AND t.occurred_at <= w.hi"
     ),

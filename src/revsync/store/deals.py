@@ -141,7 +141,7 @@ def _fetch(
         if conn.dialect.name == "postgresql":
             if ids is not None:
                 params = [*params, list(ids)]
-            in_ids = "IN (SELECT unnest(%s::text[]))"
+            in_ids = "IN (SELECT unnest(%b::text[]))"
             cursor.execute(sql.format(p="%s", in_ids=in_ids, text="::text"), params)
         else:
             in_ids = "" if ids is None else "IN (" + ", ".join("?" * len(ids)) + ")"
