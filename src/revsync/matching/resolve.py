@@ -396,7 +396,14 @@ def _parse_sqlite_time(
 ) -> datetime:
     # The stored text is UTC without an offset; parsing it with "+00:00" appended gives
     # ``tzinfo=UTC`` (the same ``timezone.utc`` object) ~5x faster than ``.replace``.
-    return _parse(value + "+00:00")
+    try:
+        parsed = _parse(value + "+00:00")
+        if parsed.tzinfo is UTC:
+            return parsed
+    except ValueError:  # text with an offset of its own
+        pass
+    parsed = _parse(value)  # as UtcDateTime reads it
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 # Zones psycopg hands back for a UTC session: their offset is always 0, so the time only
