@@ -14,10 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from fractions import Fraction
+from operator import attrgetter
 from typing import ClassVar, Literal, Protocol, get_args
 
 from revsync.attribution.markov import MarkovModel
-from revsync.attribution.money import allocate, minor_units
+from revsync.attribution.money import (
+    allocate,
+    as_money,
+    common_numerators,
+    minor_units,
+    whole_units,
+)
 from revsync.domain import Credit, Journey, Touchpoint
 
 ModelName = Literal[
@@ -49,9 +56,12 @@ class AttributionModel(Protocol):
         ...
 
 
+_TIME_ORDER = attrgetter("occurred_at", "id")
+
+
 def ordered(touchpoints: Sequence[Touchpoint]) -> list[Touchpoint]:
     """Touchpoints sorted by ``(occurred_at, id)``; duplicate ids are rejected."""
-    result = sorted(touchpoints, key=lambda tp: (tp.occurred_at, tp.id))
+    result = sorted(touchpoints, key=_TIME_ORDER)
     if len({tp.id for tp in result}) != len(result):
         raise ValueError("touchpoint ids must be unique within a journey")
     return result
@@ -90,6 +100,11 @@ class FirstTouch:
         tps = ordered(touchpoints)
         return _single(tps, tps[0]) if tps else {}
 
+    @staticmethod
+    def chosen(tps: Sequence[Touchpoint]) -> Touchpoint:
+        """The credited one of time-ordered, non-empty ``tps``."""
+        return tps[0]
+
 
 @dataclass(frozen=True, slots=True)
 class LastTouch:
@@ -102,6 +117,11 @@ class LastTouch:
     ) -> dict[str, Fraction]:
         tps = ordered(touchpoints)
         return _single(tps, tps[-1]) if tps else {}
+
+    @staticmethod
+    def chosen(tps: Sequence[Touchpoint]) -> Touchpoint:
+        """The credited one of time-ordered, non-empty ``tps``."""
+        return tps[-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +136,12 @@ class LastNonDirect:
         tps = ordered(touchpoints)
         if not tps:
             return {}
-        chosen = next((tp for tp in reversed(tps) if not tp.is_direct), tps[-1])
-        return _single(tps, chosen)
+        return _single(tps, self.chosen(tps))
+
+    @staticmethod
+    def chosen(tps: Sequence[Touchpoint]) -> Touchpoint:
+        """The credited one of time-ordered, non-empty ``tps``."""
+        return next((tp for tp in reversed(tps) if not tp.is_direct), tps[-1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,6 +287,13 @@ def build_model(
     )
 
 
+# Models that give one touchpoint all the credit (weight 1) and every other one 0: their
+# credit is the whole amount, with no weights to build or split. Exact types only, so a
+# subclass overriding ``weights`` takes the general path.
+_SINGLE_CREDIT: tuple[type, ...] = (FirstTouch, LastTouch, LastNonDirect)
+_ONE = Fraction(1)
+
+
 def attribute(
     journey: Journey, model: AttributionModel, conversion_time: datetime
 ) -> tuple[Credit, ...]:
@@ -271,15 +302,24 @@ def attribute(
     Amounts split the deal amount (``None`` counts as 0) in the deal's currency minor
     units with :func:`allocate`, so they add up to it exactly.
     """
+    deal = journey.deal
+    if type(model) in _SINGLE_CREDIT:
+        tps = ordered(journey.touchpoints)
+        if not tps:
+            return ()
+        chosen = model.chosen(tps)  # type: ignore[attr-defined]
+        places = minor_units(deal.currency)
+        amount = as_money(whole_units(deal.amount or Decimal(0), places), places)
+        return (Credit(touchpoint_id=chosen.id, weight=_ONE, amount=amount),)
     weights = model.weights(journey.touchpoints, conversion_time)
     if not weights:
         return ()
     ids = [tp.id for tp in ordered(journey.touchpoints)]
-    if set(weights) - set(ids) or sum(weights.values()) != 1:
+    _, total, denominator = common_numerators(list(weights.values()))
+    if set(weights) - set(ids) or total != denominator:  # sum(weights) != 1, exactly
         raise ValueError(
             f"model {model.name} returned weights that do not sum to 1 over the journey"
         )
-    deal = journey.deal
     amounts = allocate(deal.amount or Decimal(0), weights, minor_units(deal.currency))
     return tuple(
         Credit(touchpoint_id=tp_id, weight=weights[tp_id], amount=amounts[tp_id])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
@@ -40,25 +41,49 @@ def allocate(
     """
     if minor_units < 0:
         raise ValueError(f"minor_units must be >= 0, got {minor_units}")
-    if any(w < 0 for w in weights.values()):
+    values = list(weights.values())
+    if any(w < 0 for w in values):
         raise ValueError("weights must be non-negative")
-    quantum = Decimal(1).scaleb(-minor_units)
-    units = int(amount.quantize(quantum, rounding=ROUND_HALF_UP).scaleb(minor_units))
+    units = whole_units(amount, minor_units)
     if not weights:
         if units:
             raise ValueError(f"cannot allocate {amount} across no weights")
         return {}
-    total = sum(weights.values(), Fraction(0))
+    numerators, total, _ = common_numerators(values)
     if total == 0:
         raise ValueError("weights must have a positive total")
     sign, units = (-1 if units < 0 else 1), abs(units)
-    parts: dict[str, int] = {}
-    remainders: dict[str, Fraction] = {}
-    for key, weight in weights.items():
-        share = units * weight / total
-        parts[key] = share.numerator // share.denominator
-        remainders[key] = share - parts[key]
-    leftover = units - sum(parts.values())
-    for key in sorted(remainders, key=lambda k: (-remainders[k], k))[:leftover]:
-        parts[key] += 1
-    return {key: Decimal(sign * n).scaleb(-minor_units) for key, n in parts.items()}
+    # Exact integer arithmetic: weight_i / sum(weights) == numerators[i] / total, so the
+    # share units * weight_i / sum is (units * numerators[i]) / total: its floor and its
+    # remainder (over the common denominator ``total``) order exactly as the fractions do.
+    keys = list(weights)
+    parts: list[int] = []
+    remainders: list[int] = []
+    for numerator in numerators:
+        part, remainder = divmod(units * numerator, total)
+        parts.append(part)
+        remainders.append(remainder)
+    leftover = units - sum(parts)
+    if leftover:
+        order = sorted(range(len(keys)), key=lambda i: (-remainders[i], keys[i]))
+        for i in order[:leftover]:
+            parts[i] += 1
+    return {key: as_money(sign * n, minor_units) for key, n in zip(keys, parts, strict=True)}
+
+
+def whole_units(amount: Decimal, minor_units: int) -> int:
+    """``amount`` rounded half-up to ``minor_units`` decimals, as a whole number of them."""
+    quantum = Decimal(1).scaleb(-minor_units)
+    return int(amount.quantize(quantum, rounding=ROUND_HALF_UP).scaleb(minor_units))
+
+
+def as_money(units: int, minor_units: int) -> Decimal:
+    """``units`` minor units as a Decimal with ``minor_units`` decimals."""
+    return Decimal(units).scaleb(-minor_units)
+
+
+def common_numerators(weights: Sequence[Fraction]) -> tuple[list[int], int, int]:
+    """The weights over their least common denominator ``d``: ``([w * d ...], sum * d, d)``."""
+    denominator = math.lcm(*(w.denominator for w in weights))
+    numerators = [w.numerator * (denominator // w.denominator) for w in weights]
+    return numerators, sum(numerators), denominator

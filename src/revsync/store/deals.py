@@ -1,100 +1,168 @@
-"""Read deals back from the store as domain objects (for explain, reports, re-planning)."""
+"""Read deals back from the store as domain objects (for explain, reports, re-planning).
+
+Rows are read as the driver returns them (as ``matching.resolve`` does) and turned into
+the values the store's column types would give: a page of 1,000 deals is two statements
+and no per-row SQLAlchemy processing.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Connection, literal, select, tuple_
+from sqlalchemy import Connection
 
 from revsync.attribution import minor_units
 from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes
-from revsync.store.schema import contacts, deal_contacts, deals
+from revsync.matching.resolve import NO_CLICKS, no_cyclic_gc, slot_constructor, time_parser
+
+# Bound values per IN list: below SQLite's 32,766 parameters per statement.
+_CHUNK = 10_000
+_DEAL_COLUMNS = (
+    "id, status, amount, currency, close_at, modified_at, stage, pipeline, owner, "
+    "click_ids{text}, fields{text}"
+)
+_CONTACTS = (
+    "SELECT dc.deal_id, dc.is_primary, c.crm_id, c.email_sha256, c.email_google_sha256, "
+    "c.phone_sha256, c.phone_meta_sha256, c.click_ids{text} FROM deal_contacts dc "
+    "JOIN contacts c ON c.source = dc.source AND c.crm_id = dc.contact_id "
+    "WHERE dc.source = {p} AND dc.deal_id {in_ids}"
+)
+_DEALS = "SELECT " + _DEAL_COLUMNS + " FROM deals WHERE source = {p} AND id {in_ids}"  # noqa: S608
+# A row-value comparison: an index range scan from the last key on both backends (the
+# OR form re-scanned every earlier page: quadratic).
+_PAGE = (
+    "SELECT source, " + _DEAL_COLUMNS + " FROM deals "  # noqa: S608
+    "WHERE status = {p} AND close_at IS NOT NULL AND (source, id) > ({p}, {p}) "
+    "ORDER BY source, id LIMIT {p}"
+)
+_NO_CLICKS = NO_CLICKS
+_STATUS = {status.value: status for status in DealStatus}
+_new_deal = slot_constructor(Deal)
+_new_contact = slot_constructor(Contact)
+_new_hashes = slot_constructor(PersonHashes)
 
 
 def load_deals(conn: Connection, source: str, ids: Sequence[str]) -> list[Deal]:
     """The stored deals of ``source`` with these IDs, with their contacts (primary first)."""
-    rows = conn.execute(
-        select(deals).where(deals.c.source == source, deals.c.id.in_(list(ids)))
-    ).mappings()
-    found = {row["id"]: row for row in rows}
-    people: dict[str, list[Contact]] = {}
-    query = (
-        select(deal_contacts.c.deal_id, deal_contacts.c.is_primary, contacts)
-        .join(
-            contacts,
-            (contacts.c.source == deal_contacts.c.source)
-            & (contacts.c.crm_id == deal_contacts.c.contact_id),
-        )
-        .where(deal_contacts.c.source == source, deal_contacts.c.deal_id.in_(list(found)))
-    )
-    for row in conn.execute(query).mappings():
-        people.setdefault(row["deal_id"], []).append(
-            Contact(
-                crm_id=row["crm_id"],
-                hashes=PersonHashes(
-                    row["email_sha256"],
-                    row["email_google_sha256"],
-                    row["phone_sha256"],
-                    row["phone_meta_sha256"],
-                ),
-                is_primary=row["is_primary"],
-                click_ids=ClickIds(**row["click_ids"]),
-            )
-        )
-    out = []
-    for deal_id in ids:
-        stored = found.get(deal_id)
-        if stored is None:
-            continue
-        members = sorted(people.get(deal_id, []), key=lambda c: (not c.is_primary, c.crm_id))
-        out.append(
-            Deal(
-                source=source,
-                id=stored["id"],
-                status=DealStatus(stored["status"]),
-                amount=_money(stored["amount"], stored["currency"]),
-                currency=stored["currency"],
-                close_at=stored["close_at"],
-                modified_at=stored["modified_at"],
-                stage=stored["stage"],
-                pipeline=stored["pipeline"],
-                owner=stored["owner"],
-                contacts=tuple(members),
-                click_ids=ClickIds(**stored["click_ids"]),
-                fields=stored["fields"],
-            )
-        )
-    return out
+    found: dict[str, tuple[Any, ...]] = {}
+    for chunk in _chunks(list(dict.fromkeys(ids))):
+        for row in _fetch(conn, _DEALS, [source], chunk):
+            found[row[0]] = row
+    rows = [found[deal_id] for deal_id in ids if deal_id in found]
+    with no_cyclic_gc():
+        return _deals(conn, source, rows)
 
 
 def won_deal_pages(conn: Connection, page_size: int = 1_000) -> Iterator[list[Deal]]:
     """Every won deal with a close time, a page at a time, in (source, id) order."""
     last: tuple[str, str] = ("", "")
     while True:
-        keys = conn.execute(
-            select(deals.c.source, deals.c.id)
-            .where(
-                deals.c.status == DealStatus.WON.value,
-                deals.c.close_at.is_not(None),
-                # A row-value comparison: an index range scan from the last key on both
-                # backends (the OR form re-scanned every earlier page: quadratic).
-                tuple_(deals.c.source, deals.c.id) > tuple_(literal(last[0]), literal(last[1])),
-            )
-            .order_by(deals.c.source, deals.c.id)
-            .limit(page_size)
-        ).all()
-        if not keys:
+        rows = _fetch(conn, _PAGE, [DealStatus.WON.value, *last, page_size])
+        if not rows:
             return
         page: list[Deal] = []
-        for source in dict.fromkeys(k[0] for k in keys):
-            page += load_deals(conn, source, [k[1] for k in keys if k[0] == source])
+        with no_cyclic_gc():
+            for source in dict.fromkeys(row[0] for row in rows):
+                page += _deals(conn, source, [row[1:] for row in rows if row[0] == source])
         yield page
-        last = (keys[-1][0], keys[-1][1])
+        last = (rows[-1][0], rows[-1][1])
 
 
-def _money(value: Decimal | None, currency: str) -> Decimal | None:
-    """The stored amount at the currency's precision (the column keeps 4 decimals)."""
+def _deals(conn: Connection, source: str, rows: Sequence[tuple[Any, ...]]) -> list[Deal]:
+    """Deals from ``_DEAL_COLUMNS`` rows of ``source``, in that order, with contacts."""
+    if not rows:
+        return []
+    parse = time_parser(conn)
+    sqlite = conn.dialect.name == "sqlite"
+    people: dict[str, list[Contact]] = {}
+    for chunk in _chunks(list(dict.fromkeys(row[0] for row in rows))):
+        for deal_id, primary, crm_id, email, email_g, phone, phone_m, clicks in _fetch(
+            conn, _CONTACTS, [source], chunk
+        ):
+            contact = _new_contact(
+                crm_id,
+                _new_hashes(email, email_g, phone, phone_m),
+                bool(primary),
+                _click_ids(clicks) if clicks and clicks != "{}" else _NO_CLICKS,
+            )
+            members = people.get(deal_id)
+            if members is None:
+                people[deal_id] = [contact]
+            else:
+                members.append(contact)
+    quanta: dict[str, Decimal] = {}
+    out = []
+    for deal_id, status, amount, currency, close_at, modified_at, *rest in rows:
+        stage, pipeline, owner, clicks, fields = rest
+        members = people.get(deal_id, [])
+        if len(members) > 1:
+            members.sort(key=lambda c: (not c.is_primary, c.crm_id))
+        if amount is not None:
+            quantum = quanta.get(currency)
+            if quantum is None:
+                quantum = quanta[currency] = Decimal(1).scaleb(-minor_units(currency))
+            # Numeric(18, 4) as SQLAlchemy returns it: SQLite stores a float, formatted to
+            # the column's 4 decimals; psycopg returns a Decimal. Then the currency's
+            # precision.
+            amount = (Decimal("%.4f" % amount) if sqlite else amount).quantize(quantum)  # noqa: UP031
+        out.append(
+            _new_deal(
+                source,
+                deal_id,
+                _STATUS.get(status) or DealStatus(status),
+                amount,
+                currency,
+                None if close_at is None else parse(close_at),
+                parse(modified_at),
+                stage,
+                pipeline,
+                owner,
+                tuple(members),
+                _click_ids(clicks) if clicks and clicks != "{}" else _NO_CLICKS,
+                {} if fields == "{}" else _json(fields),
+            )
+        )
+    return out
+
+
+def _fetch(
+    conn: Connection, sql: str, params: list[Any], ids: Sequence[str] | None = None
+) -> list[tuple[Any, ...]]:
+    """Raw rows of ``sql`` (``{p}``: a placeholder, ``{in_ids}``: ``IN ids``).
+
+    PostgreSQL gets the IDs as one array, unnested: an index probe per ID (``= ANY(array)``
+    is planned as a sequential scan of the table, which grows with it). JSON columns come
+    back as text on both backends (``{text}``), decoded here: most are ``{}``."""
+    cursor = conn.connection.cursor()
+    try:
+        if conn.dialect.name == "postgresql":
+            if ids is not None:
+                params = [*params, list(ids)]
+            in_ids = "IN (SELECT unnest(%b::text[]))"
+            cursor.execute(sql.format(p="%s", in_ids=in_ids, text="::text"), params)
+        else:
+            in_ids = "" if ids is None else "IN (" + ", ".join("?" * len(ids)) + ")"
+            cursor.execute(sql.format(p="?", in_ids=in_ids, text=""), [*params, *(ids or ())])
+        return list(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _chunks(values: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(values), _CHUNK):
+        yield values[start : start + _CHUNK]
+
+
+def _json(value: str | None) -> Any:
+    """A JSON column's value from its text (``json.loads``, as the store's JSON type)."""
     if value is None:
         return None
-    return Decimal(value).quantize(Decimal(1).scaleb(-minor_units(currency)))
+    return {} if value == "{}" else json.loads(value)
+
+
+def _click_ids(value: str | None) -> ClickIds:
+    decoded = _json(value)
+    return ClickIds(**decoded) if decoded else _NO_CLICKS
