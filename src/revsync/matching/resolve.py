@@ -9,11 +9,9 @@ one join of the matched visitors with their touchpoints inside the journey windo
 from __future__ import annotations
 
 import dataclasses
-import gc
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, NamedTuple, TypeVar
@@ -125,8 +123,7 @@ def resolve_journeys(
     their touchpoints inside the union of their deals' windows (an index range scan on
     ``(visitor_id, occurred_at)`` per visitor). Memory is one page of journeys.
     """
-    with no_cyclic_gc():
-        return _resolve(conn, deals, lookback_days, kinds)
+    return _resolve(conn, deals, lookback_days, kinds)
 
 
 def _resolve(
@@ -438,20 +435,6 @@ def slot_constructor(cls: type[_T]) -> Callable[..., _T]:
 _new_touchpoint = slot_constructor(Touchpoint)
 _new_link = slot_constructor(MatchLink)
 _new_journey = slot_constructor(Journey)
-
-
-@contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many acyclic objects (rows,
-    Touchpoints): its passes over the young objects cost ~15% and find nothing.
-    Reference counting still frees everything; the previous state is restored."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _touchpoints(

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from revsync.attribution import minor_units
 from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes
-from revsync.matching.resolve import NO_CLICKS, no_cyclic_gc, slot_constructor, time_parser
+from revsync.matching.resolve import NO_CLICKS, slot_constructor, time_parser
 
 # Bound values per IN list: below SQLite's 32,766 parameters per statement.
 _CHUNK = 10_000
@@ -52,8 +52,7 @@ def load_deals(conn: Connection, source: str, ids: Sequence[str]) -> list[Deal]:
         for row in _fetch(conn, _DEALS, [source], chunk):
             found[row[0]] = row
     rows = [found[deal_id] for deal_id in ids if deal_id in found]
-    with no_cyclic_gc():
-        return _deals(conn, source, rows)
+    return _deals(conn, source, rows)
 
 
 def won_deal_pages(conn: Connection, page_size: int = 1_000) -> Iterator[list[Deal]]:
@@ -64,9 +63,8 @@ def won_deal_pages(conn: Connection, page_size: int = 1_000) -> Iterator[list[De
         if not rows:
             return
         page: list[Deal] = []
-        with no_cyclic_gc():
-            for source in dict.fromkeys(row[0] for row in rows):
-                page += _deals(conn, source, [row[1:] for row in rows if row[0] == source])
+        for source in dict.fromkeys(row[0] for row in rows):
+            page += _deals(conn, source, [row[1:] for row in rows if row[0] == source])
         yield page
         last = (rows[-1][0], rows[-1][1])
 

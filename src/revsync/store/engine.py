@@ -51,7 +51,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # the mapped pages count towards RSS but are the OS's file cache, not heap).
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute("PRAGMA temp_store=MEMORY")
-    cursor.execute("PRAGMA mmap_size=1073741824")
     cursor.close()
 
 
