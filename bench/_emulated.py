@@ -134,3 +134,15 @@ class EmulatedProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def render_table(
+    columns: list[tuple[str, str, str]], results: list[dict[str, Any]]
+) -> list[str]:
+    """Right-aligned text table: ``columns`` are (title, result key, format)."""
+    rows = [[title for title, _, _ in columns]]
+    rows += [[fmt.format(r[key]) for _, key, fmt in columns] for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines

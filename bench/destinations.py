@@ -69,7 +69,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bench._emulated import EmulatedProcess, cpu_seconds, current_rss_mb, peak_rss_mb
+from bench._emulated import (
+    EmulatedProcess,
+    cpu_seconds,
+    current_rss_mb,
+    peak_rss_mb,
+    render_table,
+)
 
 DESTINATIONS = ("google_ads", "data_manager", "ga4", "meta")
 CUSTOMER, ACTION = "1234567890", "111"
@@ -442,11 +448,7 @@ def _table(results: list[dict[str, Any]]) -> str:
         ("emu MiB", "emulator_peak_rss_mib", "{}"),
         ("emu cpu s", "emulator_cpu_seconds", "{}"),
     ]
-    rows = [[title for title, _, _ in columns]]
-    rows += [[fmt.format(r[key]) for _, key, fmt in columns] for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = render_table(columns, results)
     for r in results:
         extra = f", {r['ga4_client_ids']:,} client_ids" if "ga4_client_ids" in r else ""
         lines.append(

@@ -64,7 +64,13 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bench._emulated import EmulatedProcess, cpu_seconds, current_rss_mb, peak_rss_mb
+from bench._emulated import (
+    EmulatedProcess,
+    cpu_seconds,
+    current_rss_mb,
+    peak_rss_mb,
+    render_table,
+)
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SOURCES = ("salesforce", "hubspot")
@@ -369,11 +375,7 @@ def _table(results: list[dict[str, Any]]) -> str:
         ("emu cpu s", "emulator_cpu_seconds", "{}"),
         ("seed s", "emulator_seed_seconds", "{}"),
     ]
-    rows = [[title for title, _, _ in columns]]
-    rows += [[fmt.format(r[key]) for _, key, fmt in columns] for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
-    lines = ["  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = render_table(columns, results)
     for r in results:
         kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["requests_by_kind"].items()))
         lines.append(f"{r['source']}: {r['requests']} requests ({kinds})")

@@ -88,59 +88,53 @@ def _exact_shares(values: Sequence[float]) -> list[Fraction]:
     return [Fraction(n, total) for n in units]
 
 
+class SingleTouch:
+    """All credit to one touchpoint, the one ``chosen`` picks from the time-ordered ones."""
+
+    name: ClassVar[str]
+
+    def weights(
+        self, touchpoints: Sequence[Touchpoint], conversion_time: datetime
+    ) -> dict[str, Fraction]:
+        tps = ordered(touchpoints)
+        return _single(tps, self.chosen(tps)) if tps else {}
+
+    @staticmethod
+    def chosen(tps: Sequence[Touchpoint]) -> Touchpoint:
+        """The credited one of time-ordered, non-empty ``tps``."""
+        raise NotImplementedError
+
+
 @dataclass(frozen=True, slots=True)
-class FirstTouch:
+class FirstTouch(SingleTouch):
     """All credit to the earliest touchpoint."""
 
     name: ClassVar[str] = "first_touch"
 
-    def weights(
-        self, touchpoints: Sequence[Touchpoint], conversion_time: datetime
-    ) -> dict[str, Fraction]:
-        tps = ordered(touchpoints)
-        return _single(tps, tps[0]) if tps else {}
-
     @staticmethod
     def chosen(tps: Sequence[Touchpoint]) -> Touchpoint:
-        """The credited one of time-ordered, non-empty ``tps``."""
         return tps[0]
 
 
 @dataclass(frozen=True, slots=True)
-class LastTouch:
+class LastTouch(SingleTouch):
     """All credit to the latest touchpoint."""
 
     name: ClassVar[str] = "last_touch"
 
-    def weights(
-        self, touchpoints: Sequence[Touchpoint], conversion_time: datetime
-    ) -> dict[str, Fraction]:
-        tps = ordered(touchpoints)
-        return _single(tps, tps[-1]) if tps else {}
-
     @staticmethod
     def chosen(tps: Sequence[Touchpoint]) -> Touchpoint:
-        """The credited one of time-ordered, non-empty ``tps``."""
         return tps[-1]
 
 
 @dataclass(frozen=True, slots=True)
-class LastNonDirect:
+class LastNonDirect(SingleTouch):
     """All credit to the latest non-direct touchpoint; the latest one if all are direct."""
 
     name: ClassVar[str] = "last_non_direct"
 
-    def weights(
-        self, touchpoints: Sequence[Touchpoint], conversion_time: datetime
-    ) -> dict[str, Fraction]:
-        tps = ordered(touchpoints)
-        if not tps:
-            return {}
-        return _single(tps, self.chosen(tps))
-
     @staticmethod
     def chosen(tps: Sequence[Touchpoint]) -> Touchpoint:
-        """The credited one of time-ordered, non-empty ``tps``."""
         return next((tp for tp in reversed(tps) if not tp.is_direct), tps[-1])
 
 
@@ -307,7 +301,8 @@ def attribute(
         tps = ordered(journey.touchpoints)
         if not tps:
             return ()
-        chosen = model.chosen(tps)  # type: ignore[attr-defined]
+        assert isinstance(model, SingleTouch)
+        chosen = model.chosen(tps)
         places = minor_units(deal.currency)
         amount = as_money(whole_units(deal.amount or Decimal(0), places), places)
         return (Credit(touchpoint_id=chosen.id, weight=_ONE, amount=amount),)
