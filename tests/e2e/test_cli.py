@@ -118,3 +118,10 @@ def test_explain_and_models_report(tmp_path: Path) -> None:
                   for tp in data["journey"] if "last_non_direct" in tp["credits"])  # fmt: skip
     assert amounts == Decimal(data["deal"]["amount"])
     assert runner.invoke(app, ["explain", "NOPE", *where]).exit_code == 1
+
+
+def test_unreachable_store_names_it_without_the_password(tmp_path: Path) -> None:
+    url = "postgresql://revsync:s3cret-pw@127.0.0.1:1/nowhere"
+    result = runner.invoke(app, ["db", "upgrade", "--database-url", url])
+    assert result.exit_code == 1
+    assert "127.0.0.1:1/nowhere" in result.output and "s3cret-pw" not in result.output

@@ -80,5 +80,7 @@ def open_store(url: str) -> Engine:
             upgrade(engine)
     except OperationalError as exc:
         engine.dispose()
-        raise TransientError(f"cannot reach the store: {type(exc.orig).__name__}") from None
+        where = engine.url.render_as_string(hide_password=True)
+        reason = type(exc.orig).__name__
+        raise TransientError(f"cannot reach the store at {where}: {reason}") from None
     return engine
