@@ -8,13 +8,12 @@ one join of the matched visitors with their touchpoints inside the journey windo
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, RowMapping
@@ -68,7 +67,6 @@ def touchpoint_from_row(row: Mapping[str, Any] | RowMapping) -> Touchpoint:
     )
 
 
-_T = TypeVar("_T")
 _Found = dict[str, list[tuple[str, datetime]]]  # key -> [(visitor_id, observed_at)]
 
 
@@ -141,7 +139,7 @@ def _resolve(
             clicks[name] |= values
     click_rows = _click_touchpoints(conn, clicks)
 
-    new_link = _new_link
+    new_link = MatchLink
     links_of: dict[tuple[str, str], list[MatchLink]] = {}
     first_lead: dict[tuple[str, str], datetime] = {}
     for key, (deal_emails, deal_phones, deal_crm_ids, deal_clicks) in per_deal.items():
@@ -240,7 +238,7 @@ def build_journey(
                 seen[tp.id] = tp
                 known_clicks.add((name, value))
     ordered = sorted(seen.values(), key=_TIME_ORDER)
-    return _new_journey(deal, tuple(ordered), tuple(links))
+    return Journey(deal, tuple(ordered), tuple(links))
 
 
 def _crm_click(deal: Deal, name: str, value: str, when: datetime) -> Touchpoint:
@@ -417,26 +415,6 @@ def _parse_aware_time(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def slot_constructor(cls: type[_T]) -> Callable[..., _T]:
-    """``cls(*fields)`` for a frozen, slotted dataclass without ``__post_init__``, setting
-    the slots directly: what its ``__init__`` does (an ``object.__setattr__`` per field),
-    about twice as fast. The result is an ordinary instance, equal to ``cls(*fields)``."""
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    assert tuple(names) == getattr(cls, "__slots__", None) and not hasattr(cls, "__post_init__")
-    args = ", ".join(f"a{i}" for i in range(len(names)))
-    setters = "".join(f"    s{i}(o, a{i})\n" for i in range(len(names)))
-    source = f"def make({args}):\n    o = new(cls)\n{setters}    return o\n"
-    scope: dict[str, Any] = {"new": object.__new__, "cls": cls}
-    scope.update({f"s{i}": getattr(cls, name).__set__ for i, name in enumerate(names)})
-    exec(source, scope)  # noqa: S102 - only field positions are formatted in
-    return scope["make"]  # type: ignore[no-any-return]
-
-
-_new_touchpoint = slot_constructor(Touchpoint)
-_new_link = slot_constructor(MatchLink)
-_new_journey = slot_constructor(Journey)
-
-
 def _touchpoints(
     rows: Iterable[tuple[Any, ...]],
     parse: Callable[[Any], datetime],
@@ -446,7 +424,7 @@ def _touchpoints(
     equal ClickIds and Consent values share one (immutable) instance."""
     click_ids: dict[tuple[Any, ...], ClickIds] = {}
     consent = _CONSENT
-    new = _new_touchpoint
+    new = Touchpoint
     for row in rows:
         key = row[11:21]
         ids = click_ids.get(key)

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 
 from revsync.attribution import minor_units
 from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes
-from revsync.matching.resolve import NO_CLICKS, slot_constructor, time_parser
+from revsync.matching.resolve import NO_CLICKS, time_parser
 
 # Bound values per IN list: below SQLite's 32,766 parameters per statement.
 _CHUNK = 10_000
@@ -40,9 +40,6 @@ _PAGE = (
 )
 _NO_CLICKS = NO_CLICKS
 _STATUS = {status.value: status for status in DealStatus}
-_new_deal = slot_constructor(Deal)
-_new_contact = slot_constructor(Contact)
-_new_hashes = slot_constructor(PersonHashes)
 
 
 def load_deals(conn: Connection, source: str, ids: Sequence[str]) -> list[Deal]:
@@ -80,9 +77,9 @@ def _deals(conn: Connection, source: str, rows: Sequence[tuple[Any, ...]]) -> li
         for deal_id, primary, crm_id, email, email_g, phone, phone_m, clicks in _fetch(
             conn, _CONTACTS, [source], chunk
         ):
-            contact = _new_contact(
+            contact = Contact(
                 crm_id,
-                _new_hashes(email, email_g, phone, phone_m),
+                PersonHashes(email, email_g, phone, phone_m),
                 bool(primary),
                 _click_ids(clicks) if clicks and clicks != "{}" else _NO_CLICKS,
             )
@@ -107,7 +104,7 @@ def _deals(conn: Connection, source: str, rows: Sequence[tuple[Any, ...]]) -> li
             # precision.
             amount = (Decimal("%.4f" % amount) if sqlite else amount).quantize(quantum)  # noqa: UP031
         out.append(
-            _new_deal(
+            Deal(
                 source,
                 deal_id,
                 _STATUS.get(status) or DealStatus(status),
