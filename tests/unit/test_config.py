@@ -107,3 +107,24 @@ def test_secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REVSYNC_SECRETS_DIR", str(tmp_path))
     token = load_settings().hubspot_access_token
     assert token is not None and token.get_secret_value() == "pat-123"
+
+
+def test_the_example_documents_every_key() -> None:
+    from pydantic import BaseModel
+
+    from revsync.config import mapping
+
+    text = EXAMPLE.read_text()
+    blocks: list[type[BaseModel]] = [
+        mapping.FileSource, mapping.SalesforceSource, mapping.HubSpotSource,
+        mapping.GoogleAdsDestination, mapping.Ga4Destination, mapping.MetaDestination,
+        mapping.MatchingConfig, mapping.AttributionConfig, mapping.ChannelRule,
+        mapping.PrivacyConfig, mapping.RevsyncConfig,
+    ]  # fmt: skip
+    missing = sorted(
+        f"{block.__name__}.{name}"
+        for block in blocks
+        for name in block.model_fields
+        if f"{name}:" not in text
+    )
+    assert missing == []
