@@ -17,19 +17,19 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
-import json
 import re
 import threading
 import uuid
 from collections import Counter, deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from google.ads import datamanager_v1 as dm
 from google.protobuf import json_format
+
+from tests.emulators.loopback import LoopbackServer, Response
 
 INGEST_EVENTS_PATH = "/v1/events:ingest"
 RETRIEVE_STATUS_PATH = "/v1/requestStatus:retrieve"
@@ -196,8 +196,10 @@ class _Violations:
             )
 
 
-class DataManagerEmulator:
+class DataManagerEmulator(LoopbackServer):
     """Data Manager API events emulator on 127.0.0.1; use as a context manager or start/stop."""
+
+    methods = ("GET", "POST")
 
     def __init__(
         self,
@@ -211,6 +213,7 @@ class DataManagerEmulator:
         too_recent_click: dt.timedelta = dt.timedelta(0),
         rate_limit_per_minute: int | None = 300,
     ) -> None:
+        super().__init__()
         self.tokens = set(tokens)
         self.refresh_tokens = set(refresh_tokens)
         self.accept_issued_tokens = accept_issued_tokens
@@ -226,34 +229,8 @@ class DataManagerEmulator:
         self._clicks: dict[tuple[str, str], Click] = {}
         self._transactions: set[tuple[str, str, str]] = set()
         self._pending: deque[IngestRecord] = deque()
-        self._faults: list[_Fault] = []
+        self._rpc_faults: list[_Fault] = []
         self._recent: deque[dt.datetime] = deque()
-        self._lock = threading.RLock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    def start(self) -> DataManagerEmulator:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> DataManagerEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def token_uri(self) -> str:
@@ -263,8 +240,7 @@ class DataManagerEmulator:
     @property
     def host(self) -> str:
         """``127.0.0.1:PORT``, as ``IngestionServiceRestTransport(host=...)`` takes it."""
-        assert self._server is not None, "emulator not started"
-        return f"127.0.0.1:{self._server.server_port}"
+        return f"127.0.0.1:{self.port}"
 
     # -- seeding, faults, inspection ---------------------------------------------------------
 
@@ -285,7 +261,7 @@ class DataManagerEmulator:
     def fail_next(self, status: int, *, times: int = 1, rpc: str | None = None) -> None:
         """Answer the next ``times`` calls (of ``rpc``, or any) with ``status`` (429, 503, ...)."""
         with self._lock:
-            self._faults.append(_Fault(status, times, rpc))
+            self._rpc_faults.append(_Fault(status, times, rpc))
 
     @property
     def events(self) -> list[StoredEvent]:
@@ -302,6 +278,13 @@ class DataManagerEmulator:
                 self._process(self._pending.popleft(), now)
 
     # -- request handling --------------------------------------------------------------------
+
+    def respond(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
+        status, payload = self.handle(method, target, headers, body)
+        response = Response.json(status, payload)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="https://accounts.google.com/"'
+        return response
 
     def handle(
         self, method: str, raw_path: str, headers: dict[str, str], body: bytes
@@ -369,7 +352,7 @@ class DataManagerEmulator:
 
     def _admit(self, rpc: str) -> None:
         with self._lock:
-            for fault in self._faults:
+            for fault in self._rpc_faults:
                 if fault.times > 0 and fault.rpc in (None, rpc):
                     fault.times -= 1
                     raise _fault_error(fault.status)
@@ -689,33 +672,3 @@ def _fault_error(status: int) -> ApiError:
     if status == 503:
         return ApiError(503, "The service is currently unavailable.")
     return ApiError(status, f"Injected fault {status}.")
-
-
-def _handler_for(emulator: DataManagerEmulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body leave in one segment (buffered, flushed after each request), with
-        # TCP_NODELAY: no Nagle/delayed-ACK stall of ~40 ms per keep-alive response.
-        wbufsize = 1 << 16
-        disable_nagle_algorithm = True
-
-        def _serve(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            status, payload = emulator.handle(self.command, self.path, headers, body)
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 401:
-                self.send_header("WWW-Authenticate", 'Bearer realm="https://accounts.google.com/"')
-            self.end_headers()
-            self.wfile.write(data)
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, format: str, *args: object) -> None:
-            """Keep test output quiet."""
-
-    return Handler

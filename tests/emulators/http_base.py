@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import ssl
-import threading
 import time
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.emulators.loopback import LoopbackServer, Response
 from tests.emulators.tls import TlsFiles
+
+__all__ = ["EmulatorServer", "Exchange", "Request", "Response"]
 
 
 @dataclass(frozen=True)
@@ -63,24 +63,6 @@ class Request:
         return {key: values[0] for key, values in parsed.items()}
 
 
-@dataclass
-class Response:
-    """What the emulator answers."""
-
-    status: int
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def json(cls, status: int, payload: Any, headers: Mapping[str, str] | None = None) -> Response:
-        """A JSON response."""
-        return cls(
-            status,
-            json.dumps(payload).encode(),
-            {"Content-Type": "application/json; charset=UTF-8", **(headers or {})},
-        )
-
-
 @dataclass(frozen=True)
 class Exchange:
     """A logged request and the response it got."""
@@ -89,64 +71,21 @@ class Exchange:
     response: Response
 
 
-@dataclass
-class _Fault:
-    remaining: int
-    response: Response
-
-
-class EmulatorServer:
+class EmulatorServer(LoopbackServer):
     """Base class of the HTTP emulators. Subclasses implement :meth:`handle`."""
 
     def __init__(self, *, tls: TlsFiles | None = None) -> None:
-        self._tls = tls
-        self._lock = threading.RLock()
-        self._faults: list[_Fault] = []
+        super().__init__(tls=tls)
         self._frozen_time: float | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.log: list[Exchange] = []
         self.internal_errors: list[str] = []
-
-    # -- lifecycle -----------------------------------------------------------------------
-
-    def start(self) -> Self:
-        """Bind an ephemeral port on 127.0.0.1 and serve in a daemon thread."""
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        server.daemon_threads = True
-        if self._tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(self._tls.server_cert, self._tls.server_key)
-            server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and release the port."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     @property
     def url(self) -> str:
         """Base URL without a trailing slash, e.g. ``http://127.0.0.1:54321``."""
         if self._server is None:
             raise RuntimeError("emulator not started")
-        scheme = "https" if self._tls is not None else "http"
-        return f"{scheme}://127.0.0.1:{self._server.server_address[1]}"
+        return self._origin
 
     # -- inspection ----------------------------------------------------------------------
 
@@ -190,8 +129,7 @@ class EmulatorServer:
 
     def inject(self, response: Response, times: int = 1) -> None:
         """Answer the next ``times`` requests with exactly ``response``."""
-        with self._lock:
-            self._faults.append(_Fault(times, response))
+        self._add_fault(response, times)
 
     def fault_payload(self, status: int) -> Any:
         """JSON body of an injected fault; override to mimic the platform's error shape."""
@@ -205,15 +143,13 @@ class EmulatorServer:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _dispatch(self, request: Request) -> Response:
+    def respond(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
+        parts = urlsplit(target)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        request = Request(method, parts.path, query, headers, body, received_at=self.now())
         with self._lock:
-            if self._faults:
-                fault = self._faults[0]
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults.pop(0)
-                response = fault.response
-            else:
+            response = self._take_fault(request.path)
+            if response is None:
                 try:
                     response = self.handle(request)
                 except Exception:
@@ -221,49 +157,3 @@ class EmulatorServer:
                     response = Response.json(500, {"error": {"message": "emulator error"}})
             self.log.append(Exchange(request, response))
             return response
-
-
-def _handler_for(emulator: EmulatorServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body leave in one segment (buffered, flushed after each request), with
-        # TCP_NODELAY: no Nagle/delayed-ACK stall of ~40 ms per keep-alive response.
-        wbufsize = 1 << 16
-        disable_nagle_algorithm = True
-
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            request = Request(
-                method=self.command,
-                path=parts.path,
-                query=parse_qs(parts.query, keep_blank_values=True),
-                headers={key.lower(): value for key, value in self.headers.items()},
-                body=self._read_body(),
-                received_at=emulator.now(),
-            )
-            response = emulator._dispatch(request)
-            self.send_response(response.status)
-            for name, value in response.headers.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(response.body)
-
-        def _read_body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
-                while size := int(self.rfile.readline().split(b";")[0], 16):
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
-                return b"".join(chunks)
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            """Keep test output quiet."""
-
-    return Handler

@@ -12,17 +12,17 @@ import binascii
 import enum
 import json
 import secrets
-import threading
 import time
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from tests.emulators.loopback import LoopbackServer, Response
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
@@ -43,7 +43,7 @@ class OAuthError(Exception):
         self.code = code
 
 
-class OAuthEmulator:
+class OAuthEmulator(LoopbackServer):
     """A plain-HTTP token endpoint on 127.0.0.1 that issues and remembers access tokens.
 
     ``clients`` maps client id to secret, ``refresh_tokens`` maps refresh token to the
@@ -51,6 +51,8 @@ class OAuthEmulator:
     public key. ``extra_fields`` are added to every token response (e.g. Salesforce's
     ``instance_url``). Tokens live ``expires_in`` seconds, or until :meth:`expire_tokens`.
     """
+
+    methods = ("POST",)
 
     def __init__(
         self,
@@ -62,6 +64,7 @@ class OAuthEmulator:
         path: str = "/token",
         extra_fields: Mapping[str, Any] | None = None,
     ) -> None:
+        super().__init__()
         self.clients = dict(clients or {"test-client": "test-secret"})
         self.refresh_tokens = dict(refresh_tokens or {"test-refresh": "test-client"})
         self.jwt_issuers = dict(jwt_issuers or {})
@@ -70,49 +73,11 @@ class OAuthEmulator:
         self.extra_fields = dict(extra_fields or {})
         self.issued: list[str] = []
         self._expiry: dict[str, float] = {}
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
 
     @property
     def token_url(self) -> str:
         """The endpoint clients post token requests to."""
-        if self._server is None:
-            raise RuntimeError("OAuthEmulator is not started")
-        return f"http://127.0.0.1:{self._server.server_address[1]}{self.path}"
-
-    def start(self) -> Self:
-        """Serve on an ephemeral port in a daemon thread."""
-        emulator = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                emulator._handle(self)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                """Keep test output quiet."""
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Shut the server down and join its thread."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return f"{self._origin}{self.path}"
 
     def expire_tokens(self) -> None:
         """Expire every token issued so far: clients must fetch a new one."""
@@ -135,23 +100,20 @@ class OAuthEmulator:
             return TokenStatus.INVALID
         return self.token_status(token.strip())
 
-    def _handle(self, request: BaseHTTPRequestHandler) -> None:
-        if request.path.split("?")[0] != self.path:
-            self._reply(request, 404, {"error": "not_found"})
-            return
-        length = int(request.headers.get("Content-Length") or 0)
-        form = dict(parse_qsl(request.rfile.read(length).decode()))
+    def respond(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
+        if target.split("?")[0] != self.path:
+            return _reply(404, {"error": "not_found"})
+        form = dict(parse_qsl(body.decode()))
         try:
-            self._authorize(form, request.headers.get("Authorization"))
+            self._authorize(form, headers.get("authorization"))
         except OAuthError as error:
-            self._reply(request, 400, {"error": error.code})
-            return
+            return _reply(400, {"error": error.code})
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._expiry[token] = time.time() + self.expires_in
             self.issued.append(token)
-        body = {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in}
-        self._reply(request, 200, {**body, **self.extra_fields})
+        issued = {"access_token": token, "token_type": "Bearer", "expires_in": self.expires_in}
+        return _reply(200, {**issued, **self.extra_fields})
 
     def _authorize(self, form: dict[str, str], basic: str | None) -> None:
         grant = form.get("grant_type")
@@ -203,15 +165,10 @@ class OAuthEmulator:
         except InvalidSignature:
             raise OAuthError("invalid_grant") from None
 
-    @staticmethod
-    def _reply(request: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        request.send_response(status)
-        request.send_header("Content-Type", "application/json")
-        request.send_header("Content-Length", str(len(data)))
-        request.send_header("Cache-Control", "no-store")
-        request.end_headers()
-        request.wfile.write(data)
+
+def _reply(status: int, body: dict[str, Any]) -> Response:
+    headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+    return Response(status, json.dumps(body).encode(), headers)
 
 
 def _b64url(part: str) -> bytes:
