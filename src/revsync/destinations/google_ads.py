@@ -134,34 +134,40 @@ class GoogleAdsDestination(PlatformDestination[GoogleAdsConfig]):
         requests: list[ApiRequest] = []
         clicks = [c for c in batch if c.kind is ConversionKind.CONVERSION]
         adjustments = [c for c in batch if c.kind is not ConversionKind.CONVERSION]
-        customer = self.config.customer_id
         if clicks:
             requests.append(
-                ApiRequest(
-                    endpoint="ConversionUploadService/UploadClickConversions",
-                    body={
-                        "customer_id": customer,
-                        "conversions": [self._click(c) for c in clicks],
-                        "partial_failure": True,
-                        "validate_only": self.config.validate_only,
-                    },
-                    keys=tuple(c.key for c in clicks),
+                self._request(
+                    "ConversionUploadService/UploadClickConversions",
+                    "conversions",
+                    clicks,
+                    [self._click(c) for c in clicks],
                 )
             )
         if adjustments:
             requests.append(
-                ApiRequest(
-                    endpoint="ConversionAdjustmentUploadService/UploadConversionAdjustments",
-                    body={
-                        "customer_id": customer,
-                        "conversion_adjustments": [self._adjustment(c) for c in adjustments],
-                        "partial_failure": True,
-                        "validate_only": self.config.validate_only,
-                    },
-                    keys=tuple(c.key for c in adjustments),
+                self._request(
+                    "ConversionAdjustmentUploadService/UploadConversionAdjustments",
+                    "conversion_adjustments",
+                    adjustments,
+                    [self._adjustment(c) for c in adjustments],
                 )
             )
         return requests
+
+    def _request(
+        self,
+        endpoint: str,
+        rows_field: str,
+        batch: Sequence[Conversion],
+        rows: list[dict[str, Any]],
+    ) -> ApiRequest:
+        body = {
+            "customer_id": self.config.customer_id,
+            rows_field: rows,
+            "partial_failure": True,
+            "validate_only": self.config.validate_only,
+        }
+        return ApiRequest(endpoint=endpoint, body=body, keys=tuple(c.key for c in batch))
 
     def _action_resource(self, action: str) -> str:
         return f"customers/{self.config.customer_id}/conversionActions/{action}"

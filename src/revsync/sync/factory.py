@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from pydantic import SecretStr
+
 from revsync.config.mapping import (
     FileSource,
     HubSpotSource,
@@ -79,21 +81,13 @@ def _transport(block: GoogleAdsConfig | Ga4Config | MetaConfig, settings: Settin
     if isinstance(block, Ga4Config) and block.transport == "http":
         from revsync.destinations.ga4_http import Ga4HttpTransport
 
-        if settings.ga4_api_secret is None:
-            raise ConfigError(
-                f"destination {block.name!r}: set REVSYNC_GA4_API_SECRET (or the "
-                "revsync_ga4_api_secret file in REVSYNC_SECRETS_DIR) to the stream's MP api secret"
-            )
-        return Ga4HttpTransport(block, settings.ga4_api_secret)
+        secret = _secret(settings, "ga4_api_secret", block.name, "the stream's MP api secret")
+        return Ga4HttpTransport(block, secret)
     if isinstance(block, MetaConfig) and block.transport == "api":
         from revsync.destinations.meta_api import MetaApiTransport
 
-        if settings.meta_access_token is None:
-            raise ConfigError(
-                f"destination {block.name!r}: set REVSYNC_META_ACCESS_TOKEN (or the "
-                "revsync_meta_access_token file in REVSYNC_SECRETS_DIR) to a Conversions API token"
-            )
-        return MetaApiTransport(block, settings.meta_access_token)
+        token = _secret(settings, "meta_access_token", block.name, "a Conversions API token")
+        return MetaApiTransport(block, token)
     if isinstance(block, GoogleAdsConfig):
         from revsync.destinations.google_ads_api import google_transport  # imports google-ads
 
@@ -102,3 +96,15 @@ def _transport(block: GoogleAdsConfig | Ga4Config | MetaConfig, settings: Settin
         f"destination {block.name!r}: transport {block.transport!r} is not available in this "
         "build; use `transport: file`"
     )
+
+
+def _secret(settings: Settings, field: str, destination: str, what: str) -> SecretStr:
+    """A credential from the settings; missing, a ConfigError naming where to put it."""
+    value = getattr(settings, field)
+    if value is None:
+        raise ConfigError(
+            f"destination {destination!r}: set REVSYNC_{field.upper()} (or the "
+            f"revsync_{field} file in REVSYNC_SECRETS_DIR) to {what}"
+        )
+    assert isinstance(value, SecretStr)
+    return value
