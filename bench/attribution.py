@@ -7,8 +7,9 @@ not count) unless it already exists, then in this process measures
 
 - **engine**: what ``revsync report models`` and ``SyncJob._plan`` do for every won deal,
   with the default model: ``won_deal_pages`` (deals read back a page at a time) ->
-  ``resolve_journeys`` -> ``attribute(journey, last_non_direct)``. Uploading, storing
-  links/credits and planning conversions are not counted.
+  ``resolve_journeys`` -> ``attribute(journey, last_non_direct)`` -> ``with_details`` of
+  the credited touchpoints (what planning reads). Uploading, storing links/credits and
+  planning conversions are not counted.
 - **floor**: one SQL statement that does the database side of the same work: won deals ->
   deal_contacts -> contacts -> identities (by email hash, phone hash or CRM ID) ->
   touchpoints of the matched visitors inside each deal's window ``[min(first lead, close)
@@ -25,6 +26,7 @@ removed afterwards.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import resource
 import subprocess
@@ -40,7 +42,7 @@ import sqlalchemy as sa
 from bench.generate import DEFAULT_DIR, PG_ADMIN_URL, pg_database, pg_url, sqlite_path
 from revsync.attribution import attribute, build_model
 from revsync.config.mapping import AttributionConfig, MatchingConfig
-from revsync.matching.resolve import resolve_journeys
+from revsync.matching.resolve import resolve_journeys, with_details
 from revsync.store.deals import won_deal_pages
 from revsync.store.engine import create_store_engine
 
@@ -93,6 +95,7 @@ class Result:
     load_seconds: float = 0.0
     resolve_seconds: float = 0.0
     attribute_seconds: float = 0.0
+    details_seconds: float = 0.0
     deals_per_second: float = 0.0
     rss_before_mib: float = 0.0
     peak_rss_mib: float = 0.0
@@ -157,14 +160,19 @@ def run_engine(engine: sa.Engine, result: Result, page_size: int) -> None:
             journeys = resolve_journeys(conn, page, matching.lookback_days, matching.keys)
             t2 = time.perf_counter()
             result.resolve_seconds += t2 - t1
+            sent_ids = set()
             for journey in journeys:
                 assert journey.deal.close_at is not None
                 for credit in attribute(journey, model, journey.deal.close_at):
                     credited += credit.amount
+                    sent_ids.add(credit.touchpoint_id)
                 if journey.touchpoints:
                     result.journeys_with_touchpoints += 1
                     result.journey_touchpoints += len(journey.touchpoints)
-            result.attribute_seconds += time.perf_counter() - t2
+            t3 = time.perf_counter()
+            result.attribute_seconds += t3 - t2
+            with_details(conn, journeys, sent_ids)
+            result.details_seconds += time.perf_counter() - t3
             result.won_deals += len(page)
     result.engine_seconds = time.perf_counter() - started
     result.peak_rss_mib = _maxrss_mib()
@@ -205,7 +213,10 @@ def main(argv: list[str] | None = None) -> Result:
         seconds, result.floor_touchpoints = run_floor(engine)
         result.floor_seconds.append(seconds)
         print(f"floor (cold-ish): {seconds:.2f}s", flush=True)
+        gc.collect()
+        gc.freeze()  # as the revsync command does before it runs (cli._command)
         run_engine(engine, result, args.page_size)
+        gc.unfreeze()
         seconds, _ = run_floor(engine)
         result.floor_seconds.append(seconds)
     finally:
@@ -232,6 +243,7 @@ def _report(r: Result) -> None:
         ("  load deals", f"{r.load_seconds:.2f}s"),
         ("  resolve_journeys", f"{r.resolve_seconds:.2f}s"),
         ("  attribute", f"{r.attribute_seconds:.2f}s"),
+        ("  with_details (credited)", f"{r.details_seconds:.2f}s"),
         ("deals/s", f"{r.deals_per_second:,.0f}"),
         ("peak RSS", f"{r.peak_rss_mib:.0f} MiB (before the engine: {r.rss_before_mib:.0f} MiB)"),
         ("floor query", f"{floor:.2f}s (runs: {', '.join(f'{s:.2f}s' for s in r.floor_seconds)})"),

@@ -137,13 +137,23 @@ class Visitor:
 
 
 @dataclass(frozen=True, slots=True)
-class Touchpoint:
-    """One landing (session start) of a visitor."""
+class Touch:
+    """What attribution needs of a touchpoint: whose, when, and through which channel."""
 
     id: str
     visitor_id: str
     occurred_at: datetime
     channel: str  # a ``Channel`` value, or a name from the mapping's channel rules
+
+    @property
+    def is_direct(self) -> bool:
+        return self.channel in (Channel.DIRECT, Channel.UNASSIGNED)
+
+
+@dataclass(frozen=True, slots=True)
+class Touchpoint(Touch):
+    """One landing (session start) of a visitor, with what the ad platforms are sent."""
+
     source: str | None = None
     medium: str | None = None
     campaign: str | None = None
@@ -155,10 +165,6 @@ class Touchpoint:
     consent: Consent = field(default_factory=Consent)
     user_agent: str | None = None
     ip: str | None = None
-
-    @property
-    def is_direct(self) -> bool:
-        return self.channel in (Channel.DIRECT, Channel.UNASSIGNED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +218,26 @@ class MatchLink:
 
 @dataclass(frozen=True, slots=True)
 class Journey:
-    """A deal's time-ordered touchpoints inside its lookback window."""
+    """A deal's time-ordered touchpoints inside its lookback window.
+
+    Resolution gives each as a ``Touch``; ``matching.resolve.with_details`` swaps in the
+    full ``Touchpoint`` of those a destination sends (the credited ones).
+    """
 
     deal: Deal
-    touchpoints: tuple[Touchpoint, ...]
+    touchpoints: tuple[Touch, ...]
     links: tuple[MatchLink, ...] = ()
+
+
+def detailed(touch: Touch, deal: Deal) -> Touchpoint:
+    """``touch`` of ``deal``'s journey as the full ``Touchpoint`` that
+    ``matching.resolve.with_details`` put there."""
+    if not isinstance(touch, Touchpoint):
+        raise TypeError(
+            f"deal {deal.source}/{deal.id}: touchpoint {touch.id} has no details; "
+            "use the journeys with_details returns"
+        )
+    return touch
 
 
 @dataclass(frozen=True, slots=True)

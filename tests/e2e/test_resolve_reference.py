@@ -11,19 +11,23 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from fractions import Fraction
 
 import pytest
 from sqlalchemy import Connection, Engine, RowMapping, select
 
+from revsync.destinations.base import credited
 from revsync.domain import (
     Channel,
     ClickIds,
     Contact,
+    Credit,
     Deal,
     DealStatus,
     Journey,
     MatchLink,
     PersonHashes,
+    Touch,
     Touchpoint,
 )
 from revsync.matching.resolve import (
@@ -31,6 +35,7 @@ from revsync.matching.resolve import (
     _deal_keys,
     resolve_journeys,
     touchpoint_from_row,
+    with_details,
 )
 from revsync.store.schema import identities, touchpoints, visitors
 
@@ -144,7 +149,7 @@ def test_journeys_equal_the_reference(engine: Engine, page: int, lookback_days: 
     with engine.connect() as conn:
         for start in range(0, len(deals), page):
             chunk = deals[start : start + page]
-            got = resolve_journeys(conn, chunk, lookback_days)
+            got = with_details(conn, resolve_journeys(conn, chunk, lookback_days))
             want = reference_resolve(conn, chunk, lookback_days)
             assert got == want
     assert any(j.touchpoints for j in want)
@@ -156,7 +161,8 @@ def test_journeys_equal_the_reference(engine: Engine, page: int, lookback_days: 
 def test_key_kinds_equal_the_reference(engine: Engine, kinds: tuple[str, ...]) -> None:
     deals = _dataset(engine, seed=len(kinds))
     with engine.connect() as conn:
-        assert resolve_journeys(conn, deals, 90, kinds) == reference_resolve(conn, deals, 90, kinds)
+        got = with_details(conn, resolve_journeys(conn, deals, 90, kinds))
+        assert got == reference_resolve(conn, deals, 90, kinds)
 
 
 def test_a_visitor_of_two_deals_keeps_each_deals_window(engine: Engine) -> None:
@@ -187,7 +193,7 @@ def test_a_visitor_of_two_deals_keeps_each_deals_window(engine: Engine) -> None:
         for name, close in (("a", close_a), ("b", close_b))
     ]  # fmt: skip
     with engine.connect() as conn:
-        got = resolve_journeys(conn, deals, lookback_days=10)
+        got = with_details(conn, resolve_journeys(conn, deals, lookback_days=10))
         assert got == reference_resolve(conn, deals, 10)
     assert [tp.id for tp in got[0].touchpoints] == ["t0", "t1"]
     assert [tp.id for tp in got[1].touchpoints] == ["t3", "t4"]
@@ -220,7 +226,7 @@ def reference_resolve(
         if row["crm_id"]:
             by_crm[row["crm_id"]].append(row)
     clicks: dict[str, set[str]] = defaultdict(set)
-    for k in per_deal.values():
+    for k in per_deal.values() if "click_id" in kinds else ():
         for name, values in k.clicks.items():
             clicks[name] |= values
     click_rows = _click_touchpoints(conn, clicks)
@@ -240,7 +246,7 @@ def reference_resolve(
                     when = row["observed_at"]
                     if key not in first_lead or when < first_lead[key]:
                         first_lead[key] = when
-        for name, values in k.clicks.items():
+        for name, values in k.clicks.items() if "click_id" in kinds else ():
             for value in sorted(values):
                 for row in click_rows.get((name, value), ()):
                     links.append(MatchLink(row["visitor_id"], name, value))
@@ -359,3 +365,36 @@ def _visitor_touchpoints(conn: Connection, visitor_ids: set[str]) -> dict[str, l
         for row in conn.execute(query).mappings():
             out[row["visitor_id"]].append(touchpoint_from_row(row))
     return out
+
+
+def test_journeys_carry_touches_and_with_details_reads_the_ones_asked_for(
+    engine: Engine,
+) -> None:
+    """Resolution reads what attribution needs (``Touch``); ``with_details`` swaps in the
+    stored ``Touchpoint`` of the IDs asked for, and planning refuses a bare ``Touch``."""
+    deals = _dataset(engine, seed=5)
+    with engine.connect() as conn:
+        journeys = resolve_journeys(conn, deals, 90)
+        stored = [tp for j in journeys for tp in j.touchpoints if tp.visitor_id[:4] != "crm:"]
+        assert stored and all(type(tp) is Touch for tp in stored)
+        # CRM click IDs with no stored touchpoint are full touchpoints from the start.
+        assert all(
+            type(tp) is Touchpoint for j in journeys for tp in j.touchpoints
+            if tp.visitor_id.startswith("crm:")
+        )  # fmt: skip
+        journey = next(j for j in journeys if len(j.touchpoints) > 1)
+        wanted = journey.touchpoints[0]
+        (detailed_journey,) = with_details(conn, [journey], {wanted.id})
+        reference = {
+            tp.id: tp for j in reference_resolve(conn, [journey.deal], 90) for tp in j.touchpoints
+        }
+    first, *rest = detailed_journey.touchpoints
+    assert first == reference[wanted.id] and type(first) is Touchpoint
+    assert rest == list(journey.touchpoints[1:])  # untouched
+    credit = Credit(journey.touchpoints[1].id, Fraction(1), Decimal(100))
+    if type(journey.touchpoints[1]) is Touch:
+        with pytest.raises(TypeError, match=f"deal {journey.deal.source}/{journey.deal.id}"):
+            credited(detailed_journey, [credit], "google_ads", require_consent=False)
+    eligible, _ = credited(detailed_journey, [Credit(first.id, Fraction(1), Decimal(1))], "x",
+                           require_consent=False)  # fmt: skip
+    assert eligible[0][0] is first

@@ -25,7 +25,7 @@ from revsync.attribution.money import (
     minor_units,
     whole_units,
 )
-from revsync.domain import Credit, Journey, Touchpoint
+from revsync.domain import Credit, Journey, Touch
 
 ModelName = Literal[
     "first_touch",
@@ -50,7 +50,7 @@ class AttributionModel(Protocol):
     def name(self) -> str: ...
 
     def weights(
-        self, touchpoints: Sequence[Touchpoint], conversion_time: datetime
+        self, touchpoints: Sequence[Touch], conversion_time: datetime
     ) -> dict[str, Fraction]:
         """Exact weights per touchpoint id summing to 1; ``{}`` for no touchpoints."""
         ...
@@ -59,7 +59,7 @@ class AttributionModel(Protocol):
 _TIME_ORDER = attrgetter("occurred_at", "id")
 
 
-def ordered(touchpoints: Sequence[Touchpoint]) -> list[Touchpoint]:
+def ordered(touchpoints: Sequence[Touch]) -> list[Touch]:
     """Touchpoints sorted by ``(occurred_at, id)``; duplicate ids are rejected."""
     result = sorted(touchpoints, key=_TIME_ORDER)
     if len({tp.id for tp in result}) != len(result):
@@ -67,12 +67,12 @@ def ordered(touchpoints: Sequence[Touchpoint]) -> list[Touchpoint]:
     return result
 
 
-def channel_path(touchpoints: Sequence[Touchpoint]) -> tuple[str, ...]:
+def channel_path(touchpoints: Sequence[Touch]) -> tuple[str, ...]:
     """A journey's channels in time order: the path :meth:`MarkovModel.fit` takes."""
     return tuple(str(tp.channel) for tp in ordered(touchpoints))
 
 
-def _single(touchpoints: Sequence[Touchpoint], chosen: Touchpoint) -> dict[str, Fraction]:
+def _single(touchpoints: Sequence[Touch], chosen: Touch) -> dict[str, Fraction]:
     return {tp.id: Fraction(int(tp is chosen)) for tp in touchpoints}
 
 
@@ -94,13 +94,13 @@ class SingleTouch:
     name: ClassVar[str]
 
     def weights(
-        self, touchpoints: Sequence[Touchpoint], conversion_time: datetime
+        self, touchpoints: Sequence[Touch], conversion_time: datetime
     ) -> dict[str, Fraction]:
         tps = ordered(touchpoints)
         return _single(tps, self.chosen(tps)) if tps else {}
 
     @staticmethod
-    def chosen(tps: Sequence[Touchpoint]) -> Touchpoint:
+    def chosen(tps: Sequence[Touch]) -> Touch:
         """The credited one of time-ordered, non-empty ``tps``."""
         raise NotImplementedError
 
@@ -112,7 +112,7 @@ class FirstTouch(SingleTouch):
     name: ClassVar[str] = "first_touch"
 
     @staticmethod
-    def chosen(tps: Sequence[Touchpoint]) -> Touchpoint:
+    def chosen(tps: Sequence[Touch]) -> Touch:
         return tps[0]
 
 
@@ -123,7 +123,7 @@ class LastTouch(SingleTouch):
     name: ClassVar[str] = "last_touch"
 
     @staticmethod
-    def chosen(tps: Sequence[Touchpoint]) -> Touchpoint:
+    def chosen(tps: Sequence[Touch]) -> Touch:
         return tps[-1]
 
 
@@ -134,7 +134,7 @@ class LastNonDirect(SingleTouch):
     name: ClassVar[str] = "last_non_direct"
 
     @staticmethod
-    def chosen(tps: Sequence[Touchpoint]) -> Touchpoint:
+    def chosen(tps: Sequence[Touch]) -> Touch:
         return next((tp for tp in reversed(tps) if not tp.is_direct), tps[-1])
 
 
@@ -145,7 +145,7 @@ class Linear:
     name: ClassVar[str] = "linear"
 
     def weights(
-        self, touchpoints: Sequence[Touchpoint], conversion_time: datetime
+        self, touchpoints: Sequence[Touch], conversion_time: datetime
     ) -> dict[str, Fraction]:
         tps = ordered(touchpoints)
         return {tp.id: Fraction(1, len(tps)) for tp in tps}
@@ -168,7 +168,7 @@ class TimeDecay:
             raise ValueError(f"half_life_days must be > 0, got {self.half_life_days}")
 
     def weights(
-        self, touchpoints: Sequence[Touchpoint], conversion_time: datetime
+        self, touchpoints: Sequence[Touch], conversion_time: datetime
     ) -> dict[str, Fraction]:
         tps = ordered(touchpoints)
         if not tps:
@@ -200,7 +200,7 @@ class PositionBased:
             )
 
     def weights(
-        self, touchpoints: Sequence[Touchpoint], conversion_time: datetime
+        self, touchpoints: Sequence[Touch], conversion_time: datetime
     ) -> dict[str, Fraction]:
         tps = ordered(touchpoints)
         if len(tps) <= 1:
@@ -231,7 +231,7 @@ class DataDriven:
         self._effects = markov.removal_effects()
 
     def weights(
-        self, touchpoints: Sequence[Touchpoint], conversion_time: datetime
+        self, touchpoints: Sequence[Touch], conversion_time: datetime
     ) -> dict[str, Fraction]:
         tps = ordered(touchpoints)
         by_channel: dict[str, list[str]] = {}

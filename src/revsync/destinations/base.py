@@ -25,6 +25,7 @@ from revsync.domain import (
     Quarantined,
     Touchpoint,
     UploadOutcome,
+    detailed,
 )
 
 
@@ -183,15 +184,19 @@ class PlatformDestination(Generic[ConfigT]):
 
 def credited(
     journey: Journey, credits: Sequence[Credit], destination: str, require_consent: bool
-) -> tuple[list[tuple[Any, Credit]], list[Quarantined]]:
-    """The journey's touchpoints with a positive credit, consent-denied ones left out."""
+) -> tuple[list[tuple[Touchpoint, Credit]], list[Quarantined]]:
+    """The journey's touchpoints with a positive credit, consent-denied ones left out.
+
+    Credited touchpoints must carry their details (``matching.resolve.with_details``).
+    """
     by_id = {tp.id: tp for tp in journey.touchpoints}
-    eligible: list[tuple[Any, Credit]] = []
+    eligible: list[tuple[Touchpoint, Credit]] = []
     skipped: list[Quarantined] = []
     for credit in credits:
         tp = by_id.get(credit.touchpoint_id)
         if tp is None or credit.weight <= 0:
             continue
+        tp = detailed(tp, journey.deal)
         if require_consent and tp.consent.denies_ads:
             skipped.append(
                 Quarantined(

@@ -3,14 +3,14 @@
 deal -> contacts (CRM ids, email/phone hashes) and click IDs on the CRM record
      -> identities -> visitors -> touchpoints inside the lookback window.
 Lookups are set-based per page of deals: one query per key kind, each on an index, and
-one join of the matched visitors with their touchpoints inside the journey windows.
+one join of each deal's matched visitors with their touchpoints inside its window.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any, NamedTuple
@@ -25,11 +25,11 @@ from revsync.domain import (
     Deal,
     Journey,
     MatchLink,
+    Touch,
     Touchpoint,
 )
 
-# Keys per IN list and visitors per window join: 3 bound values per visitor stays below
-# SQLite's 32,766 parameters per statement.
+# Keys per IN list: below SQLite's 32,766 parameters per statement.
 _CHUNK = 10_000
 _CLICK_KEYS = ("gclid", "gbraid", "wbraid", "fbclid", "ga_client_id")
 _LINK_ORDER = attrgetter("visitor_id", "key_type", "key")
@@ -97,14 +97,15 @@ def _deal_keys(deal: Deal, kinds: Sequence[str]) -> _Keys:
             phones.add(hashes.phone)
         if by_crm:
             crm_ids.add(contact.crm_id)
-    if "click_id" in kinds:
-        for ids in (deal.click_ids, *(c.click_ids for c in contacts)):
-            if ids is NO_CLICKS:
-                continue
-            for name in _CLICK_KEYS:
-                value = getattr(ids, name)
-                if value:
-                    clicks.setdefault(name, set()).add(value)
+    # Looked up even when click IDs don't link visitors: a CRM click ID that no stored
+    # touchpoint of the journey carries becomes a touchpoint of its own.
+    for ids in (deal.click_ids, *(c.click_ids for c in contacts)):
+        if ids is NO_CLICKS:
+            continue
+        for name in _CLICK_KEYS:
+            value = getattr(ids, name)
+            if value:
+                clicks.setdefault(name, set()).add(value)
     return _Keys(emails, phones, crm_ids, clicks)
 
 
@@ -117,9 +118,9 @@ def resolve_journeys(
     """Journeys for ``deals`` (won deals with a close time), in the order given.
 
     A handful of set-based queries per call, whatever the number of deals: identities by
-    key kind, touchpoints by CRM click ID, then one join of the matched visitors with
-    their touchpoints inside the union of their deals' windows (an index range scan on
-    ``(visitor_id, occurred_at)`` per visitor). Memory is one page of journeys.
+    key kind, touchpoints by CRM click ID, then one join of each deal's matched visitors
+    with their touchpoints inside the deal's window (an index range scan on
+    ``(visitor_id, occurred_at)`` per deal and visitor). Memory is one page of journeys.
     """
     return _resolve(conn, deals, lookback_days, kinds)
 
@@ -138,6 +139,7 @@ def _resolve(
         for name, values in k[3].items():
             clicks[name] |= values
     click_rows = _click_touchpoints(conn, clicks)
+    link_clicks = "click_id" in kinds
 
     new_link = MatchLink
     links_of: dict[tuple[str, str], list[MatchLink]] = {}
@@ -157,35 +159,32 @@ def _resolve(
                         lead = when
         if lead is not None:
             first_lead[key] = lead
-        for name, values in deal_clicks.items():
+        for name, values in deal_clicks.items() if link_clicks else ():
             for value in sorted(values):
                 for _tp_id, visitor_id in click_rows.get((name, value), ()):
                     links.append(new_link(visitor_id, name, value))
         links_of[key] = sorted(set(links), key=_LINK_ORDER) if len(links) > 1 else links
 
-    # Each visitor is read once, over the union of the windows of its deals in this call.
-    windows: dict[str, tuple[datetime, datetime]] = {}
-    for deal in deals:
+    # One (deal, visitor, window) row per matched visitor of each deal: the database
+    # hands back each deal's window touchpoints, tagged with the deal's position.
+    pairs: list[tuple[int, str, datetime, datetime]] = []
+    for position, deal in enumerate(deals):
         key = (deal.source, deal.id)
-        if not links_of[key]:
+        links = links_of[key]
+        if not links:
             continue
         assert deal.close_at is not None
         start, end = _window(first_lead.get(key), deal.close_at, lookback_days)
-        for link in links_of[key]:
-            known = windows.get(link.visitor_id)
-            windows[link.visitor_id] = (
-                (start, end) if known is None else (min(known[0], start), max(known[1], end))
-            )
-    by_visitor = _visitor_touchpoints(conn, windows)
-    journeys = []
-    for deal in deals:
-        key = (deal.source, deal.id)
-        journeys.append(
-            build_journey(
-                deal, links_of[key], by_visitor, first_lead.get(key), lookback_days, click_rows
-            )
+        for visitor_id in dict.fromkeys(link.visitor_id for link in links):
+            pairs.append((position, visitor_id, start, end))
+    in_window = _window_touchpoints(conn, pairs)
+    return [
+        build_journey(
+            deal, links_of[(deal.source, deal.id)], in_window.get(position, ()),
+            first_lead.get((deal.source, deal.id)), click_rows, link_clicks,
         )
-    return journeys
+        for position, deal in enumerate(deals)
+    ]  # fmt: skip
 
 
 def _window(
@@ -199,46 +198,42 @@ def _window(
 def build_journey(
     deal: Deal,
     links: Sequence[MatchLink],
-    by_visitor: Mapping[str, Sequence[Touchpoint]],
+    in_window: Iterable[Touch],
     first_lead: datetime | None,
-    lookback_days: int,
-    click_rows: Mapping[tuple[str, str], Sequence[Any]] | None = None,
+    click_rows: Mapping[tuple[str, str], Sequence[tuple[str, str]]],
+    link_clicks: bool,
 ) -> Journey:
-    """The deal's touchpoints inside ``[first lead - lookback, close]``, time-ordered.
+    """The journey of ``deal`` from its matched visitors' touchpoints inside its window.
 
-    A click ID on the CRM record that no stored touchpoint carries becomes a touchpoint of
-    its own at the first lead event (or just before close), so it can still be credited.
+    A click ID on the CRM record becomes a touchpoint of its own at the first lead event
+    (or just before close), so it can still be credited, unless a stored touchpoint
+    carries it: any one when click IDs link visitors (``click_rows``: ``(touchpoint id,
+    visitor)`` per click), else one of this journey.
     """
     assert deal.close_at is not None
-    anchor = min(first_lead, deal.close_at) if first_lead else deal.close_at
-    start, end = _window(first_lead, deal.close_at, lookback_days)
-    seen: dict[str, Touchpoint] = {}
-    for visitor in sorted({m.visitor_id for m in links}):
-        for tp in by_visitor.get(visitor, ()):
-            if start <= tp.occurred_at <= end:
-                seen[tp.id] = tp
+    touchpoints = list(in_window)
     crm_clicks = [
         (name, value)
         for ids in (deal.click_ids, *(c.click_ids for c in deal.contacts))
+        if ids is not NO_CLICKS
         for name in ("gclid", "gbraid", "wbraid", "fbclid")
         if (value := getattr(ids, name))
     ]
     if crm_clicks:
-        known_clicks = {
-            (name, value)
-            for tp in seen.values()
-            for name in _CLICK_KEYS
-            if (value := getattr(tp.click_ids, name))
-        }
-        for name, value in crm_clicks:
-            if (name, value) not in known_clicks and not (
-                click_rows and click_rows.get((name, value))
+        anchor = min(first_lead, deal.close_at) if first_lead else deal.close_at
+        ids_in_journey = {tp.id for tp in touchpoints}
+        added: set[tuple[str, str]] = set()
+        for click in crm_clicks:
+            stored = click_rows.get(click, ())
+            if click in added or any(
+                link_clicks or tp_id in ids_in_journey for tp_id, _visitor in stored
             ):
-                tp = _crm_click(deal, name, value, anchor)
-                seen[tp.id] = tp
-                known_clicks.add((name, value))
-    ordered = sorted(seen.values(), key=_TIME_ORDER)
-    return Journey(deal, tuple(ordered), tuple(links))
+                continue
+            touchpoints.append(_crm_click(deal, *click, anchor))
+            added.add(click)
+    if len(touchpoints) > 1:
+        touchpoints.sort(key=_TIME_ORDER)
+    return Journey(deal, tuple(touchpoints), tuple(links))
 
 
 def _crm_click(deal: Deal, name: str, value: str, when: datetime) -> Touchpoint:
@@ -326,22 +321,26 @@ _TP_COLUMNS = (
     "ga_client_id", "msclkid", "ttclid", "li_fat_id", "consent_ad_user_data",
     "consent_ad_personalization", "user_agent", "ip",
 )  # fmt: skip
-_TP_SELECT = ", ".join(f"t.{c}" for c in _TP_COLUMNS)
-# One index range scan on (visitor_id, occurred_at) per visitor of the page. Only
-# constants and placeholders are formatted into these statements.
+# Journeys read a Touch's columns only: attribution needs no more, and the credited
+# touchpoints' other columns are read by ``with_details``.
+_TOUCH_SELECT = "t.id, t.visitor_id, t.occurred_at, t.channel"
+# One index range scan on (visitor_id, occurred_at) per (deal, visitor) of the page, rows
+# tagged with the deal's position. Only constants and placeholders are formatted in.
 _WINDOW_JOIN = {
     "sqlite": (
-        "WITH w(visitor_id, lo, hi) AS (VALUES {values}) "  # noqa: S608
-        f"SELECT {_TP_SELECT} FROM w JOIN touchpoints t ON t.visitor_id = w.visitor_id "
-        "AND t.occurred_at >= w.lo AND t.occurred_at <= w.hi"
+        "WITH w(deal, visitor_id, lo, hi) AS (VALUES {values}) "  # noqa: S608
+        f"SELECT w.deal, {_TOUCH_SELECT} FROM w JOIN touchpoints t "
+        "ON t.visitor_id = w.visitor_id AND t.occurred_at >= w.lo AND t.occurred_at <= w.hi"
     ),
     "postgresql": (
-        f"SELECT {_TP_SELECT} FROM "  # noqa: S608
-        "unnest(%b::text[], %b::timestamptz[], %b::timestamptz[]) AS w(visitor_id, lo, hi) "
-        "JOIN touchpoints t ON t.visitor_id = w.visitor_id "
-        "AND t.occurred_at >= w.lo AND t.occurred_at <= w.hi"
+        f"SELECT w.deal, {_TOUCH_SELECT} FROM "  # noqa: S608
+        "unnest(%b::int8[], %b::text[], %b::timestamptz[], %b::timestamptz[]) "
+        "AS w(deal, visitor_id, lo, hi) JOIN touchpoints t "
+        "ON t.visitor_id = w.visitor_id AND t.occurred_at >= w.lo AND t.occurred_at <= w.hi"
     ),
 }
+# (deal, visitor, lo, hi) per statement: 4 bound values each, below SQLite's 32,766.
+_PAIRS_PER_STATEMENT = 8_000
 _CONSENT = {
     (a, b): Consent(a, b) for a in (None, False, True) for b in (None, False, True)
 }  # SQLite hands back 0/1, which hash and compare equal to False/True
@@ -352,33 +351,59 @@ def _sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-def _visitor_touchpoints(
-    conn: Connection, windows: Mapping[str, tuple[datetime, datetime]]
-) -> dict[str, list[Touchpoint]]:
-    """The touchpoints of each visitor inside its ``(start, end)`` window, inclusive."""
-    out: dict[str, list[Touchpoint]] = defaultdict(list)
+def _window_touchpoints(
+    conn: Connection, pairs: Sequence[tuple[int, str, datetime, datetime]]
+) -> dict[int, list[Touch]]:
+    """Per deal position, the touches of its visitors inside its window, inclusive, from
+    ``(deal position, visitor_id, start, end)`` rows."""
+    out: dict[int, list[Touch]] = defaultdict(list)
     dialect = conn.dialect.name
     parse = time_parser(conn)
-    for chunk in _chunks(windows):
+    new = Touch
+    for first in range(0, len(pairs), _PAIRS_PER_STATEMENT):
+        chunk = pairs[first : first + _PAIRS_PER_STATEMENT]
         cursor = conn.connection.cursor()
         try:
             if dialect == "sqlite":
                 params: list[Any] = []
-                for visitor in chunk:
-                    start, end = windows[visitor]
-                    params += (visitor, _sqlite_time(start), _sqlite_time(end))
-                values = ", ".join(["(?, ?, ?)"] * len(chunk))
+                for position, visitor, start, end in chunk:
+                    params += (position, visitor, _sqlite_time(start), _sqlite_time(end))
+                values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
                 cursor.execute(_WINDOW_JOIN["sqlite"].format(values=values), params)
             elif dialect == "postgresql":
-                starts = [windows[v][0] for v in chunk]
-                ends = [windows[v][1] for v in chunk]
-                cursor.execute(_WINDOW_JOIN["postgresql"], (chunk, starts, ends))
+                columns = [list(column) for column in zip(*chunk, strict=True)]
+                cursor.execute(_WINDOW_JOIN["postgresql"], columns)
             else:  # pragma: no cover - the store only runs on these two
                 raise NotImplementedError(dialect)
-            _touchpoints(cursor.fetchall(), parse, out)
+            for position, tp_id, visitor_id, occurred_at, channel in cursor.fetchall():
+                out[position].append(new(tp_id, visitor_id, parse(occurred_at), channel))
         finally:
             cursor.close()
     return out
+
+
+def with_details(
+    conn: Connection, journeys: Sequence[Journey], ids: Collection[str] | None = None
+) -> list[Journey]:
+    """``journeys`` with their touches in ``ids`` (default: all) as full ``Touchpoint``s,
+    read from the store in one indexed lookup per 10,000."""
+    wanted = {
+        tp.id
+        for journey in journeys
+        for tp in journey.touchpoints
+        if not isinstance(tp, Touchpoint) and (ids is None or tp.id in ids)
+    }
+    if not wanted:
+        return list(journeys)
+    columns = ", ".join(_TP_COLUMNS)
+    rows = _lookup(conn, "touchpoints", columns, "id", wanted)
+    full = {tp.id: tp for tp in _touchpoints(rows, time_parser(conn))}
+    return [
+        Journey(j.deal, tuple(full.get(tp.id, tp) for tp in j.touchpoints), j.links)
+        if any(tp.id in full for tp in j.touchpoints)
+        else j
+        for j in journeys
+    ]
 
 
 def time_parser(conn: Connection) -> Callable[[Any], datetime]:
@@ -416,24 +441,18 @@ def _parse_aware_time(value: datetime) -> datetime:
 
 
 def _touchpoints(
-    rows: Iterable[tuple[Any, ...]],
-    parse: Callable[[Any], datetime],
-    out: dict[str, list[Touchpoint]],
-) -> None:
+    rows: Iterable[Sequence[Any]], parse: Callable[[Any], datetime]
+) -> Iterator[Touchpoint]:
     """Raw ``_TP_COLUMNS`` rows to Touchpoints, as ``touchpoint_from_row`` builds them;
     equal ClickIds and Consent values share one (immutable) instance."""
-    click_ids: dict[tuple[Any, ...], ClickIds] = {}
+    click_ids: dict[tuple[Any, ...], ClickIds] = {(None,) * 10: NO_CLICKS}
     consent = _CONSENT
-    new = Touchpoint
     for row in rows:
-        key = row[11:21]
+        key = tuple(row[11:21])
         ids = click_ids.get(key)
         if ids is None:
             ids = click_ids[key] = ClickIds(*key)
-        visitor_id = row[1]
-        out[visitor_id].append(
-            new(
-                row[0], visitor_id, parse(row[2]), row[3], row[4], row[5], row[6], row[7],
-                row[8], row[9], row[10], ids, consent[row[21], row[22]], row[23], row[24],
-            )
+        yield Touchpoint(
+            row[0], row[1], parse(row[2]), row[3], row[4], row[5], row[6], row[7], row[8],
+            row[9], row[10], ids, consent[row[21], row[22]], row[23], row[24],
         )  # fmt: skip

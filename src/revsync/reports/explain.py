@@ -12,8 +12,8 @@ from sqlalchemy import Connection, select
 
 from revsync.attribution import attribute, build_model
 from revsync.config.mapping import RevsyncConfig
-from revsync.domain import Deal, Journey
-from revsync.matching.resolve import resolve_journeys
+from revsync.domain import Deal, Journey, detailed
+from revsync.matching.resolve import resolve_journeys, with_details
 from revsync.store.deals import load_deals
 from revsync.store.schema import conversions, deals
 
@@ -40,8 +40,9 @@ def explain(
     deal = found[0]
     result = Explanation(deal=deal, journey=None)
     if deal.close_at is not None:
-        (journey,) = resolve_journeys(
-            conn, [deal], config.matching.lookback_days, config.matching.keys
+        (journey,) = with_details(
+            conn,
+            resolve_journeys(conn, [deal], config.matching.lookback_days, config.matching.keys),
         )
         result.journey = journey
         attribution = config.attribution
@@ -102,7 +103,7 @@ def as_dict(result: Explanation) -> dict[str, Any]:
                     if tp.id in credits
                 },
             }
-            for tp in (journey.touchpoints if journey else ())
+            for tp in (detailed(t, deal) for t in (journey.touchpoints if journey else ()))
         ],
         "conversions": [
             {k: (v.isoformat() if isinstance(v, datetime) else str(v) if v is not None else None)

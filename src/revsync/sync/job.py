@@ -31,7 +31,7 @@ from revsync.domain import (
 )
 from revsync.errors import ConfigError, RevsyncError
 from revsync.matching.paths import visitor_paths
-from revsync.matching.resolve import resolve_journeys
+from revsync.matching.resolve import resolve_journeys, with_details
 from revsync.sources.base import DealSource
 from revsync.store import queries
 from revsync.store.deals import won_deal_pages
@@ -291,6 +291,13 @@ class SyncJob:
                 per_currency[journey.deal.currency] = (
                     per_currency.get(journey.deal.currency, Decimal(0)) + credit.amount
                 )
+        sent_ids = {
+            credit.touchpoint_id
+            for destination in self.destinations
+            for credits in credited[destination.model].values()
+            for credit in credits
+        }
+        journeys = with_details(conn, journeys, sent_ids)
         planned = []
         for destination in self.destinations:
             allowed = self._destination_sources(destination)
