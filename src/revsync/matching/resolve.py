@@ -32,7 +32,6 @@ from revsync.domain import (
 # Keys per IN list: below SQLite's 32,766 parameters per statement.
 _CHUNK = 10_000
 _CLICK_KEYS = ("gclid", "gbraid", "wbraid", "fbclid", "ga_client_id")
-_LINK_ORDER = attrgetter("visitor_id", "key_type", "key")
 _TIME_ORDER = attrgetter("occurred_at", "id")
 
 
@@ -145,25 +144,26 @@ def _resolve(
     links_of: dict[tuple[str, str], list[MatchLink]] = {}
     first_lead: dict[tuple[str, str], datetime] = {}
     for key, (deal_emails, deal_phones, deal_crm_ids, deal_clicks) in per_deal.items():
-        links: list[MatchLink] = []
+        found: list[tuple[str, str, str]] = []  # (visitor_id, key kind, key)
         lead: datetime | None = None
         for kind, values, index in (
             ("email", deal_emails, by_email),
             ("phone", deal_phones, by_phone),
             ("crm_id", deal_crm_ids, by_crm),
         ):
-            for value in sorted(values) if len(values) > 1 else values:
+            for value in values:
                 for visitor_id, when in index.get(value, ()):
-                    links.append(new_link(visitor_id, kind, value))
+                    found.append((visitor_id, kind, value))
                     if lead is None or when < lead:
                         lead = when
         if lead is not None:
             first_lead[key] = lead
         for name, values in deal_clicks.items() if link_clicks else ():
-            for value in sorted(values):
+            for value in values:
                 for _tp_id, visitor_id in click_rows.get((name, value), ()):
-                    links.append(new_link(visitor_id, name, value))
-        links_of[key] = sorted(set(links), key=_LINK_ORDER) if len(links) > 1 else links
+                    found.append((visitor_id, name, value))
+        # Ordered by (visitor, kind, key), each link once.
+        links_of[key] = [new_link(*link) for link in sorted(set(found))]
 
     # One (deal, visitor, window) row per matched visitor of each deal: the database
     # hands back each deal's window touchpoints, tagged with the deal's position.
@@ -387,23 +387,27 @@ def with_details(
 ) -> list[Journey]:
     """``journeys`` with their touches in ``ids`` (default: all) as full ``Touchpoint``s,
     read from the store in one indexed lookup per 10,000."""
-    wanted = {
-        tp.id
-        for journey in journeys
-        for tp in journey.touchpoints
-        if not isinstance(tp, Touchpoint) and (ids is None or tp.id in ids)
-    }
+    out = list(journeys)
+    changed: list[int] = []
+    wanted: set[str] = set()
+    for position, journey in enumerate(journeys):
+        found = [
+            tp.id
+            for tp in journey.touchpoints
+            if (ids is None or tp.id in ids) and not isinstance(tp, Touchpoint)
+        ]
+        if found:
+            changed.append(position)
+            wanted.update(found)
     if not wanted:
-        return list(journeys)
-    columns = ", ".join(_TP_COLUMNS)
-    rows = _lookup(conn, "touchpoints", columns, "id", wanted)
+        return out
+    rows = _lookup(conn, "touchpoints", ", ".join(_TP_COLUMNS), "id", wanted)
     full = {tp.id: tp for tp in _touchpoints(rows, time_parser(conn))}
-    return [
-        Journey(j.deal, tuple(full.get(tp.id, tp) for tp in j.touchpoints), j.links)
-        if any(tp.id in full for tp in j.touchpoints)
-        else j
-        for j in journeys
-    ]
+    for position in changed:
+        journey = out[position]
+        touchpoints = tuple(full.get(tp.id, tp) for tp in journey.touchpoints)
+        out[position] = Journey(journey.deal, touchpoints, journey.links)
+    return out
 
 
 def time_parser(conn: Connection) -> Callable[[Any], datetime]:
