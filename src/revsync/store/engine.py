@@ -35,7 +35,12 @@ def create_store_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return create_engine(parsed, pool_pre_ping=True)
+        # Sessions in UTC: psycopg then returns ``timestamptz`` values with the same
+        # ``timezone.utc`` the store's types use (for "Etc/UTC", the server default on
+        # Debian, it attaches a ZoneInfo that each read would have to swap). Options the
+        # URL sets itself are left as they are.
+        connect_args = {} if "options" in parsed.query else {"options": "-c timezone=UTC"}
+        return create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     raise ConfigError(
         f"unsupported database {parsed.get_backend_name()!r}: use sqlite:/// or postgresql://"
     )
@@ -46,9 +51,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # Reads: a 64 MiB page cache (the default is 2 MiB), temporary b-trees in memory, and
-    # up to 1 GiB of the file memory-mapped (reads without a copy through the page cache;
-    # the mapped pages count towards RSS but are the OS's file cache, not heap).
+    # Reads: a 64 MiB page cache (the default is 2 MiB) and temporary b-trees in memory.
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
