@@ -3,7 +3,7 @@
     python -m bench.attribution --backend sqlite --deals 100000 [--keep]
 
 Generates the dataset with :mod:`bench.generate` (in a child process, so its memory does
-not count) unless it already exists, then in this process measures
+not count) unless it already exists, then measures
 
 - **engine**: what ``revsync report models`` and ``SyncJob._plan`` do for every won deal,
   with the default model: ``won_deal_pages`` (deals read back a page at a time) ->
@@ -15,12 +15,14 @@ not count) unless it already exists, then in this process measures
   touchpoints of the matched visitors inside each deal's window ``[min(first lead, close)
   - 90 days, close]``, aggregated to one row (``FLOOR_SQL`` below is printed with
   ``--show-sql``). It reads every touchpoint row a journey holds (``sum(length(channel))``
-  forces the table, not just the index). It runs before and after the engine; the faster
-  run counts, so the engine never gets a warmer cache than the floor.
+  forces the table, not just the index). It runs in a child process on a connection of
+  its own, before and after the engine; the faster run counts, so the engine never gets
+  a warmer cache than the floor. ``--rows-floor`` also times it returning each journey
+  touchpoint's row through the driver (the database's part plus the driver's).
 
-Prints wall time, peak RSS (``resource.getrusage``, this process), deals/s, the floor and
-the ratio; ``--json`` also writes them to a file. Without ``--keep`` the dataset is
-removed afterwards.
+Prints wall time, peak RSS of the engine (``resource.getrusage`` of this process, which
+runs nothing else), deals/s, the floor and the ratio; ``--json`` also writes them to a
+file. Without ``--keep`` the dataset is removed afterwards.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import multiprocessing
 import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -63,11 +67,11 @@ matched AS (
     FROM links GROUP BY source, deal_id, visitor_id
 ),
 windows AS (
-    SELECT m.visitor_id, d.close_at,
+    SELECT m.source, m.deal_id, m.visitor_id, d.close_at,
            min(m.first_lead) OVER (PARTITION BY m.source, m.deal_id) AS first_lead
     FROM matched m JOIN deals d ON d.source = m.source AND d.id = m.deal_id
 )
-SELECT count(*) AS touchpoints, sum(length(t.channel)) AS channel_chars
+SELECT {{select}}
 FROM windows w
 JOIN touchpoints t ON t.visitor_id = w.visitor_id
  AND t.occurred_at >= {{start}}
@@ -79,8 +83,14 @@ _START = {
 }
 
 
-def floor_sql(dialect: str) -> str:
-    return FLOOR_SQL.format(start=_START[dialect])
+_AGGREGATE = "count(*) AS touchpoints, sum(length(t.channel)) AS channel_chars"
+_ROWS = "w.source, w.deal_id, t.id, t.visitor_id, t.occurred_at, t.channel"
+
+
+def floor_sql(dialect: str, rows: bool = False) -> str:
+    """The floor statement; with ``rows``, returning each journey touchpoint's row (what
+    a journey needs of it) instead of one aggregate row."""
+    return FLOOR_SQL.format(start=_START[dialect], select=_ROWS if rows else _AGGREGATE)
 
 
 @dataclass
@@ -102,6 +112,7 @@ class Result:
     floor_seconds: list[float] = field(default_factory=list)
     floor_touchpoints: int = 0
     ratio: float = 0.0
+    rows_floor_seconds: float | None = None
     generate_seconds: float | None = None
 
 
@@ -134,12 +145,34 @@ def _drop(backend: str, deals: int, seed: int, directory: Path) -> None:
     admin.dispose()
 
 
-def run_floor(engine: sa.Engine) -> tuple[float, int]:
-    sql = floor_sql(engine.dialect.name)
-    started = time.perf_counter()
-    with engine.connect() as conn:
-        row = conn.exec_driver_sql(sql).one()
-    return time.perf_counter() - started, int(row[0])
+def run_floor(url: str, rows: bool = False) -> tuple[float, int]:
+    """Seconds the floor statement takes on a fresh connection, and its touchpoint count.
+
+    With ``rows`` it returns each row, read through the driver 10,000 at a time. Runs in a
+    child process (see ``_in_child``), so the engine's peak RSS is its own."""
+    engine = create_store_engine(url)
+    try:
+        started = time.perf_counter()
+        with engine.connect() as conn:
+            cursor = conn.connection.cursor()
+            try:
+                cursor.execute(floor_sql(engine.dialect.name, rows=rows))
+                if rows:
+                    count = 0
+                    while batch := cursor.fetchmany(10_000):
+                        count += len(batch)
+                else:
+                    count = int(cursor.fetchone()[0])
+            finally:
+                cursor.close()
+        return time.perf_counter() - started, count
+    finally:
+        engine.dispose()
+
+
+def _in_child(url: str, rows: bool = False) -> tuple[float, int]:
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(run_floor, url, rows).result()
 
 
 def run_engine(engine: sa.Engine, result: Result, page_size: int) -> None:
@@ -191,6 +224,11 @@ def main(argv: list[str] | None = None) -> Result:
     parser.add_argument("--regenerate", action="store_true", help="rebuild the dataset")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--show-sql", action="store_true", help="print the floor query")
+    parser.add_argument(
+        "--rows-floor",
+        action="store_true",
+        help="also time the floor query returning its rows through the driver",
+    )
     args = parser.parse_args(argv)
     result = Result(args.backend, args.deals)
     if args.show_sql:
@@ -210,15 +248,17 @@ def main(argv: list[str] | None = None) -> Result:
     )
     engine = create_store_engine(url)
     try:
-        seconds, result.floor_touchpoints = run_floor(engine)
+        seconds, result.floor_touchpoints = _in_child(url)
         result.floor_seconds.append(seconds)
         print(f"floor (cold-ish): {seconds:.2f}s", flush=True)
         gc.collect()
         gc.freeze()  # as the revsync command does before it runs (cli._command)
         run_engine(engine, result, args.page_size)
         gc.unfreeze()
-        seconds, _ = run_floor(engine)
-        result.floor_seconds.append(seconds)
+        engine.dispose()
+        result.floor_seconds.append(_in_child(url)[0])
+        if args.rows_floor:
+            result.rows_floor_seconds = _in_child(url, rows=True)[0]
     finally:
         engine.dispose()
         if not args.keep:
@@ -249,6 +289,8 @@ def _report(r: Result) -> None:
         ("floor query", f"{floor:.2f}s (runs: {', '.join(f'{s:.2f}s' for s in r.floor_seconds)})"),
         ("engine / floor", f"{r.ratio:.2f}x"),
     ]
+    if r.rows_floor_seconds is not None:
+        rows.append(("floor returning rows", f"{r.rows_floor_seconds:.2f}s"))
     if r.generate_seconds is not None:
         rows.insert(1, ("generate", f"{r.generate_seconds:.1f}s"))
     width = max(len(k) for k, _ in rows)
