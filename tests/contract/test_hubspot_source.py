@@ -400,3 +400,25 @@ def test_sync_job_end_to_end_runs_twice_without_replanning(
     assert [(c["gclid"], c["conversion_value"], c["conversion_date_time"]) for c in uploads] == [
         (GCLID, 2400.0, "2026-03-01 10:00:00+00:00")
     ]
+
+
+def test_a_deal_with_more_associated_contacts_than_a_page_gets_them_all(
+    emu: HubSpotEmulator,
+) -> None:
+    """Associations come 500 to a page per deal (here 2); the source follows each deal's
+    ``after`` token, alongside the deals that fit in one page, until none is left."""
+    emu.associations_per_page = 2
+    big, small = seed(emu, 2)
+    people = [emu.add_contact(email=f"p{n}@example.com") for n in range(5)]
+    for contact in people:
+        emu.associate(big, contact)
+    emu.associate(small, people[0])
+
+    deals = {d.id: d for d in deals_of(read(source(emu)))}
+
+    assert sorted(c.crm_id for c in deals[big].contacts) == sorted(people)
+    assert [c.crm_id for c in deals[small].contacts] == [people[0]]
+    reads = [json.loads(r.body)["inputs"] for r in emu.requests
+             if r.path.endswith("/associations/deals/contacts/batch/read")]  # fmt: skip
+    assert [len(inputs) for inputs in reads] == [2, 1, 1]  # both deals, then big twice more
+    assert all("after" in item for inputs in reads[1:] for item in inputs)

@@ -19,6 +19,7 @@ Usage::
 
 from __future__ import annotations
 
+import base64
 import bisect
 import datetime as dt
 import itertools
@@ -180,12 +181,14 @@ class HubSpotEmulator(EmulatorServer):
         burst_window: float = 10.0,
         max_search_results: int = 10_000,
         daily_limit: int = 500_000,
+        associations_per_page: int = 500,
     ) -> None:
         super().__init__(None)
         self.tokens = set(tokens)
         self._search_window = _Window(search_per_second, 1.0)
         self._burst_window = _Window(burst_limit, burst_window)
         self.max_search_results = max_search_results
+        self.associations_per_page = associations_per_page
         self.daily_limit = daily_limit
         self.daily_usage = 0  # authenticated calls today, as account-info reports them
         self.properties = {t: dict(p) for t, p in DEFAULT_PROPERTIES.items()}
@@ -599,12 +602,33 @@ class HubSpotEmulator(EmulatorServer):
             if not targets:
                 missing.append(from_id)
                 continue
-            results.append({"from": {"id": from_id}, "to": [
+            # One page of an object's associations; ``paging`` only when more follow, its
+            # ``after`` token going back alongside the ``id``.
+            start = _after_offset(item.get("after"))
+            end = start + self.associations_per_page
+            result: dict[str, Any] = {"from": {"id": from_id}, "to": [
                 {"toObjectId": int(t), "associationTypes": [
                     {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]}
-                for t in targets]})
+                for t in targets[start:end]]}
+            if end < len(targets):
+                token = base64.urlsafe_b64encode(f"assoc-{end}".encode()).decode()
+                result["paging"] = {"next": {"after": token, "link": None}}
+            results.append(result)
         return self._batch_result(results, missing, {
             "category": "OBJECT_NOT_FOUND", "subCategory": "crm.associations.NO_ASSOCIATIONS_FOUND",
             "context": {"fromObjectId": missing},
             "message": f"No {to_type} are associated with {from_type[:-1]} "
                        f"{', '.join(missing)}."})
+
+
+def _after_offset(token: Any) -> int:
+    """The offset an associations ``after`` token stands for; 400 for a token we never gave."""
+    if token in (None, ""):
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(str(token)).decode()
+        if text.startswith("assoc-"):
+            return int(text[len("assoc-"):])
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise HubSpotError(400, "VALIDATION_ERROR", f"Invalid paging token {token!r}")

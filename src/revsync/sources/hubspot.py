@@ -350,25 +350,31 @@ class HubSpotDealSource:
         )
 
     def _associated_contacts(self, deal_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Deal id -> associated contact ids, in HubSpot's order (deals without any omitted)."""
+        """Deal id -> associated contact ids, in HubSpot's order (deals without any omitted).
+
+        A deal's associations come a page at a time (500): a result with ``paging`` is
+        asked for again with its ``after`` token alongside the deal id until none is left.
+        """
         out: dict[str, list[str]] = {}
-        for start in range(0, len(deal_ids), ASSOCIATIONS_PER_CALL):
-            chunk = deal_ids[start : start + ASSOCIATIONS_PER_CALL]
-            request = BatchInputPublicFetchAssociationsBatchRequest(
-                inputs=[{"id": deal_id} for deal_id in chunk]
-            )
+        pending: list[dict[str, str]] = [{"id": deal_id} for deal_id in deal_ids]
+        while pending:
+            chunk, pending = pending[:ASSOCIATIONS_PER_CALL], pending[ASSOCIATIONS_PER_CALL:]
             response = self._call(
                 "association read",
                 self._associations_api.get_page,
                 "deals",
                 "contacts",
-                request,
+                BatchInputPublicFetchAssociationsBatchRequest(inputs=chunk),
                 _request_timeout=self.config.timeout_seconds,
             )
             for result in response.results or []:
-                targets = [str(t.to_object_id) for t in result.to or []]
-                out[str(result._from.id)] = list(dict.fromkeys(targets))
-        return out
+                deal_id = str(result._from.id)
+                targets = out.setdefault(deal_id, [])
+                targets += (str(t.to_object_id) for t in result.to or [])
+                following = result.paging.next if result.paging else None
+                if following is not None and following.after:
+                    pending.append({"id": deal_id, "after": following.after})
+        return {deal_id: list(dict.fromkeys(targets)) for deal_id, targets in out.items()}
 
     def _contacts(
         self, contact_ids: Sequence[str], problems: list[Quarantined]
