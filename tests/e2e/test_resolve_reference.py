@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, RowMapping, select
@@ -20,6 +21,7 @@ from revsync.destinations.base import credited
 from revsync.domain import (
     Channel,
     ClickIds,
+    Consent,
     Contact,
     Credit,
     Deal,
@@ -34,7 +36,6 @@ from revsync.matching.resolve import (
     _CLICK_KEYS,
     _deal_keys,
     resolve_journeys,
-    touchpoint_from_row,
     with_details,
 )
 from revsync.store.schema import identities, touchpoints, visitors
@@ -201,6 +202,38 @@ def test_a_visitor_of_two_deals_keeps_each_deals_window(engine: Engine) -> None:
 
 
 # --- the reference: the implementation before the set-based rewrite ---------------------
+
+
+def touchpoint_from_row(row: Mapping[str, Any] | RowMapping) -> Touchpoint:
+    """A Touchpoint from a ``touchpoints`` row, column by column."""
+    return Touchpoint(
+        id=row["id"],
+        visitor_id=row["visitor_id"],
+        occurred_at=row["occurred_at"],
+        channel=row["channel"],
+        source=row["source"],
+        medium=row["medium"],
+        campaign=row["campaign"],
+        term=row["term"],
+        content=row["content"],
+        landing_url=row["landing_url"],
+        referrer=row["referrer"],
+        click_ids=ClickIds(
+            gclid=row["gclid"],
+            gbraid=row["gbraid"],
+            wbraid=row["wbraid"],
+            fbclid=row["fbclid"],
+            fbc=row["fbc"],
+            fbp=row["fbp"],
+            ga_client_id=row["ga_client_id"],
+            msclkid=row["msclkid"],
+            ttclid=row["ttclid"],
+            li_fat_id=row["li_fat_id"],
+        ),
+        consent=Consent(row["consent_ad_user_data"], row["consent_ad_personalization"]),
+        user_agent=row["user_agent"],
+        ip=row["ip"],
+    )
 
 
 def reference_resolve(

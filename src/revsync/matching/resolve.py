@@ -16,7 +16,7 @@ from operator import attrgetter
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, RowMapping
+from sqlalchemy import Connection
 
 from revsync.domain import (
     Channel,
@@ -33,37 +33,6 @@ from revsync.domain import (
 _CHUNK = 10_000
 _CLICK_KEYS = ("gclid", "gbraid", "wbraid", "fbclid", "ga_client_id")
 _TIME_ORDER = attrgetter("occurred_at", "id")
-
-
-def touchpoint_from_row(row: Mapping[str, Any] | RowMapping) -> Touchpoint:
-    return Touchpoint(
-        id=row["id"],
-        visitor_id=row["visitor_id"],
-        occurred_at=row["occurred_at"],
-        channel=row["channel"],
-        source=row["source"],
-        medium=row["medium"],
-        campaign=row["campaign"],
-        term=row["term"],
-        content=row["content"],
-        landing_url=row["landing_url"],
-        referrer=row["referrer"],
-        click_ids=ClickIds(
-            gclid=row["gclid"],
-            gbraid=row["gbraid"],
-            wbraid=row["wbraid"],
-            fbclid=row["fbclid"],
-            fbc=row["fbc"],
-            fbp=row["fbp"],
-            ga_client_id=row["ga_client_id"],
-            msclkid=row["msclkid"],
-            ttclid=row["ttclid"],
-            li_fat_id=row["li_fat_id"],
-        ),
-        consent=Consent(row["consent_ad_user_data"], row["consent_ad_personalization"]),
-        user_agent=row["user_agent"],
-        ip=row["ip"],
-    )
 
 
 _Found = dict[str, list[tuple[str, datetime]]]  # key -> [(visitor_id, observed_at)]
@@ -447,8 +416,8 @@ def _parse_aware_time(value: datetime) -> datetime:
 def _touchpoints(
     rows: Iterable[Sequence[Any]], parse: Callable[[Any], datetime]
 ) -> Iterator[Touchpoint]:
-    """Raw ``_TP_COLUMNS`` rows to Touchpoints, as ``touchpoint_from_row`` builds them;
-    equal ClickIds and Consent values share one (immutable) instance."""
+    """Raw ``_TP_COLUMNS`` rows to Touchpoints; equal ClickIds and Consent values share
+    one (immutable) instance."""
     click_ids: dict[tuple[Any, ...], ClickIds] = {(None,) * 10: NO_CLICKS}
     consent = _CONSENT
     for row in rows:
