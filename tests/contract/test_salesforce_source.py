@@ -18,7 +18,7 @@ from revsync.config.mapping import GoogleAdsDestination, RevsyncConfig, Salesfor
 from revsync.config.settings import Settings
 from revsync.destinations.pii import hash_person
 from revsync.domain import DealStatus
-from revsync.errors import ConfigError, PermanentError
+from revsync.errors import ConfigError, PermanentError, TransientError
 from revsync.sources.base import DealPage
 from revsync.sources.salesforce import SalesforceDealSource
 from revsync.store.engine import open_store
@@ -71,6 +71,7 @@ def config(emu: SalesforceEmulator, tls: TlsFiles, **overrides: Any) -> Salesfor
         "type": "salesforce", "name": "sf", "instance_url": emu.base_url,
         "token_url": f"{emu.base_url}/services/oauth2/token", "ca_bundle": str(tls.ca_cert),
         "currency": "USD", "page_size": 2, "bulk_poll_seconds": 0,
+        "retry_initial_wait_seconds": 0.01,
         "click_id_fields": {"gclid": "GCLID__c"},
         "contact_click_id_fields": {"gclid": "GCLID__c"},
     }  # fmt: skip
@@ -212,6 +213,49 @@ def test_expired_session_mid_run_reauthenticates_once(
     emu.inject_fault(401, expired, path_contains="/query", times=2)
     with pytest.raises(PermanentError, match="INVALID_SESSION_ID"):
         read(source(emu, tls))
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["rest", "bulk"])
+def test_outage_mid_read_is_retried_and_the_read_resumes(
+    emu: SalesforceEmulator, tls: TlsFiles, bulk: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    """503s and a dropped connection while the opportunities stream: tried again with
+    backoff, the stream resumes behind the last record it yielded, no deal is lost or
+    read twice, and the log says what happened without a token."""
+    ids = seed(emu, 7)
+    src = source(emu, tls, bulk_threshold=1 if bulk else 50_000)
+    unavailable = [{"errorCode": "SERVER_UNAVAILABLE", "message": "down for maintenance"}]
+    if bulk:  # a Bulk read has all its results before the first page: fail fetching them
+        emu.inject_fault(503, unavailable, path_contains="/results", times=2)
+    pages = src.pages(None, T0)
+    first = next(pages)
+    if not bulk:  # REST pages arrive 2,000 records a batch: fail the next SOQL call
+        emu.inject_fault(503, unavailable, path_contains="/query", times=2)
+    rest = list(pages)
+    src.close()
+    read_ids = deal_ids([first, *rest])
+    assert sorted(read_ids) == sorted(ids) and len(read_ids) == len(set(read_ids))
+    retries = [r.getMessage() for r in caplog.records if "try " in r.getMessage()]
+    assert len(retries) == 2 and "HTTP 503 SERVER_UNAVAILABLE" in retries[0]
+    assert "access-token" not in caplog.text and "Bearer" not in caplog.text
+
+
+def test_outage_longer_than_the_tries_ends_the_read_with_a_transient_error(
+    emu: SalesforceEmulator, tls: TlsFiles
+) -> None:
+    seed(emu, 3)
+    emu.inject_fault(503, [{"errorCode": "SERVER_UNAVAILABLE", "message": "down"}],
+                     path_contains="/query", times=10)  # fmt: skip
+    with pytest.raises(TransientError, match="HTTP 503 SERVER_UNAVAILABLE"):
+        read(source(emu, tls, max_attempts=3))
+    assert emu.count("GET", "/query") == 3
+
+
+def test_a_500_on_a_contacts_query_is_tried_again(emu: SalesforceEmulator, tls: TlsFiles) -> None:
+    ids = seed(emu, 2)
+    emu.inject_fault(500, [{"errorCode": "UNKNOWN_EXCEPTION", "message": "boom"}],
+                     path_contains="/query", times=1)  # fmt: skip
+    assert deal_ids(read(source(emu, tls))) == ids
 
 
 def test_request_limit_exceeded_stops_cleanly_and_resumes(tls: TlsFiles) -> None:

@@ -65,7 +65,7 @@ class SalesforceCrm:
     def block(self, **overrides: Any) -> dict[str, Any]:
         url = self.emu.base_url
         return {"type": "salesforce", "name": "sf", "currency": "USD", "push_attribution": True,
-                "instance_url": url, "token_url": f"{url}/services/oauth2/token",
+                "max_attempts": 1, "instance_url": url, "token_url": f"{url}/services/oauth2/token",
                 "ca_bundle": str(self.tls.ca_cert)} | overrides  # fmt: skip
 
     def person(self, lead: bool = False) -> str:

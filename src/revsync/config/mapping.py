@@ -154,6 +154,15 @@ class SalesforceSource(SourceBase):
     )
     page_size: int = Field(200, ge=1, le=2000, description="Deals per page (one transaction).")
     timeout_seconds: float = Field(60.0, gt=0, description="Timeout of every API call.")
+    max_attempts: int = Field(
+        5, ge=1, description="Tries per call (and per read, resumed) on 5xx and connection errors."
+    )
+    retry_initial_wait_seconds: float = Field(
+        1.0, ge=0, description="First backoff wait; it doubles, with jitter, per try."
+    )
+    retry_max_wait_seconds: float = Field(
+        60.0, ge=0, description="Longest single wait between tries."
+    )
     bulk_poll_seconds: int = Field(
         5, ge=0, description="Wait between Bulk API 2.0 job status polls."
     )

@@ -19,8 +19,9 @@ Write-back (``push_attribution``): attribution fields go onto Contacts (Id prefi
 Leads (00Q) through composite sObject collection updates of up to 200 records without
 ``allOrNone``, so each record succeeds or fails alone; a run stops writing at the API budget.
 
-Sessions: ``INVALID_SESSION_ID`` re-authenticates once and retries; the opportunity
-stream resumes behind the last record it yielded. Budget: after each page, usage from
+Sessions and outages: ``INVALID_SESSION_ID`` re-authenticates once and retries; a 5xx
+answer or a lost connection is tried again with backoff up to ``max_attempts`` times. The
+opportunity stream resumes behind the last record it yielded. Budget: after each page, usage from
 ``Sforce-Limit-Info`` at or above ``api_budget_share`` marks the page
 ``budget_exhausted``; ``REQUEST_LIMIT_EXCEEDED`` drops the unfinished page and yields an
 empty exhausted one. The job stops there and the next run resumes from the watermark.
@@ -30,7 +31,10 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
+import random
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -73,6 +77,7 @@ if TYPE_CHECKING:
     from revsync.doctor import CheckResult
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 IDS_PER_QUERY = 200
 RECORDS_PER_UPDATE = 200  # composite/sobjects collections
 _WRITABLE = {"003": "Contact", "00Q": "Lead"}
@@ -294,12 +299,39 @@ class SalesforceDealSource:
         return self._sf
 
     def _call(self, call: Callable[[Salesforce], T]) -> T:
-        """Run one API call; an expired session is renewed once and the call retried."""
-        sf = self._sf or self._authenticate()
-        try:
-            return call(sf)
-        except SalesforceExpiredSession:
-            return call(self._authenticate())
+        """Run one API call; an expired session is renewed once and the call retried, and
+        a 5xx answer or a lost connection is tried again with backoff (``max_attempts``)."""
+        renewed, failures = False, 0
+        while True:
+            sf = self._sf or self._authenticate()
+            try:
+                return call(sf)
+            except SalesforceExpiredSession:
+                if renewed:
+                    raise
+                renewed = True
+                self._authenticate()
+            except (SalesforceGeneralError, requests.RequestException) as exc:
+                failures += 1
+                self._back_off(exc, failures)
+
+    def _back_off(self, exc: Exception, failures: int) -> None:
+        """Wait before try ``failures + 1`` after a transient ``exc``; re-raise ``exc`` when it
+        is not transient or the tries are used up."""
+        transient = isinstance(exc, requests.RequestException) or (
+            isinstance(exc, SalesforceGeneralError) and exc.status >= 500
+        )
+        if not transient or failures >= self.config.max_attempts:
+            raise exc
+        wait = min(
+            self.config.retry_max_wait_seconds,
+            self.config.retry_initial_wait_seconds * 2 ** (failures - 1),
+        ) * random.uniform(0.5, 1.0)
+        log.warning(
+            "source %s: %s; try %d of %d in %.1fs",
+            self.name, _translate(exc), failures + 1, self.config.max_attempts, wait,
+        )  # fmt: skip
+        time.sleep(wait)
 
     def _over_budget(self) -> bool:
         usage = self._sf.api_usage.get("api-usage") if self._sf else None
@@ -339,10 +371,12 @@ class SalesforceDealSource:
     def _records(
         self, select: list[str], since: datetime | None, bulk: bool
     ) -> Iterator[dict[str, Any]]:
-        """Flattened Opportunity records; after an expired session the read is repeated
-        (REST: from the last SystemModstamp yielded) and records already yielded skipped."""
+        """Flattened Opportunity records. After an expired session, a 5xx answer or a lost
+        connection the read is repeated (REST: from the last SystemModstamp yielded) and
+        records already yielded are skipped; ``max_attempts`` bounds the tries without a
+        record in between."""
         done: set[str] = set()
-        resume, renewed = since, False
+        resume, renewed, failures = since, False, 0
         while True:
             soql = f"SELECT {', '.join(select)} FROM Opportunity{self._where(resume)}"  # noqa: S608
             sf = self._sf or self._authenticate()
@@ -351,7 +385,7 @@ class SalesforceDealSource:
                 for record in stream:
                     if record["id"] in done:
                         continue
-                    renewed = False
+                    renewed, failures = False, 0
                     stamp = _timestamp(record["systemmodstamp"])
                     if not bulk and stamp != resume:
                         resume, done = stamp, set()
@@ -363,6 +397,9 @@ class SalesforceDealSource:
                     raise
                 renewed = True
                 self._authenticate()
+            except (SalesforceGeneralError, requests.RequestException) as exc:
+                failures += 1
+                self._back_off(exc, failures)
 
     @staticmethod
     def _rest(sf: Salesforce, soql: str) -> Iterator[dict[str, Any]]:
