@@ -405,8 +405,8 @@ def test_sync_job_end_to_end_runs_twice_without_replanning(
 def test_a_deal_with_more_associated_contacts_than_a_page_gets_them_all(
     emu: HubSpotEmulator,
 ) -> None:
-    """Associations come 500 to a page per deal (here 2); the source follows each deal's
-    ``after`` token, alongside the deals that fit in one page, until none is left."""
+    """Associations may come a page at a time per deal (here 2); the source follows each
+    deal's ``after`` token, alongside the deals that fit in one page, until none is left."""
     emu.associations_per_page = 2
     big, small = seed(emu, 2)
     people = [emu.add_contact(email=f"p{n}@example.com") for n in range(5)]

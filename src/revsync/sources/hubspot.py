@@ -352,8 +352,9 @@ class HubSpotDealSource:
     def _associated_contacts(self, deal_ids: Sequence[str]) -> dict[str, list[str]]:
         """Deal id -> associated contact ids, in HubSpot's order (deals without any omitted).
 
-        A deal's associations come a page at a time (500): a result with ``paging`` is
-        asked for again with its ``after`` token alongside the deal id until none is left.
+        A deal's associations may come a page at a time (the page size is not documented):
+        a result with ``paging`` is asked for again with its ``after`` token alongside the
+        deal id until none is left.
         """
         out: dict[str, list[str]] = {}
         pending: list[dict[str, str]] = [{"id": deal_id} for deal_id in deal_ids]
