@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from simple_salesforce.exceptions import SalesforceGeneralError
 
 from revsync.collect.importer import import_identities, import_touchpoints
 from revsync.config.mapping import GoogleAdsDestination, RevsyncConfig, SalesforceSource
@@ -418,3 +420,24 @@ def test_sync_job_twice_plans_nothing_new(
     assert second.deals_read["sf"] >= 1  # the overlap re-reads the newest deal
     assert (tmp_path / "out" / "gads.google_ads.jsonl").read_text().splitlines() == lines
     engine.dispose()
+
+
+def test_which_failures_are_tried_again(emu: SalesforceEmulator, tls: TlsFiles) -> None:
+    """5xx answers, refused connections and timeouts are transient; certificate problems
+    and 4xx answers are not; the last allowed try re-raises."""
+    src = source(emu, tls, max_attempts=3, retry_initial_wait_seconds=0)
+    url = f"{emu.base_url}/services/data/v59.0/query"
+    for transient in (
+        SalesforceGeneralError(url, 503, "Opportunity", [{"errorCode": "SERVER_UNAVAILABLE"}]),
+        requests.ConnectionError("refused"),
+        requests.Timeout("read timed out"),
+    ):
+        src._back_off(transient, 1)  # waits, then lets the caller try again
+        with pytest.raises(type(transient)):
+            src._back_off(transient, 3)
+    for permanent in (
+        requests.exceptions.SSLError("certificate verify failed"),
+        SalesforceGeneralError(url, 400, "Opportunity", [{"errorCode": "MALFORMED_QUERY"}]),
+    ):
+        with pytest.raises(type(permanent)):
+            src._back_off(permanent, 1)

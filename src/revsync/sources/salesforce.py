@@ -318,9 +318,11 @@ class SalesforceDealSource:
     def _back_off(self, exc: Exception, failures: int) -> None:
         """Wait before try ``failures + 1`` after a transient ``exc``; re-raise ``exc`` when it
         is not transient or the tries are used up."""
-        transient = isinstance(exc, requests.RequestException) or (
-            isinstance(exc, SalesforceGeneralError) and exc.status >= 500
+        lost = isinstance(exc, requests.ConnectionError | requests.Timeout) and not isinstance(
+            exc,
+            requests.exceptions.SSLError,  # a certificate problem does not go away
         )
+        transient = lost or (isinstance(exc, SalesforceGeneralError) and exc.status >= 500)
         if not transient or failures >= self.config.max_attempts:
             raise exc
         wait = min(
