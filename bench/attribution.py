@@ -251,7 +251,6 @@ def main(argv: list[str] | None = None) -> Result:
         seconds, result.floor_touchpoints = _in_child(url)
         result.floor_seconds.append(seconds)
         print(f"floor (cold-ish): {seconds:.2f}s", flush=True)
-        gc.collect()
         gc.freeze()  # as the revsync command does before it runs (cli._command)
         run_engine(engine, result, args.page_size)
         gc.unfreeze()

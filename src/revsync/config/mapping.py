@@ -108,7 +108,23 @@ class FileSource(SourceBase):
     )
 
 
-class SalesforceSource(SourceBase):
+class ApiSource(SourceBase):
+    """A source read through a CRM's API, which retries transient failures."""
+
+    max_attempts: int = Field(
+        5,
+        ge=1,
+        description="Tries per call on 429, 5xx and connection errors (a read resumes).",
+    )
+    retry_initial_wait_seconds: float = Field(
+        1.0, ge=0, description="First backoff wait (doubles, with jitter) without Retry-After."
+    )
+    retry_max_wait_seconds: float = Field(
+        60.0, ge=0, description="Longest single wait between tries, Retry-After included."
+    )
+
+
+class SalesforceSource(ApiSource):
     """Salesforce Opportunities through the REST API (simple-salesforce)."""
 
     type: Literal["salesforce"]
@@ -154,15 +170,6 @@ class SalesforceSource(SourceBase):
     )
     page_size: int = Field(200, ge=1, le=2000, description="Deals per page (one transaction).")
     timeout_seconds: float = Field(60.0, gt=0, description="Timeout of every API call.")
-    max_attempts: int = Field(
-        5, ge=1, description="Tries per call (and per read, resumed) on 5xx and connection errors."
-    )
-    retry_initial_wait_seconds: float = Field(
-        1.0, ge=0, description="First backoff wait; it doubles, with jitter, per try."
-    )
-    retry_max_wait_seconds: float = Field(
-        60.0, ge=0, description="Longest single wait between tries."
-    )
     bulk_poll_seconds: int = Field(
         5, ge=0, description="Wait between Bulk API 2.0 job status polls."
     )
@@ -214,7 +221,7 @@ class SalesforceSource(SourceBase):
         return value.upper() if value else None
 
 
-class HubSpotSource(SourceBase):
+class HubSpotSource(ApiSource):
     """HubSpot deals through CRM v3 search (hubspot-api-client)."""
 
     type: Literal["hubspot"]
@@ -257,15 +264,6 @@ class HubSpotSource(SourceBase):
         4.0, gt=0, description="Client-side limit on search requests (HubSpot allows ~5/s)."
     )
     timeout_seconds: float = Field(30.0, gt=0, description="Timeout of every API call.")
-    max_attempts: int = Field(
-        5, ge=1, description="Tries per call on 429, 5xx and connection errors."
-    )
-    retry_initial_wait_seconds: float = Field(
-        1.0, ge=0, description="First backoff wait (doubles, with jitter) without Retry-After."
-    )
-    retry_max_wait_seconds: float = Field(
-        60.0, ge=0, description="Longest single wait between tries, Retry-After included."
-    )
 
     @field_validator("default_currency")
     @classmethod

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from revsync.config.mapping import ApiSource
 from revsync.domain import Deal, Quarantined
 
 
@@ -36,3 +38,10 @@ class DealSource(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
+
+
+def backoff_seconds(config: ApiSource, failures: int, at_least: float = 0.0) -> float:
+    """The wait after ``failures`` failed tries: exponential from the initial wait, jittered
+    down to half, at least ``at_least`` (a Retry-After), at most the configured cap."""
+    backoff = config.retry_initial_wait_seconds * 2 ** (failures - 1)
+    return min(max(random.uniform(backoff / 2, backoff), at_least), config.retry_max_wait_seconds)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -61,7 +60,7 @@ from revsync.domain import (
     Quarantined,
 )
 from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
-from revsync.sources.base import DealPage
+from revsync.sources.base import DealPage, backoff_seconds
 
 if TYPE_CHECKING:
     from revsync.doctor import CheckResult
@@ -534,11 +533,8 @@ class HubSpotDealSource:
 
     def _wait(self, state: RetryCallState) -> float:
         """Exponential backoff with jitter, at least ``Retry-After``, at most the cap."""
-        backoff = self.config.retry_initial_wait_seconds * 2 ** (state.attempt_number - 1)
-        wait = random.uniform(backoff / 2, backoff)
-        if state.outcome is not None:
-            wait = max(wait, _retry_after(state.outcome.exception()) or 0.0)
-        return min(wait, self.config.retry_max_wait_seconds)
+        retry_after = _retry_after(state.outcome.exception()) if state.outcome else None
+        return backoff_seconds(self.config, state.attempt_number, retry_after or 0.0)
 
 
 class _Bad(ValueError):

@@ -32,7 +32,6 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -71,7 +70,7 @@ from revsync.domain import (
 )
 from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
 from revsync.sources import oauth
-from revsync.sources.base import DealPage
+from revsync.sources.base import DealPage, backoff_seconds
 
 if TYPE_CHECKING:
     from revsync.doctor import CheckResult
@@ -325,10 +324,7 @@ class SalesforceDealSource:
         transient = lost or (isinstance(exc, SalesforceGeneralError) and exc.status >= 500)
         if not transient or failures >= self.config.max_attempts:
             raise exc
-        wait = min(
-            self.config.retry_max_wait_seconds,
-            self.config.retry_initial_wait_seconds * 2 ** (failures - 1),
-        ) * random.uniform(0.5, 1.0)
+        wait = backoff_seconds(self.config, failures)
         log.warning(
             "source %s: %s; try %d of %d in %.1fs",
             self.name, _translate(exc), failures + 1, self.config.max_attempts, wait,
