@@ -14,6 +14,7 @@ edits during a run     yes   yes         yes
 overlap re-read        yes   yes         yes
 sync job twice         yes   yes         yes
 malformed records      yes   yes         yes     (file: a deleted contact is simply absent)
+deleted deals          --    queryAll    archived list
 auth expiry            --    refresh     revoked (static private-app token)
 rate limits            --    budget      429
 =====================  ====  ==========  =======
@@ -28,6 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine, select
 
 from revsync.collect.importer import import_identities, import_touchpoints
 from revsync.config.mapping import GoogleAdsDestination, RevsyncConfig
@@ -37,8 +39,10 @@ from revsync.domain import Deal, DealStatus
 from revsync.errors import PermanentError
 from revsync.sources.base import DealPage, DealSource
 from revsync.store.engine import open_store
+from revsync.store.schema import deals
 from revsync.sync.factory import build_destinations
 from revsync.sync.job import SyncJob
+from revsync.sync.ledger import deal_ledger
 from revsync.sync.summary import RunSummary
 from tests.contract.harness.sources import (
     CLOSE,
@@ -128,6 +132,8 @@ def test_exclusions_are_declared_with_their_reason() -> None:
         assert len(ADAPTERS[name].caps.why_not[capability]) > 20
     assert not FileAdapter.caps.deleted_contact_quarantined
     assert "deleted contact" in FileAdapter.caps.why_not["deleted_contact"]
+    assert having("deleted_deals") == ["salesforce", "hubspot"]
+    assert "status lost" in FileAdapter.caps.why_not["deleted_deals"]
     assert having("auth") == ["salesforce", "hubspot"]
     assert having("rate_limit") == ["salesforce", "hubspot"]
 
@@ -199,10 +205,9 @@ def test_rereading_the_overlap_yields_each_deal_once(adapter: SourceAdapter) -> 
     assert ids_of(read(adapter.source(), watermark)) == [ids[-1], new]
 
 
-def test_the_overlap_plans_nothing_twice_through_the_sync_job(
-    adapter: SourceAdapter, tmp_path: Path
-) -> None:
-    adapter.seed(3)
+def _synced_store(adapter: SourceAdapter, tmp_path: Path) -> tuple[Engine, RevsyncConfig]:
+    """A store with a gclid touchpoint and a lead (the seeded emails) for visitors v1-v3,
+    and a mapping from ``adapter``'s CRM to a Google Ads file destination."""
     engine = open_store(f"sqlite:///{tmp_path / 'revsync.db'}")
     (tmp_path / "tp.csv").write_text(
         "visitor_id,occurred_at,landing_url,consent_ad_user_data\n"
@@ -215,24 +220,32 @@ def test_the_overlap_plans_nothing_twice_through_the_sync_job(
     )
     import_touchpoints(engine, tmp_path / "tp.csv")
     import_identities(engine, tmp_path / "leads.csv")
-    out = tmp_path / "out"
     mapping = RevsyncConfig(
         sources=[adapter.config()],
         matching={"default_phone_region": "US"},
         destinations=[GoogleAdsDestination(
-            name="gads", type="google_ads", transport="file", output_dir=out,
+            name="gads", type="google_ads", transport="file", output_dir=tmp_path / "out",
             customer_id="1234567890", conversion_action="42")],
     )  # fmt: skip
+    return engine, mapping
 
-    def run(hours: int) -> RunSummary:
-        clock = lambda: adapter.now + timedelta(hours=hours)  # noqa: E731
-        destinations = build_destinations(mapping, Settings(), clock)
-        return SyncJob(engine, mapping, [adapter.source()], destinations, clock=clock).run()
 
+def _sync(adapter: SourceAdapter, engine: Engine, mapping: RevsyncConfig, hours: int) -> RunSummary:
+    clock = lambda: adapter.now + timedelta(hours=hours)  # noqa: E731
+    destinations = build_destinations(mapping, Settings(), clock)
+    return SyncJob(engine, mapping, [adapter.source()], destinations, clock=clock).run()
+
+
+def test_the_overlap_plans_nothing_twice_through_the_sync_job(
+    adapter: SourceAdapter, tmp_path: Path
+) -> None:
+    adapter.seed(3)
+    engine, mapping = _synced_store(adapter, tmp_path)
+    out = tmp_path / "out"
     try:
-        first = run(1)
+        first = _sync(adapter, engine, mapping, 1)
         lines = (out / "gads.google_ads.jsonl").read_text().splitlines()
-        second = run(2)
+        second = _sync(adapter, engine, mapping, 2)
     finally:
         engine.dispose()
 
@@ -244,6 +257,32 @@ def test_the_overlap_plans_nothing_twice_through_the_sync_job(
     assert (out / "gads.google_ads.jsonl").read_text().splitlines() == lines
     sent = [c for line in lines for c in json.loads(line)["body"]["conversions"]]
     assert sorted(c["gclid"] for c in sent) == [f"CjwGclid000{n}" for n in (1, 2, 3)]
+
+
+@pytest.mark.parametrize("adapter", having("deleted_deals"), indirect=True)
+def test_a_deleted_won_deal_is_retracted_once_through_the_sync_job(
+    adapter: SourceAdapter, tmp_path: Path
+) -> None:
+    ids = adapter.seed(3)
+    engine, mapping = _synced_store(adapter, tmp_path)
+    try:
+        first = _sync(adapter, engine, mapping, 1)
+        adapter.delete_deal(ids[1])
+        second = _sync(adapter, engine, mapping, 2)
+        third = _sync(adapter, engine, mapping, 3)
+        with engine.connect() as conn:
+            ledger_rows = deal_ledger(conn, "crm", ids)
+            status = dict(conn.execute(select(deals.c.id, deals.c.status)).all())
+    finally:
+        engine.dispose()
+
+    assert dict(first.planned) == {"gads": 3}
+    assert (second.status, dict(second.planned)) == ("ok", {"gads": 1})
+    assert sum(third.planned.values()) == 0  # re-reading the deletion retracts nothing twice
+    assert status == {ids[0]: "won", ids[1]: "lost", ids[2]: "won"}
+    kinds = {deal: [(r["kind"], r["state"]) for r in rows] for (deal, _), rows in ledger_rows.items()}
+    assert kinds[ids[1]] == [("conversion", "sent"), ("retraction", "sent")]
+    assert kinds[ids[0]] == kinds[ids[2]] == [("conversion", "sent")]
 
 
 # --- malformed records -----------------------------------------------------------------

@@ -21,13 +21,15 @@ __all__ = ["EmulatorServer", "Fault", "Request", "Response", "json_response"]
 
 @dataclass(frozen=True)
 class Request:
-    """One received request; ``query`` maps each parameter to its last value."""
+    """One received request; ``query`` maps each parameter to its last value, ``repeats``
+    to all of them in order."""
 
     method: str
     path: str
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    repeats: dict[str, list[str]]
 
     def header(self, name: str) -> str | None:
         """Header value by case-insensitive name."""
@@ -109,8 +111,9 @@ class EmulatorServer(LoopbackServer):
 
     def respond(self, method: str, target: str, headers: dict[str, str], body: bytes) -> Response:
         parts = urlsplit(target)
-        query = {k: v[-1] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
-        request = Request(method, parts.path, query, headers, body)
+        repeats = parse_qs(parts.query, keep_blank_values=True)
+        query = {k: v[-1] for k, v in repeats.items()}
+        request = Request(method, parts.path, query, headers, body, repeats)
         try:
             with self._lock:
                 self.requests.append(request)

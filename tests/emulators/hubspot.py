@@ -193,6 +193,9 @@ class HubSpotEmulator(EmulatorServer):
         self.daily_usage = 0  # authenticated calls today, as account-info reports them
         self.properties = {t: dict(p) for t, p in DEFAULT_PROPERTIES.items()}
         self._records: dict[str, dict[str, dict[str, Any]]] = {"deals": {}, "contacts": {}}
+        # the recycling bin: archived records (with their ``archivedAt`` in epoch ms), out of
+        # search, batch read and list, and back only in a list with ``archived=true``
+        self._archived: dict[str, dict[str, dict[str, Any]]] = {"deals": {}, "contacts": {}}
         self._associations: set[tuple[str, str]] = set()  # (deal id, contact id)
         # indexes (performance only): associations by end, and per-generation caches of
         # records sorted by a property and keyed by a property, rebuilt after any write
@@ -248,6 +251,14 @@ class HubSpotEmulator(EmulatorServer):
         with self._lock:
             self._write(object_type, self._records[object_type][object_id], properties,
                         system=True)
+
+    def archive(self, object_type: str, object_id: str) -> None:
+        """Move a record to the recycling bin now, as deleting it in HubSpot does."""
+        with self._lock:
+            record = self._records[object_type].pop(object_id)
+            self._archived[object_type][object_id] = {**record,
+                                                      "archivedAt": to_millis(self.now())}
+            self._generation += 1
 
     def get(self, object_type: str, object_id: str) -> dict[str, str | None]:
         """The stored properties of a record (datetimes as epoch-millisecond strings)."""
@@ -314,9 +325,12 @@ class HubSpotEmulator(EmulatorServer):
                 value = iso_millis(int(value))
             props[name] = value
         modified = int(record["properties"][MODIFIED[object_type]])
-        return {"id": record["id"], "properties": props, "archived": False,
-                "createdAt": iso_millis(int(record["createdAt"])),
-                "updatedAt": iso_millis(modified)}
+        out = {"id": record["id"], "properties": props, "archived": "archivedAt" in record,
+               "createdAt": iso_millis(int(record["createdAt"])),
+               "updatedAt": iso_millis(modified)}
+        if "archivedAt" in record:
+            out["archivedAt"] = iso_millis(record["archivedAt"])
+        return out
 
     def _typed(self, prop: PropertyDef, value: Any) -> Any:
         """Comparable form of a stored or filter value (``None`` stays ``None``)."""
@@ -359,6 +373,9 @@ class HubSpotEmulator(EmulatorServer):
             object_type, action = parts[3], parts[4]
             if action == "search" and post:
                 return self._search(object_type, request)
+        if (parts[:3] == ["crm", "v3", "objects"] and len(parts) == 4 and parts[3] in MODIFIED
+                and request.method == "GET"):
+            return self._list(parts[3], request)
         if parts[:3] == ["crm", "v3", "objects"] and len(parts) == 6 and parts[4] == "batch":
             if parts[3] in MODIFIED and parts[5] == "read" and post:
                 return self._batch_read(parts[3], request.json())
@@ -433,6 +450,26 @@ class HubSpotEmulator(EmulatorServer):
             self._render(object_type, r, body.get("properties")) for r in rows[after:end]]}
         if end < len(rows):
             out["paging"] = {"next": {"after": str(end), "link": f"?after={end}"}}
+        return json_response(200, out)
+
+    def _list(self, object_type: str, request: Request) -> Response:
+        """``GET /crm/v3/objects/{type}``: a page of records by id, only archived ones with
+        ``archived=true``; ``limit`` ≤ 100, ``after`` from the previous page's paging."""
+        limit = int(request.query.get("limit") or 10)
+        if not 0 < limit <= 100:
+            raise HubSpotError(400, "VALIDATION_ERROR", "limit must be between 1 and 100")
+        archived = request.query.get("archived", "false").lower() == "true"
+        pool = self._archived if archived else self._records
+        rows = sorted(pool[object_type].values(), key=lambda r: int(r["id"]))
+        after = request.query.get("after")
+        if after:  # the id to start at, as HubSpot's list cursors are
+            rows = [r for r in rows if int(r["id"]) >= int(after)]
+        names = [n for v in request.repeats.get("properties", []) for n in v.split(",") if n]
+        out: dict[str, Any] = {"results": [
+            self._render(object_type, r, names or None) for r in rows[:limit]]}
+        if len(rows) > limit:
+            following = rows[limit]["id"]
+            out["paging"] = {"next": {"after": following, "link": f"?after={following}"}}
         return json_response(200, out)
 
     def _by_id(self, object_type: str) -> list[dict[str, Any]]:

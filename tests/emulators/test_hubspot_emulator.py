@@ -192,6 +192,33 @@ def test_edit_helper_makes_deal_visible_to_incremental_search(emu: HubSpotEmulat
         (second, "5000", "true")]
 
 
+def test_archived_deals_leave_search_and_batch_read_and_are_listed_with_archived_at(
+    emu: HubSpotEmulator,
+) -> None:
+    ids = seed(emu, 5)
+    emu.set_clock(T0 + dt.timedelta(hours=1))
+    for deal_id in ids[1:4]:
+        emu.archive("deals", deal_id)
+    hs = client(emu)
+    deals = hs.crm.deals
+    assert [d.id for d in search(hs, []).results] == [ids[0], ids[4]]
+    live = deals.basic_api.get_page(limit=100, properties=["amount"])
+    assert [d.id for d in live.results] == [ids[0], ids[4]] and live.paging is None
+    first = deals.basic_api.get_page(limit=2, archived=True, properties=["amount", "dealstage"])
+    assert [(d.id, d.archived, d.archived_at) for d in first.results] == [
+        (ids[1], True, T0 + dt.timedelta(hours=1)), (ids[2], True, T0 + dt.timedelta(hours=1))]
+    assert first.results[0].properties["amount"] == "200"
+    assert first.results[0].properties["dealstage"] == "contractsent"
+    rest = deals.basic_api.get_page(limit=2, archived=True, after=first.paging.next.after)
+    assert [d.id for d in rest.results] == [ids[3]] and rest.paging is None
+    with pytest.raises(ApiException) as info:
+        deals.basic_api.get_page(limit=101, archived=True)
+    assert info.value.status == 400
+    read = deals.batch_api.read(BatchReadInputSimplePublicObjectId(
+        inputs=[{"id": ids[0]}, {"id": ids[1]}], properties=["amount"]))
+    assert [d.id for d in read.results] == [ids[0]]  # 207: the archived one is not found
+
+
 def test_rate_limits_surface_as_429_with_retry_after() -> None:
     with HubSpotEmulator(tokens={TOKEN}, search_per_second=5, burst_limit=8) as emu:
         hs = client(emu)

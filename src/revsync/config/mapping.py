@@ -264,6 +264,11 @@ class HubSpotSource(ApiSource):
         4.0, gt=0, description="Client-side limit on search requests (HubSpot allows ~5/s)."
     )
     timeout_seconds: float = Field(30.0, gt=0, description="Timeout of every API call.")
+    read_archived: bool = Field(
+        True,
+        description="List deleted (archived) deals each run so a deleted won deal counts as "
+        "lost and its uploads get retracted: one request per 100 archived deals.",
+    )
 
     @field_validator("default_currency")
     @classmethod

@@ -12,6 +12,12 @@ call) then contacts (≤ 100 a call). The first associated contact is the primar
 orders them by contact id). A contact that no longer exists is quarantined as a deleted
 contact; the deal still syncs without it.
 
+Deleted deals: search never returns archived (deleted) deals, so each run first lists them
+(``archived=true``, 100 a request; the list cannot filter by time) and reads those archived
+since the last run (minus the overlap) as lost deals, so their uploads get retracted. The
+watermark then carries a second position, the newest ``archivedAt`` seen
+(``<modified>;archived=<time>``); a watermark without it reads as before.
+
 Write-back (``push_attribution``): attribution properties go onto contacts through batch
 updates of up to 100. A contact that no longer exists fails alone (HubSpot answers 207 and
 names it); a batch HubSpot refuses as a whole (400, e.g. a property that does not exist)
@@ -72,6 +78,8 @@ DEAL_PROPERTIES = (
 CONTACT_PROPERTIES = ("email", "phone", "mobilephone", "hs_analytics_source")
 MODIFIED = "hs_lastmodifieddate"
 SEARCH_LIMIT = 200
+LIST_LIMIT = 100  # deals per list request (archived deals)
+_ARCHIVED = ";archived="  # joins the two positions of a watermark
 ASSOCIATIONS_PER_CALL = 1_000
 CONTACTS_PER_CALL = 100
 _API_ERRORS = (deals.ApiException, contacts.ApiException, associations.v4.ApiException)
@@ -122,6 +130,7 @@ class HubSpotDealSource:
             retry=urllib3.Retry(total=0, respect_retry_after_header=False),
         )
         self._search_api = client.crm.deals.search_api
+        self._deals_api = client.crm.deals.basic_api
         self._associations_api = client.crm.associations.v4.batch_api
         self._contacts_api = client.crm.contacts.batch_api
         self._throttle = _Throttle(config.searches_per_second)
@@ -130,21 +139,35 @@ class HubSpotDealSource:
     # --- DealSource -----------------------------------------------------------------
 
     def pages(self, watermark: str | None, now: datetime) -> Iterator[DealPage]:
-        since = None
-        if watermark:
-            since = datetime.fromisoformat(watermark) - timedelta(
-                minutes=self.config.overlap_minutes
-            )
+        modified, archived = _split_watermark(watermark)
+        overlap = timedelta(minutes=self.config.overlap_minutes)
+        since = datetime.fromisoformat(modified) - overlap if modified else None
+        # Deleted deals first. Their pages keep the incoming watermark but the last, held
+        # back until the list ends, which carries the newest archivedAt seen: a run cut
+        # short lists them again.
+        deleted = self._archived_pages(archived, overlap) if self.config.read_archived else ()
+        last: DealPage | None = None
+        for page in deleted:
+            if last is not None:
+                yield dataclasses.replace(last, watermark=watermark)
+            last = page
+        told = False  # whether a page carried the new deleted-deal position
+        if last is not None:
+            archived = last.watermark
+            if last.deals or last.quarantined:
+                yield dataclasses.replace(last, watermark=_join_watermark(modified, archived))
+                told = True
         empty = True
         for raw in self._search(since):
             empty = False
-            yield self._page(raw)
-        if empty:
-            yield DealPage(deals=(), watermark=watermark)
+            page = self._page(raw)
+            yield dataclasses.replace(page, watermark=_join_watermark(page.watermark, archived))
+        if empty and not told:
+            yield DealPage(deals=(), watermark=_join_watermark(modified, archived))
 
     def close(self) -> None:
         """Close the connection pools of the API clients."""
-        for api in (self._search_api, self._associations_api, self._contacts_api):
+        for api in (self._search_api, self._deals_api, self._associations_api, self._contacts_api):
             api.api_client.rest_client.pool_manager.clear()
 
     def check(self) -> Iterator[CheckResult]:
@@ -316,6 +339,40 @@ class HubSpotDealSource:
         names += self.config.deal_click_id_properties.values()
         return list(dict.fromkeys(names))
 
+    # --- deleted deals --------------------------------------------------------------
+
+    def _archived_pages(self, position: str | None, overlap: timedelta) -> Iterator[DealPage]:
+        """Deals archived (deleted) since ``position`` minus the overlap, as lost deals, a
+        page at a time, each page's ``watermark`` the newest ``archivedAt`` seen so far;
+        the last page may be empty. Search never returns archived deals and the list
+        endpoint cannot filter by time, so every archived deal is listed, 100 a request."""
+        since = datetime.fromisoformat(position) - overlap if position else None
+        newest = datetime.fromisoformat(position) if position else None
+        deals_out: list[Deal] = []
+        problems: list[Quarantined] = []
+        after: str | None = None
+        while True:
+            response = self._call(
+                "archived deal list", self._deals_api.get_page, limit=LIST_LIMIT, after=after,
+                properties=self._deal_properties(), archived=True,
+                _request_timeout=self.config.timeout_seconds,
+            )  # fmt: skip
+            for raw in response.results or []:
+                at = _aware(raw.archived_at) if raw.archived_at else _modified(raw)
+                newest = at if newest is None else max(newest, at)
+                if since is None or at >= since:
+                    deal = self._deal(raw, [], problems, archived_at=at)
+                    if deal is not None:
+                        deals_out.append(deal)
+            following = response.paging.next if response.paging else None
+            if following is None or not following.after:
+                break
+            after = following.after
+            if len(deals_out) >= self.config.page_size:
+                yield DealPage(tuple(deals_out), tuple(problems), _iso(newest))
+                deals_out, problems = [], []
+        yield DealPage(tuple(deals_out), tuple(problems), _iso(newest))
+
     # --- one page -------------------------------------------------------------------
 
     def _page(self, raw: list[Any]) -> DealPage:
@@ -423,11 +480,16 @@ class HubSpotDealSource:
         )
 
     def _deal(
-        self, raw: Any, linked: list[_ContactRecord], problems: list[Quarantined]
+        self,
+        raw: Any,
+        linked: list[_ContactRecord],
+        problems: list[Quarantined],
+        archived_at: datetime | None = None,
     ) -> Deal | None:
+        """A search or list result as a deal; an archived (deleted) one counts as lost."""
         deal_id = str(raw.id)
         props: dict[str, Any] = raw.properties or {}
-        status = self._status(props)
+        status = DealStatus.LOST if archived_at else self._status(props)
         try:
             amount = _amount(props.get("amount"))
             if status is DealStatus.WON and amount is None:
@@ -446,6 +508,8 @@ class HubSpotDealSource:
             for name in self.config.deal_properties
             if props.get(name) not in (None, "")
         }
+        if archived_at:
+            fields["archivedAt"] = archived_at.isoformat()
         primary_source = linked[0].analytics_source if linked else None
         if primary_source:
             fields["hs_analytics_source"] = primary_source
@@ -611,6 +675,29 @@ def _instant(value: str) -> datetime | date:
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _split_watermark(watermark: str | None) -> tuple[str | None, str | None]:
+    """``(last hs_lastmodifieddate read, newest archivedAt seen)`` of a watermark: the
+    first alone is written as before (an ISO time), so older watermarks still read."""
+    if not watermark:
+        return None, None
+    modified, _, archived = watermark.partition(_ARCHIVED)
+    return modified or None, archived or None
+
+
+def _join_watermark(modified: str | None, archived: str | None) -> str | None:
+    if archived is None:
+        return modified
+    return f"{modified or ''}{_ARCHIVED}{archived}"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _modified(raw: Any) -> datetime:
     """A search result's ``hs_lastmodifieddate`` (its ``updatedAt`` if absent), aware UTC."""
     value = (raw.properties or {}).get(MODIFIED)
@@ -618,5 +705,4 @@ def _modified(raw: Any) -> datetime:
         moment = _instant(str(value))
         if isinstance(moment, datetime):
             return moment
-    updated: datetime = raw.updated_at
-    return updated.astimezone(UTC) if updated.tzinfo else updated.replace(tzinfo=UTC)
+    return _aware(raw.updated_at)

@@ -62,12 +62,14 @@ class SourceCaps:
     ``budget_exhausted`` and the next run resumes at the watermark), ``None``.
     ``deleted_contact_quarantined``: whether a deal that references a deleted contact is
     reported (a file export holds no reference to a deleted contact: its row is gone).
+    ``deleted_deals``: whether a deal deleted in the CRM is read back (as lost).
     """
 
     page_size: int
     auth: Literal["refresh", "static"] | None
     rate_limit: Literal["retry", "resume"] | None
     deleted_contact_quarantined: bool
+    deleted_deals: bool
     why_not: dict[str, str]
 
 
@@ -131,6 +133,10 @@ class SourceAdapter(ABC):
     def edit(self, deal_id: str, amount: Decimal) -> None:
         """A user changes the deal's amount now (its modified time moves to ``now``)."""
 
+    def delete_deal(self, deal_id: str) -> None:
+        """A user deletes the deal now (Salesforce: recycle bin; HubSpot: archive)."""
+        raise AssertionError(f"{self.name}: {self.caps.why_not['deleted_deals']}")
+
     @abstractmethod
     def delete_contact(self, deal_id: str) -> tuple[str, Expected | None]:
         """Delete the deal's contact; the contact id and the quarantine expected, if any."""
@@ -170,11 +176,14 @@ class FileAdapter(SourceAdapter):
         auth=None,
         rate_limit=None,
         deleted_contact_quarantined=False,
+        deleted_deals=False,
         why_not={
             "auth": "a local export has no credentials to expire or refresh",
             "rate_limit": "reading a local file has no request budget and no 429",
             "deleted_contact": "an export holds no reference to a deleted contact (its row "
             "is gone), so there is nothing to quarantine: the deal syncs without it",
+            "deleted_deals": "an export simply stops listing a deleted deal; exporting it "
+            "with status lost is what retracts its uploads",
         },
     )
 
@@ -269,6 +278,7 @@ class SalesforceAdapter(SourceAdapter):
         auth="refresh",
         rate_limit="resume",
         deleted_contact_quarantined=True,
+        deleted_deals=True,
         why_not={},
     )
     secrets = (SF_SECRET, SF_REFRESH)
@@ -320,6 +330,10 @@ class SalesforceAdapter(SourceAdapter):
     def edit(self, deal_id: str, amount: Decimal) -> None:
         self.tick()
         self.emu.update("Opportunity", deal_id, Amount=float(amount))
+
+    def delete_deal(self, deal_id: str) -> None:
+        self.tick()
+        self.emu.delete("Opportunity", deal_id)
 
     def delete_contact(self, deal_id: str) -> tuple[str, Expected | None]:
         contact = self._contact[deal_id]
@@ -380,6 +394,7 @@ class HubSpotAdapter(SourceAdapter):
         auth="static",
         rate_limit="retry",
         deleted_contact_quarantined=True,
+        deleted_deals=True,
         why_not={},
     )
     secrets = (HS_TOKEN,)
@@ -429,6 +444,10 @@ class HubSpotAdapter(SourceAdapter):
     def edit(self, deal_id: str, amount: Decimal) -> None:
         self.tick()
         self.emu.update("deals", deal_id, amount=str(amount))
+
+    def delete_deal(self, deal_id: str) -> None:
+        self.tick()
+        self.emu.archive("deals", deal_id)
 
     def delete_contact(self, deal_id: str) -> tuple[str, Expected | None]:
         contact = self._contact[deal_id]
