@@ -350,8 +350,10 @@ def import_touchpoints_command(
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Import sessions and clicks (visitor_id, occurred_at, landing_url, referrer, utm_*,
-    gclid/gbraid/wbraid/fbclid, _ga, _fbp, _fbc, consent_*, user_agent, ip)."""
+    """Import sessions and clicks.
+
+    Columns: visitor_id, occurred_at, landing_url, referrer, utm_*, gclid/gbraid/wbraid/
+    fbclid, _ga, _fbp, _fbc, consent_*, user_agent, ip."""
     _import("touchpoints", file, rejects, config, database_url)
 
 
@@ -362,8 +364,10 @@ def import_identities_command(
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Import leads linking visitors to people (visitor_id, observed_at, email, phone,
-    crm_id, event). Email and phone are hashed on import; the raw values are not kept."""
+    """Import leads linking visitors to people.
+
+    Columns: visitor_id, observed_at, email, phone, crm_id, event. Email and phone are
+    hashed on import; the raw values are not kept."""
     _import("identities", file, rejects, config, database_url)
 
 
@@ -415,8 +419,10 @@ def explain(
     database_url: DatabaseOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Show a deal's journey, the keys that matched, each touchpoint's credit and the
-    conversions planned from it."""
+    """Show a deal's journey, matched keys, credits and planned conversions.
+
+    The journey's touchpoints, which key linked which visitor, each touchpoint's credit
+    under every model, and the conversions planned from it with their ledger state."""
     from revsync.reports.explain import as_dict, find_sources
     from revsync.reports.explain import explain as explain_deal
 
@@ -494,8 +500,10 @@ def doctor(
         float, typer.Option(min=1, help="Seconds each check may take before it is failed.")
     ] = 30.0,
 ) -> None:
-    """Check each source (credentials, mapped fields, API budget) and destination
-    (credentials, conversion actions, pixel, GA4 stream, output directory)."""
+    """Check every source and destination before a sync.
+
+    Sources: credentials, mapped fields, API budget. Destinations: credentials,
+    conversion actions, pixel, GA4 stream, output directory."""
     from revsync.doctor import SYMBOLS, Status, failed, run_doctor
 
     settings = _settings(None, config)
