@@ -344,13 +344,40 @@ def test_bulk_api_above_the_threshold(emu: SalesforceEmulator, tls: TlsFiles) ->
     ids = seed(emu, 5)
     emu.delete("Opportunity", ids[4])
     pages = read(source(emu, tls, bulk_threshold=3))
-    assert emu.count("POST", "/jobs/query") == 1 and emu.count("GET", "/queryAll") == 1
+    # 5 changes over 4 hours, about 3 a window: [start, T0+2h) and [T0+2h, end), one Bulk
+    # job each; a COUNT() and the newest/oldest SystemModstamp chose them.
+    assert emu.count("POST", "/jobs/query") == 2 and emu.count("GET", "/queryAll") == 3
     assert sorted(deal_ids(pages)) == sorted(ids)
-    assert [p.watermark for p in pages] == [None, None, None, emu.now().isoformat()]
+    middle = (T0 + timedelta(hours=2)).isoformat()
+    assert [(len(p.deals), p.watermark) for p in pages] == [
+        (2, None), (0, middle), (2, middle), (1, middle), (0, emu.now().isoformat())]
     deals = {d.id: d for p in pages for d in p.deals}
     assert deals[ids[0]].amount == Decimal("100.0") and deals[ids[0]].contacts
     assert deals[ids[4]].status is DealStatus.LOST
     assert deals[ids[1]].click_ids.gclid == "opp-gclid-0001"
+
+
+def test_a_bulk_backfill_cut_short_resumes_at_the_window_it_was_in(tls: TlsFiles) -> None:
+    emu = start(tls)
+    try:
+        ids = seed(emu, 9)  # T0 .. T0+8h: windows [-, T0+2:40), [T0+2:40, T0+5:20), [T0+5:20, -)
+        pages = source(emu, tls, bulk_threshold=3, api_budget_share=1.0).pages(None, T0)
+        first = [next(pages), next(pages)]
+        edge = (T0 + timedelta(hours=2, minutes=40)).isoformat()
+        assert [(len(p.deals), p.watermark) for p in first] == [(2, None), (1, None)]
+        assert next(pages).watermark == edge  # the first window is done
+        emu.api_limit = emu.api_usage  # the daily API budget runs out in the second window
+        rest = list(pages)
+        assert [(p.deals, p.watermark, p.budget_exhausted) for p in rest] == [((), edge, True)]
+        assert sorted(deal_ids(first)) == sorted(ids[:3])
+
+        emu.api_limit = 1_000  # the next day
+        resumed = read(source(emu, tls, bulk_threshold=3), edge)
+        # From the window's edge minus the 10-minute overlap: the first window is not read again.
+        assert sorted(deal_ids(resumed)) == sorted(ids[3:])
+        assert resumed[-1].watermark == emu.now().isoformat()
+    finally:
+        emu.stop()
 
 
 def test_bulk_read_resumes_after_an_expired_session(emu: SalesforceEmulator, tls: TlsFiles) -> None:
@@ -359,7 +386,8 @@ def test_bulk_read_resumes_after_an_expired_session(emu: SalesforceEmulator, tls
     emu.inject_fault(401, expired, path_contains="/results")
     pages = read(source(emu, tls, bulk_threshold=3))
     assert sorted(deal_ids(pages)) == sorted(ids)
-    assert emu.count("POST", "/jobs/query") == 2 and emu.count("POST", "/oauth2/token") == 2
+    # two windows, the first one's job created again after the session was renewed
+    assert emu.count("POST", "/jobs/query") == 3 and emu.count("POST", "/oauth2/token") == 2
 
 
 def test_lead_click_ids_fill_the_contacts_gaps(emu: SalesforceEmulator, tls: TlsFiles) -> None:

@@ -7,10 +7,12 @@ deleted records (queryAll), and a deleted deal counts as lost, so its uploads ge
 retracted. Each page of ``page_size`` deals gets its contacts from OpportunityContactRole
 (primary first) and, when configured, click IDs from the leads they converted from.
 
-Watermarks: a REST page carries its last record's SystemModstamp. Bulk pages keep the
-incoming watermark, and a final empty page carries the newest SystemModstamp seen, since
-an unordered read is only complete at its end. Re-reading the overlap means a deal
-edited during a run is read again on the next one and upserted.
+Watermarks: a REST page carries its last record's SystemModstamp. A Bulk backfill is read
+in SystemModstamp windows of about ``bulk_threshold`` records each; its pages keep the
+incoming watermark, and an empty page after each window carries the window's upper bound
+(the last window's: the newest SystemModstamp seen), since an unordered read is only
+complete at its end. A run cut short resumes at the window it was in. Re-reading the
+overlap means a deal edited during a run is read again on the next one and upserted.
 
 Currency: in a multi-currency org (describe shows ``Opportunity.CurrencyIsoCode``) each
 record's own; otherwise the mapping's ``currency``, which is then required.
@@ -37,8 +39,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
-from itertools import islice
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from itertools import islice, pairwise
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 import requests
@@ -124,21 +126,30 @@ class SalesforceDealSource:
         position = watermark
         try:
             select = self._select()
-            bulk = self._count(since) > self.config.bulk_threshold
-            newest: datetime | None = None
-            records = self._records(select, since, bulk)
-            while batch := list(islice(records, self.config.page_size)):
-                deals, problems = self._page(batch)
-                last = max(_timestamp(r["systemmodstamp"]) for r in batch)
-                newest = last if newest is None else max(newest, last)
-                if not bulk:
-                    position = _timestamp(batch[-1]["systemmodstamp"]).isoformat()
-                exhausted = self._over_budget()
-                yield DealPage(tuple(deals), tuple(problems), position, exhausted)
-                if exhausted:
-                    return
-            if bulk and newest is not None:
-                yield DealPage((), (), newest.isoformat())
+            total = self._count(since)
+            if total <= self.config.bulk_threshold:
+                spans: list[tuple[datetime | None, datetime | None, bool]] = [(since, None, False)]
+            else:
+                spans = [(lo, hi, True) for lo, hi in self._windows(since, total)]
+            for start, end, bulk in spans:
+                newest: datetime | None = None
+                records = self._records(select, start, bulk, end)
+                while batch := list(islice(records, self.config.page_size)):
+                    deals, problems = self._page(batch)
+                    last = max(_timestamp(r["systemmodstamp"]) for r in batch)
+                    newest = last if newest is None else max(newest, last)
+                    if not bulk:
+                        position = _timestamp(batch[-1]["systemmodstamp"]).isoformat()
+                    exhausted = self._over_budget()
+                    yield DealPage(tuple(deals), tuple(problems), position, exhausted)
+                    if exhausted:
+                        return
+                # An unordered read is complete only at its end: a window then moves the
+                # watermark to its upper bound, the last one to the newest record seen.
+                done = end or newest
+                if bulk and done is not None:
+                    position = done.isoformat()
+                    yield DealPage((), (), position)
         except SalesforceRefusedRequest as exc:
             if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED":
                 raise _translate(exc) from None
@@ -357,26 +368,52 @@ class SalesforceDealSource:
             wanted.append(self.config.pipeline_field)
         return _unique(wanted)
 
-    def _where(self, since: datetime | None) -> str:
-        if since is None:
-            return ""
-        return f" WHERE SystemModstamp >= {since.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
+    @staticmethod
+    def _where(since: datetime | None, until: datetime | None = None) -> str:
+        bounds = [f"SystemModstamp >= {_soql_time(since)}"] if since else []
+        bounds += [f"SystemModstamp < {_soql_time(until)}"] if until else []
+        return f" WHERE {' AND '.join(bounds)}" if bounds else ""
 
     def _count(self, since: datetime | None) -> int:
         soql = f"SELECT COUNT() FROM Opportunity{self._where(since)}"  # noqa: S608
         return int(self._call(lambda sf: sf.query(soql, include_deleted=True))["totalSize"])
 
+    def _windows(
+        self, since: datetime | None, total: int
+    ) -> list[tuple[datetime | None, datetime | None]]:
+        """A Bulk backfill's SystemModstamp windows ``[start, end)``, about
+        ``bulk_threshold`` records each if changes are spread evenly, on whole seconds (SOQL
+        datetimes have no fraction). Each finished window moves the watermark, so a run cut
+        short (API budget, outage) resumes at the window it was in, not at the start."""
+        first = since or self._edge("ASC")
+        last = self._edge("DESC")
+        count = -(-total // self.config.bulk_threshold)
+        if first is None or last is None or last <= first or count < 2:
+            return [(since, None)]
+        step = (last - first) / count
+        inner = sorted({(first + step * i).replace(microsecond=0) for i in range(1, count)})
+        edges = [since, *(edge for edge in inner if edge > first), None]
+        return list(pairwise(edges))
+
+    def _edge(self, order: Literal["ASC", "DESC"]) -> datetime | None:
+        """The oldest (``ASC``) or newest (``DESC``) SystemModstamp, deleted records included."""
+        soql = f"SELECT SystemModstamp FROM Opportunity ORDER BY SystemModstamp {order} LIMIT 1"  # noqa: S608
+        found = self._call(lambda sf: sf.query(soql, include_deleted=True))["records"]
+        return _timestamp(found[0]["SystemModstamp"]) if found else None
+
     def _records(
-        self, select: list[str], since: datetime | None, bulk: bool
+        self, select: list[str], since: datetime | None, bulk: bool, until: datetime | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Flattened Opportunity records. After an expired session, a 5xx answer or a lost
-        connection the read is repeated (REST: from the last SystemModstamp yielded) and
-        records already yielded are skipped; ``max_attempts`` bounds the tries without a
-        record in between."""
+        """Flattened Opportunity records changed in ``[since, until)``. After an expired
+        session, a 5xx answer or a lost connection the read is repeated (REST: from the last
+        SystemModstamp yielded) and records already yielded are skipped; ``max_attempts``
+        bounds the tries without a record in between."""
         done: set[str] = set()
         resume, renewed, failures = since, False, 0
         while True:
-            soql = f"SELECT {', '.join(select)} FROM Opportunity{self._where(resume)}"  # noqa: S608
+            soql = (
+                f"SELECT {', '.join(select)} FROM Opportunity{self._where(resume, until)}"  # noqa: S608
+            )
             sf = self._sf or self._authenticate()
             try:
                 stream = self._bulk(sf, soql) if bulk else self._rest(sf, soql)
@@ -672,6 +709,11 @@ def _text(value: Any) -> str | None:
 
 def _timestamp(value: str) -> datetime:
     return datetime.fromisoformat(value).astimezone(UTC)
+
+
+def _soql_time(moment: datetime) -> str:
+    """A SOQL datetime literal (unquoted, UTC, whole seconds)."""
+    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def _error_code(exc: SalesforceError) -> str:
