@@ -51,6 +51,13 @@ app.add_typer(report_app, name="report")
 
 out = Console()
 err = Console(stderr=True)
+# Off a terminal (piped, redirected) Rich assumes 80 columns and cuts wide tables' figures
+# ("785,2…"): there, tables print at their natural width instead.
+_UNCUT = 10_000
+
+
+def _show(table: Table) -> None:
+    (out if out.is_terminal else Console(file=out.file, width=_UNCUT)).print(table)
 
 
 @app.callback()
@@ -191,7 +198,7 @@ def print_summary(summary: RunSummary) -> None:
             *(f"{results.get(s, 0):,}" for s in shown),
             f"{sum(summary.ledger.get(name, {}).values()):,}",
         )
-    out.print(table)
+    _show(table)
     if summary.revenue_by_channel:
         revenue = Table(title="Revenue by channel (this run, default model)", title_justify="left")
         revenue.add_column("channel")
@@ -205,7 +212,7 @@ def print_summary(summary: RunSummary) -> None:
                 f"{amount:,.2f} {cur}" for cur, amount in sorted(by_currency.items())
             )
             revenue.add_row(channel, amounts)
-        out.print(revenue)
+        _show(revenue)
     if summary.skipped:
         out.print("[bold]Not uploaded[/bold] (by reason):")
         for reason, count in sorted(summary.skipped.items()):
@@ -475,7 +482,7 @@ def explain(
             tp["click"] or "",
             *credits,
         )
-    out.print(journey)
+    _show(journey)
     planned = Table(title="Conversions", title_justify="left")
     for column in ("destination", "kind", "key", "touchpoint", "value", "state", "code"):
         planned.add_column(column)
@@ -489,7 +496,7 @@ def explain(
             row["state"],
             row["error_code"] or "",
         )
-    out.print(planned)
+    _show(planned)
 
 
 @app.command()
@@ -521,7 +528,7 @@ def doctor(
             colour = colours.get(r.status, "dim")
             symbol = f"[{colour}]{SYMBOLS[r.status]}[/{colour}]"
             table.add_row(r.check, r.target, symbol, Text(r.detail))
-        out.print(table)
+        _show(table)
     raise typer.Exit(EXIT_FAILED if failed(results) else EXIT_OK)
 
 
@@ -539,14 +546,16 @@ def report_models(
     mapping = _load(settings)
     engine = _engine(settings)
     with engine.connect() as conn:
-        report, matched = models_report(conn, mapping)
+        report, matched, fitted = models_report(conn, mapping)
     rows = sorted(report.items(), key=lambda item: (item[0][1], -sum(item[1].values())))
     if as_json:
         payload = [
             {"channel": ch, "currency": cur, **{m: str(v.get(m, 0)) for m in MODEL_NAMES}}
             for (ch, cur), v in rows
         ]
-        out.print_json(json.dumps({"deals": matched, "rows": payload}))
+        out.print_json(
+            json.dumps({"deals": matched, "data_driven_fitted": fitted, "rows": payload})
+        )
         return
     table = Table(title=f"Revenue by channel and model ({matched:,} matched won deals)")
     table.add_column("channel")
@@ -555,7 +564,13 @@ def report_models(
         table.add_column(name.replace("_", " "), justify="right")
     for (channel, currency), values in rows:
         table.add_row(channel, currency, *(f"{values.get(m, 0):,.2f}" for m in MODEL_NAMES))
-    out.print(table)
+    _show(table)
+    if not fitted:
+        out.print(
+            f"data driven: no visitor path of the last {mapping.matching.lookback_days} days "
+            "led to a won deal (links are stored when `revsync sync` matches deals), so it "
+            "credits like linear."
+        )
 
 
 def main() -> None:

@@ -90,7 +90,8 @@ def test_explain_and_models_report(tmp_path: Path) -> None:
     ]
 
     report = json.loads(runner.invoke(app, ["report", "models", "--json", *where]).stdout)
-    assert report["deals"] > 0
+    assert report["deals"] > 0 and report["data_driven_fitted"]
+    assert "credits like linear" not in runner.invoke(app, ["report", "models", *where]).stdout
     models = ["first_touch", "last_touch", "last_non_direct", "linear", "time_decay",
               "position_based", "data_driven"]  # fmt: skip
     for currency in {row["currency"] for row in report["rows"]}:
@@ -99,7 +100,7 @@ def test_explain_and_models_report(tmp_path: Path) -> None:
         assert len(set(totals.values())) == 1, totals  # every model splits the same revenue
 
     from revsync.store.engine import open_store
-    from revsync.store.schema import conversions
+    from revsync.store.schema import conversions, match_links
 
     engine = open_store(f"sqlite:///{demo / 'revsync.db'}")
     with engine.connect() as conn:
@@ -118,6 +119,18 @@ def test_explain_and_models_report(tmp_path: Path) -> None:
                   for tp in data["journey"] if "last_non_direct" in tp["credits"])  # fmt: skip
     assert amounts == Decimal(data["deal"]["amount"])
     assert runner.invoke(app, ["explain", "NOPE", *where]).exit_code == 1
+
+    # A store whose deals were never matched by a sync: nothing to fit the Markov model on.
+    engine = open_store(f"sqlite:///{demo / 'revsync.db'}")
+    with engine.begin() as conn:
+        conn.execute(match_links.delete())
+    engine.dispose()
+    report = json.loads(runner.invoke(app, ["report", "models", "--json", *where]).stdout)
+    assert not report["data_driven_fitted"]
+    assert all(row["data_driven"] == row["linear"] for row in report["rows"])
+    text = runner.invoke(app, ["report", "models", *where]).stdout
+    assert "data driven: no visitor path of the last 90 days led to a won deal" in text
+    assert "…" not in text  # figures are never cut off the table
 
 
 def test_unreachable_store_names_it_without_the_password(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from typing import NamedTuple
 
 from sqlalchemy import Connection
 
@@ -19,16 +20,26 @@ from revsync.store.deals import won_deal_pages
 ModelReport = dict[tuple[str, str], dict[str, Decimal]]
 
 
+class ModelsReport(NamedTuple):
+    """Revenue by (channel, currency) per model, the deals with a journey, and whether the
+    data-driven model had converting paths to fit on (without, it credits like linear)."""
+
+    revenue: ModelReport
+    matched: int
+    data_driven_fitted: bool
+
+
 def models_report(
     conn: Connection, config: RevsyncConfig, now: datetime | None = None
-) -> tuple[ModelReport, int]:
-    """Revenue by (channel, currency) for each model over every won deal in the store,
-    and the number of deals with a journey. Streams deals a page at a time."""
+) -> ModelsReport:
+    """Revenue by (channel, currency) for each model over every won deal in the store.
+    Streams deals a page at a time."""
     now = now or datetime.now(UTC)
     attribution = config.attribution
     markov = MarkovModel.fit(
         visitor_paths(conn, now - timedelta(days=config.matching.lookback_days))
     )
+    fitted = max(markov.removal_effects().values(), default=0.0) > 0
     models = [
         build_model(
             name,
@@ -52,4 +63,4 @@ def models_report(
                 for credit in attribute(journey, model, journey.deal.close_at):
                     key = (channel[credit.touchpoint_id], journey.deal.currency)
                     report[key][model.name] += credit.amount
-    return report, matched
+    return ModelsReport(report, matched, fitted)
