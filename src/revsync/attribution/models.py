@@ -19,10 +19,10 @@ from typing import ClassVar, Literal, Protocol, get_args
 
 from revsync.attribution.markov import MarkovModel
 from revsync.attribution.money import (
-    allocate,
     as_money,
     common_numerators,
     minor_units,
+    split_units,
     whole_units,
 )
 from revsync.domain import Credit, Journey, Touch
@@ -310,14 +310,16 @@ def attribute(
     if not weights:
         return ()
     ids = [tp.id for tp in ordered(journey.touchpoints)]
-    _, total, denominator = common_numerators(list(weights.values()))
+    numerators, total, denominator = common_numerators(list(weights.values()))
     if set(weights) - set(ids) or total != denominator:  # sum(weights) != 1, exactly
         raise ValueError(
             f"model {model.name} returned weights that do not sum to 1 over the journey"
         )
-    amounts = allocate(deal.amount or Decimal(0), weights, minor_units(deal.currency))
+    places = minor_units(deal.currency)
+    units = whole_units(deal.amount or Decimal(0), places)
+    amounts = split_units(units, list(weights), numerators, total, places)
     return tuple(
         Credit(touchpoint_id=tp_id, weight=weights[tp_id], amount=amounts[tp_id])
         for tp_id in ids
-        if weights.get(tp_id, 0) != 0
+        if weights.get(tp_id)  # a zero Fraction is false
     )

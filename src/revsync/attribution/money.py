@@ -41,22 +41,28 @@ def allocate(
     """
     if minor_units < 0:
         raise ValueError(f"minor_units must be >= 0, got {minor_units}")
-    values = list(weights.values())
-    if any(w < 0 for w in values):
-        raise ValueError("weights must be non-negative")
     units = whole_units(amount, minor_units)
     if not weights:
         if units:
             raise ValueError(f"cannot allocate {amount} across no weights")
         return {}
-    numerators, total, _ = common_numerators(values)
+    numerators, total, _ = common_numerators(list(weights.values()))
+    return split_units(units, list(weights), numerators, total, minor_units)
+
+
+def split_units(
+    units: int, keys: Sequence[str], numerators: Sequence[int], total: int, minor_units: int
+) -> dict[str, Decimal]:
+    """:func:`allocate` of ``units`` minor units over weights given as ``numerators`` of a
+    common denominator (``total`` their sum), as :func:`common_numerators` returns them."""
+    if any(n < 0 for n in numerators):  # a Fraction's sign is its numerator's
+        raise ValueError("weights must be non-negative")
     if total == 0:
         raise ValueError("weights must have a positive total")
     sign, units = (-1 if units < 0 else 1), abs(units)
     # Exact integer arithmetic: weight_i / sum(weights) == numerators[i] / total, so the
     # share units * weight_i / sum is (units * numerators[i]) / total: its floor and its
     # remainder (over the common denominator ``total``) order exactly as the fractions do.
-    keys = list(weights)
     parts: list[int] = []
     remainders: list[int] = []
     for numerator in numerators:
