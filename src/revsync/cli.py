@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
@@ -171,8 +172,9 @@ def run_sync(
         raise _fail_config(exc) from None
     with _progress(show_progress) as progress:
         return SyncJob(
-            engine, config, sources, destinations, progress=progress, replan=replan
-        ).run()
+            engine, config, sources, destinations, progress=progress, replan=replan,
+            lease_ttl=timedelta(seconds=settings.lease_seconds),
+        ).run()  # fmt: skip
 
 
 def print_summary(summary: RunSummary) -> None:

@@ -14,7 +14,8 @@ from revsync.config.loader import load_config
 from revsync.config.mapping import RevsyncConfig
 from revsync.config.settings import Settings
 from revsync.demo import DEMO_CONFIG, generate
-from revsync.store.schema import conversions, quarantine, sync_state
+from revsync.store.leases import Lease
+from revsync.store.schema import conversions, leases, quarantine, sync_state
 from revsync.sync.factory import build_destinations, build_sources
 from revsync.sync.job import SyncJob
 from revsync.sync.summary import RunSummary
@@ -198,6 +199,68 @@ def test_interrupted_batch_is_resent_only_where_the_platform_dedupes(
     bodies = requests_in(tmp_path / "out")
     assert len(bodies["gads.google_ads.jsonl"]) == 2  # resent with the same order_id
     assert len(bodies["ga4.ga4.jsonl"]) == 1  # never silently sent twice
+
+
+def test_an_overlapping_run_leaves_a_live_runs_destination_alone_until_its_lease_expires(
+    engine: Engine, tmp_path: Path
+) -> None:
+    config = scenario(engine, tmp_path)
+    write_deals(tmp_path / "deals.csv", [
+        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "contact_id": "C1", "email": "ann@example.com"},
+    ])  # fmt: skip
+    # Another run is uploading to GA4: it holds the destination for ten minutes.
+    other = Lease(engine, "destination:ga4", "run 99 on elsewhere (pid 7)",
+                  timedelta(minutes=10), lambda: NOW)  # fmt: skip
+    assert other.take() is None
+
+    first = run(engine, config)
+    assert first.status == "ok" and dict(first.planned) == {"gads": 1, "ga4": 1, "meta": 1}
+    assert first.warnings == [
+        "destination:ga4: skipped, another run is at it "
+        "(run 99 on elsewhere (pid 7), until 2026-11-20 12:10:00 UTC)"
+    ]
+    assert "ga4.ga4.jsonl" not in requests_in(tmp_path / "out")
+
+    def ga4_state() -> str:
+        with engine.connect() as conn:
+            return str(conn.execute(
+                select(conversions.c.state).where(conversions.c.destination == "ga4")
+            ).scalar_one())  # fmt: skip
+
+    assert ga4_state() == "planned"
+    # The other run claims the row and is sending it: a run now must not touch it (it
+    # would otherwise count as a crash leftover and be held as unknown, or be sent again).
+    with engine.begin() as conn:
+        conn.execute(update(conversions).where(conversions.c.destination == "ga4")
+                     .values(state="sending"))  # fmt: skip
+    second = run(engine, config, NOW + timedelta(minutes=5))
+    assert ga4_state() == "sending" and len(second.warnings) == 1
+    # The other run died: once its lease has expired, the row is an interrupted send.
+    third = run(engine, config, NOW + timedelta(minutes=10))
+    assert ga4_state() == "unknown" and third.warnings == []
+    assert "ga4.ga4.jsonl" not in requests_in(tmp_path / "out")  # never sent twice
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(leases)).scalar_one() == 0
+
+
+def test_a_source_another_run_is_reading_is_skipped(engine: Engine, tmp_path: Path) -> None:
+    config = scenario(engine, tmp_path)
+    write_deals(tmp_path / "deals.csv", [
+        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "contact_id": "C1", "email": "ann@example.com"},
+    ])  # fmt: skip
+    other = Lease(engine, "source:crm", "run 99 on elsewhere (pid 7)", timedelta(minutes=10),
+                  lambda: NOW)  # fmt: skip
+    assert other.take() is None
+    skipped = run(engine, config)
+    assert (dict(skipped.deals_read), sum(skipped.planned.values())) == ({}, 0)
+    assert skipped.warnings[0].startswith("source:crm: skipped, another run is at it (run 99")
+    other.drop()
+    read = run(engine, config, NOW + timedelta(minutes=1))
+    assert dict(read.deals_read) == {"crm": 1} and read.warnings == []
 
 
 def test_missing_crm_export_is_a_config_error_recorded_on_the_run(

@@ -128,3 +128,14 @@ def test_the_example_documents_every_key() -> None:
         if f"{name}:" not in text
     )
     assert missing == []
+
+
+def test_lease_seconds_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    assert Settings().lease_seconds == 600
+    monkeypatch.setenv("REVSYNC_LEASE_SECONDS", "45")
+    assert Settings().lease_seconds == 45
+    monkeypatch.setenv("REVSYNC_LEASE_SECONDS", "5")  # shorter than a page or a batch takes
+    with pytest.raises(ValidationError, match="lease_seconds"):
+        Settings()

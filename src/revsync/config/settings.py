@@ -28,6 +28,12 @@ class Settings(BaseSettings):
     )
     config: Path = Field(Path("revsync.yaml"), description="Path of the mapping file.")
     log_level: str = Field("INFO", description="Python logging level.")
+    lease_seconds: int = Field(
+        600,
+        ge=30,
+        description="How long a run keeps a source or destination to itself without renewing "
+        "it (after each page or batch); a run that dies frees them after this long.",
+    )
 
     google_ads_developer_token: SecretStr | None = None
     google_oauth_client_id: str | None = None

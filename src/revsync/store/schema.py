@@ -249,6 +249,14 @@ quarantine = Table(
     Index(None, "run_id"),
 )
 
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(120), primary_key=True),  # "source:<name>", "destination:<name>"
+    Column("owner", String(200), nullable=False),  # "run <id> on <host> (pid <pid>)"
+    Column("expires_at", TS, nullable=False),
+)
+
 writebacks = Table(
     "writebacks",
     metadata,

@@ -3,6 +3,10 @@
 Each page of deals is stored, matched, attributed and planned in one transaction, and the
 source's watermark advances in that same transaction: a crash loses no deal and plans no
 conversion twice. Uploads then drain the ledger per destination in batches.
+
+Runs may overlap (a cron run that outlasts its interval, a manual run): a run reads a
+source, and uploads to a destination, only while it holds that one's lease
+(``store.leases``); another run skips it with a warning.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from revsync.matching.resolve import resolve_journeys, with_details
 from revsync.sources.base import DealSource
 from revsync.store import queries
 from revsync.store.deals import won_deal_pages
+from revsync.store.leases import DEFAULT_TTL, Lease, run_owner
 from revsync.store.schema import (
     contacts,
     credits,
@@ -63,10 +68,14 @@ class SyncJob:
         clock: Callable[[], datetime] | None = None,
         progress: Progress | None = None,
         replan: bool = False,
+        lease_ttl: timedelta = DEFAULT_TTL,
     ) -> None:
         """``replan``: match and plan every stored won deal again, not only changed ones
-        (after importing touchpoints or leads for deals synced earlier)."""
+        (after importing touchpoints or leads for deals synced earlier). ``lease_ttl``: how
+        long a source or destination stays this run's without a renewal (one per page or
+        batch) before another run may take it over."""
         self.replan = replan
+        self.lease_ttl = lease_ttl
         self.engine = engine
         self.config = config
         self.sources = sources
@@ -84,15 +93,22 @@ class SyncJob:
                 insert(runs).values(started_at=summary.started_at, status="running")
             )
             summary.run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        held: list[Lease] = []
         try:
             self._prepare_models()
+            readable = []
             for source in self.sources:
-                self._read_source(source, summary)
+                lease = self._take(f"source:{source.name}", summary, held)
+                if lease is not None:
+                    self._read_source(source, summary, lease)
+                    readable.append(source)
             if self.replan:
                 self._replan_stored(summary)
-            writeback.push(self.engine, self.config, self.sources, summary, self.clock())
+            writeback.push(self.engine, self.config, readable, summary, self.clock())
             for destination in self.destinations:
-                self._upload(destination, summary)
+                lease = self._take(f"destination:{destination.name}", summary, held)
+                if lease is not None:
+                    upload(self.engine, destination, summary, self.clock, self.progress, lease)
             if summary.failures:
                 summary.status = "failed"
             elif summary.rejected or summary.quarantined:
@@ -112,6 +128,8 @@ class SyncJob:
             summary.failures.append(f"internal error: {type(exc).__name__}")
             log.exception("run %s failed with an internal error", summary.run_id)
         finally:
+            for lease in held:
+                self._drop(lease)
             for source in self.sources:
                 source.close()
             for destination in self.destinations:
@@ -129,6 +147,29 @@ class SyncJob:
                     )
                 )
         return summary
+
+    # --- leases ---------------------------------------------------------------------
+
+    def _take(self, name: str, summary: RunSummary, held: list[Lease]) -> Lease | None:
+        """The lease ``name`` for this run, or ``None`` (and a warning) while another run
+        holds it."""
+        owner = run_owner(summary.run_id or 0)
+        lease = Lease(self.engine, name, owner, self.lease_ttl, self.clock)
+        holder = lease.take()
+        if holder is None:
+            held.append(lease)
+            return lease
+        summary.warnings.append(f"{name}: skipped, another run is at it ({holder})")
+        log.warning("run %s skipped %s: held by %s", summary.run_id, name, holder)
+        return None
+
+    @staticmethod
+    def _drop(lease: Lease) -> None:
+        try:
+            lease.drop()
+        except Exception as exc:  # the store is gone: the lease expires on its own
+            log.warning("could not give up %s (%s); it expires after %s",
+                        lease.name, type(exc).__name__, lease.ttl)  # fmt: skip
 
     # --- models ---------------------------------------------------------------------
 
@@ -155,12 +196,13 @@ class SyncJob:
 
     # --- reading and planning -------------------------------------------------------
 
-    def _read_source(self, source: DealSource, summary: RunSummary) -> None:
+    def _read_source(self, source: DealSource, summary: RunSummary, lease: Lease) -> None:
         with self.engine.connect() as conn:
             watermark = queries.get_watermark(conn, source.name)
         done = 0
         for page in source.pages(watermark, self.clock()):
             with self.engine.begin() as conn:
+                lease.renew(conn)
                 self._store_deals(conn, page.deals)
                 queries.add_quarantined(conn, summary.run_id, page.quarantined, self.clock())
                 self._plan(conn, page.deals, summary)
@@ -436,11 +478,6 @@ class SyncJob:
                         }
                     )
         queries.upsert(conn, credits, rows)
-
-    # --- uploading ------------------------------------------------------------------
-
-    def _upload(self, destination: Destination, summary: RunSummary) -> None:
-        upload(self.engine, destination, summary, self.clock, self.progress)
 
 
 def _by_source(page: Sequence[Deal]) -> dict[str, list[str]]:

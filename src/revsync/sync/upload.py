@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from revsync.destinations.base import Destination, ReadsRequestStatus, RequestVerdict
 from revsync.domain import OutcomeStatus, UploadOutcome
 from revsync.errors import RevsyncError, TransientError
+from revsync.store.leases import Lease
 from revsync.sync import ledger
 from revsync.sync.ledger import State
 from revsync.sync.summary import RunSummary
@@ -27,9 +28,13 @@ def upload(
     summary: RunSummary,
     clock: Callable[[], datetime],
     progress: Progress,
+    lease: Lease,
 ) -> None:
     """Drain the destination's due rows in batches; read back earlier request verdicts.
 
+    ``lease`` is this run's hold on the destination: rows left ``sending`` are another
+    run's only while it holds the lease, so they count as interrupted once this run has
+    it; each batch is claimed in a transaction that renews it.
     A failure of the whole destination (bad credentials, an account not allowed to
     upload) stops it: its rows go back to planned, unspent, and the run fails.
     """
@@ -43,6 +48,7 @@ def upload(
     while True:
         now = clock()
         with engine.begin() as conn:
+            lease.renew(conn)
             batch = ledger.due(conn, destination.name, now, destination.batch_size, run_started)
             if not batch:
                 break

@@ -1,0 +1,92 @@
+"""Leases on SQLite and PostgreSQL: one holder at a time, renewal, expiry, take-over."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from revsync.store.leases import Lease, LeaseLost
+
+T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+TTL = timedelta(minutes=10)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def lease(engine: Engine, owner: str, clock: Clock, name: str = "destination:ga4") -> Lease:
+    return Lease(engine, name, owner, TTL, clock)
+
+
+def test_one_holder_until_it_drops_the_lease(engine: Engine) -> None:
+    clock = Clock()
+    first, second = lease(engine, "run 1", clock), lease(engine, "run 2", clock)
+    assert first.take() is None
+    assert first.take() is None  # taking it again while holding it
+    assert second.take() == "run 1, until 2026-11-25 12:10:00 UTC"
+    assert lease(engine, "run 2", clock, "destination:meta").take() is None  # another name
+    clock.now += timedelta(minutes=9)
+    with engine.begin() as conn:
+        first.renew(conn)
+    clock.now += timedelta(minutes=9)  # 18 minutes after taking it, 9 after the renewal
+    assert second.take() == "run 1, until 2026-11-25 12:19:00 UTC"
+    first.drop()
+    assert second.take() is None
+    first.drop()  # not the holder any more: nothing happens
+    assert first.take() == "run 2, until 2026-11-25 12:28:00 UTC"
+
+
+def test_an_expired_lease_is_taken_over_and_the_old_holder_cannot_commit(engine: Engine) -> None:
+    clock = Clock()
+    dead, next_run = lease(engine, "run 1", clock), lease(engine, "run 2", clock)
+    assert dead.take() is None
+    clock.now += TTL
+    assert next_run.take() is None  # expired at exactly its time to live
+    with (
+        pytest.raises(LeaseLost, match="destination:ga4: another run took over"),
+        engine.begin() as conn,
+    ):
+        dead.renew(conn)
+    with engine.begin() as conn:
+        next_run.renew(conn)
+
+
+def race(engine: Engine, name: str, takers: int) -> dict[int, str | None]:
+    """``takers`` threads taking the lease ``name`` at once: what each ``take`` returned."""
+    clock = Clock()
+    barrier = threading.Barrier(takers)
+    results: dict[int, str | None] = {}
+    errors: list[BaseException] = []
+
+    def take(i: int) -> None:
+        try:
+            barrier.wait()
+            results[i] = lease(engine, f"run {i}", clock, name).take()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=take, args=(i,)) for i in range(takers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    return results
+
+
+def test_concurrent_takers_get_it_once(engine: Engine) -> None:
+    for round_ in range(5):
+        results = race(engine, f"source:crm-{round_}", 6)
+        winners = [i for i, holder in results.items() if holder is None]
+        assert len(winners) == 1, results
+        assert {holder for holder in results.values() if holder} == {
+            f"run {winners[0]}, until 2026-11-25 12:10:00 UTC"
+        }
