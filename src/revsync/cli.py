@@ -9,11 +9,13 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
@@ -52,6 +54,7 @@ app.add_typer(report_app, name="report")
 
 out = Console()
 err = Console(stderr=True)
+log = logging.getLogger(__name__)
 # Off a terminal (piped, redirected) Rich assumes 80 columns and cuts wide tables' figures
 # ("785,2…"): there, tables print at their natural width instead.
 _UNCUT = 10_000
@@ -71,7 +74,7 @@ def _command(ctx: typer.Context) -> None:
     ctx.call_on_close(gc.unfreeze)
 
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL, EXIT_STOPPED = 0, 1, 2, 3, 4
 
 ConfigOption = Annotated[
     Path | None,
@@ -158,23 +161,57 @@ def _progress(enabled: bool) -> Iterator[Callable[[str, int, int | None], None]]
     yield plain
 
 
+def _sync_job(
+    engine: Engine,
+    config: RevsyncConfig,
+    settings: Settings,
+    replan: bool = False,
+    stop: threading.Event | None = None,
+) -> SyncJob:
+    """A run over the mapping's sources and destinations; ``ConfigError`` when one of
+    them cannot be built (missing credentials, say)."""
+    return SyncJob(
+        engine, config, build_sources(config, settings), build_destinations(config, settings),
+        replan=replan, lease_ttl=timedelta(seconds=settings.lease_seconds), stop=stop,
+    )  # fmt: skip
+
+
 def run_sync(
     engine: Engine,
     config: RevsyncConfig,
     settings: Settings,
     show_progress: bool,
     replan: bool = False,
+    stop: threading.Event | None = None,
 ) -> RunSummary:
     try:
-        sources = build_sources(config, settings)
-        destinations = build_destinations(config, settings)
+        job = _sync_job(engine, config, settings, replan, stop)
     except ConfigError as exc:
         raise _fail_config(exc) from None
     with _progress(show_progress) as progress:
-        return SyncJob(
-            engine, config, sources, destinations, progress=progress, replan=replan,
-            lease_ttl=timedelta(seconds=settings.lease_seconds),
-        ).run()  # fmt: skip
+        job.progress = progress
+        return job.run()
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGTERM and SIGINT set the event: the run stops after its page or batch, with what
+    it did committed. A second signal ends the process at once."""
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: Any) -> None:
+        if stop.is_set():
+            raise SystemExit(128 + signum)
+        stop.set()
+        err.print(f"{signal.Signals(signum).name}: stopping after the page or batch in "
+                  "progress (send it again to quit at once)", soft_wrap=True)  # fmt: skip
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -241,6 +278,8 @@ def _exit_code(summary: RunSummary) -> int:
         return EXIT_CONFIG
     if summary.status == "failed":
         return EXIT_FAILED
+    if summary.status == "stopped":
+        return EXIT_STOPPED
     return EXIT_PARTIAL if summary.status == "partial" else EXIT_OK
 
 
@@ -258,12 +297,82 @@ def sync(
     settings = _settings(database_url, config)
     mapping = _load(settings)
     engine = _engine(settings)
-    summary = run_sync(engine, mapping, settings, show_progress=not as_json, replan=replan)
+    with _stop_on_signals() as stop:
+        summary = run_sync(
+            engine, mapping, settings, show_progress=not as_json, replan=replan, stop=stop
+        )
     if as_json:
         out.print_json(json.dumps(summary.as_dict(), default=str))
     else:
         print_summary(summary)
     raise typer.Exit(_exit_code(summary))
+
+
+@app.command()
+def worker(
+    every: Annotated[
+        str | None, typer.Option(help="Run every DURATION: 90s, 15m, 2h, 1d.")
+    ] = None,
+    cron: Annotated[
+        str | None, typer.Option(help="Run on a cron schedule in UTC, e.g. '*/15 * * * *'.")
+    ] = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each run's summary as one JSON line.")
+    ] = False,
+) -> None:
+    """Run the loop on a schedule until SIGTERM or SIGINT.
+
+    The first run starts at once. A stop signal ends the run in progress after its page
+    or batch and exits 0. The mapping file is read again for every run: a run it cannot
+    start with is skipped and logged, and the worker goes on.
+    """
+    from revsync.sync.worker import run_worker, schedule
+
+    try:
+        plan = schedule(every, cron)
+    except ConfigError as exc:
+        raise _fail_config(exc) from None
+    settings = _settings(database_url, config)
+    _load(settings)  # a broken mapping file at start-up is an error, not a warning
+    engine = _engine(settings)
+
+    def once() -> None:
+        try:
+            job = _sync_job(engine, load_config(settings.config), settings, stop=stop)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("run skipped: %s", problem)
+            return
+        summary = job.run()
+        if as_json:
+            out.print(json.dumps(summary.as_dict(), default=str), soft_wrap=True,
+                      highlight=False, markup=False)  # fmt: skip
+        else:
+            out.print(_one_line(summary), soft_wrap=True, highlight=False, markup=False)
+
+    with _stop_on_signals() as stop:
+        err.print(f"revsync worker: {plan}; SIGTERM or SIGINT stops it", highlight=False,
+                  soft_wrap=True)  # fmt: skip
+        runs = run_worker(once, plan, stop, lambda: datetime.now(UTC))
+    err.print(f"revsync worker: stopped after {runs} run(s)", highlight=False)
+    raise typer.Exit(EXIT_OK)
+
+
+def _one_line(summary: RunSummary) -> str:
+    """A run in one log line: status, time, deals read, conversions planned and sent."""
+    read = ", ".join(f"{n:,} from {s}" for s, n in summary.deals_read.items()) or "none"
+    planned = ", ".join(f"{n:,} {d}" for d, n in summary.planned.items()) or "none"
+    sent = ", ".join(
+        f"{tally.get('sent', 0):,} {d}" for d, tally in summary.results.items()
+    ) or "none"  # fmt: skip
+    line = (f"run {summary.run_id} {summary.status} in {summary.seconds:.1f}s: deals read "
+            f"{read}; planned {planned}; sent {sent}")  # fmt: skip
+    extras = [f"warnings: {'; '.join(summary.warnings)}"] if summary.warnings else []
+    extras += [f"failures: {'; '.join(summary.failures)}"] if summary.failures else []
+    extras += [f"{len(summary.quarantined)} quarantined"] if summary.quarantined else []
+    return "; ".join([line, *extras])
 
 
 @app.command()

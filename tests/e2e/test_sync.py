@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, func, select, update
 
 from revsync.collect.importer import import_identities, import_touchpoints
@@ -261,6 +263,39 @@ def test_a_source_another_run_is_reading_is_skipped(engine: Engine, tmp_path: Pa
     other.drop()
     read = run(engine, config, NOW + timedelta(minutes=1))
     assert dict(read.deals_read) == {"crm": 1} and read.warnings == []
+
+
+def test_a_stop_request_ends_the_run_after_the_page_in_progress(
+    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("revsync.sources.files.PAGE_SIZE", 1)
+    config = scenario(engine, tmp_path)
+    write_deals(tmp_path / "deals.csv", [
+        {"deal_id": f"D{n}", "status": "won", "amount": "1000", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": f"2026-11-18T10:0{n}:00Z",
+         "contact_id": "C1", "email": "ann@example.com"}
+        for n in (1, 2, 3)
+    ])  # fmt: skip
+    settings, stop = Settings(), threading.Event()
+
+    def signal_after_first_page(stage: str, done: int, _total: int | None) -> None:
+        if stage == "read crm" and done == 1:
+            stop.set()  # SIGTERM while the first page is being stored
+
+    stopped = SyncJob(engine, config, build_sources(config, settings),
+                      build_destinations(config, settings, lambda: NOW), clock=lambda: NOW,
+                      progress=signal_after_first_page, stop=stop).run()  # fmt: skip
+    assert (stopped.status, dict(stopped.deals_read), dict(stopped.results)) == (
+        "stopped", {"crm": 1}, {})
+    assert "stopped on request" in stopped.warnings[-1]
+    with engine.connect() as conn:
+        assert conn.execute(select(sync_state.c.watermark)).scalar_one() == (
+            "2026-11-18T10:01:00+00:00")
+        assert conn.execute(select(func.count()).select_from(leases)).scalar_one() == 0
+        assert conn.execute(select(func.count()).select_from(conversions)).scalar_one() == 3
+    carried_on = run(engine, config, NOW + timedelta(minutes=1))
+    assert carried_on.status == "ok" and carried_on.deals_read["crm"] == 3  # D1: the overlap
+    assert {d: t["sent"] for d, t in carried_on.results.items()} == {"gads": 3, "ga4": 3, "meta": 3}
 
 
 def test_missing_crm_export_is_a_config_error_recorded_on_the_run(

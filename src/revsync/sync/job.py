@@ -12,6 +12,7 @@ source, and uploads to a destination, only while it holds that one's lease
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -69,13 +70,17 @@ class SyncJob:
         progress: Progress | None = None,
         replan: bool = False,
         lease_ttl: timedelta = DEFAULT_TTL,
+        stop: threading.Event | None = None,
     ) -> None:
         """``replan``: match and plan every stored won deal again, not only changed ones
         (after importing touchpoints or leads for deals synced earlier). ``lease_ttl``: how
         long a source or destination stays this run's without a renewal (one per page or
-        batch) before another run may take it over."""
+        batch) before another run may take it over. ``stop``: once set (SIGTERM), the run
+        ends after the page or batch in progress, with status ``stopped``; the next run
+        carries on from there."""
         self.replan = replan
         self.lease_ttl = lease_ttl
+        self.stop = stop or threading.Event()
         self.engine = engine
         self.config = config
         self.sources = sources
@@ -99,18 +104,28 @@ class SyncJob:
             readable = []
             for source in self.sources:
                 lease = self._take(f"source:{source.name}", summary, held)
-                if lease is not None:
+                if lease is not None and not self.stop.is_set():
                     self._read_source(source, summary, lease)
                     readable.append(source)
-            if self.replan:
+            if self.replan and not self.stop.is_set():
                 self._replan_stored(summary)
-            writeback.push(self.engine, self.config, readable, summary, self.clock())
+            if not self.stop.is_set():
+                writeback.push(self.engine, self.config, readable, summary, self.clock())
             for destination in self.destinations:
+                if self.stop.is_set():
+                    break
                 lease = self._take(f"destination:{destination.name}", summary, held)
                 if lease is not None:
-                    upload(self.engine, destination, summary, self.clock, self.progress, lease)
+                    upload(self.engine, destination, summary, self.clock, self.progress, lease,
+                           self.stop.is_set)  # fmt: skip
             if summary.failures:
                 summary.status = "failed"
+            elif self.stop.is_set():
+                summary.status = "stopped"
+                summary.warnings.append(
+                    "stopped on request after the page or batch in progress; "
+                    "the next run carries on from there"
+                )
             elif summary.rejected or summary.quarantined:
                 summary.status = "partial"
             else:
@@ -211,6 +226,8 @@ class SyncJob:
             summary.quarantined.extend(page.quarantined)
             done += len(page.deals)
             self.progress(f"read {source.name}", done, None)
+            if self.stop.is_set():
+                break
             if page.budget_exhausted:
                 summary.warnings.append(f"{source.name}: API budget reached; resuming next run")
                 break
@@ -224,6 +241,8 @@ class SyncJob:
                     self._plan(conn, page, summary)
                 done += len(page)
                 self.progress("replan", done, None)
+                if self.stop.is_set():
+                    break
 
     def _store_deals(self, conn: Connection, page: Sequence[Deal]) -> None:
         now = self.clock()

@@ -29,12 +29,14 @@ def upload(
     clock: Callable[[], datetime],
     progress: Progress,
     lease: Lease,
+    stopping: Callable[[], bool] = lambda: False,
 ) -> None:
     """Drain the destination's due rows in batches; read back earlier request verdicts.
 
     ``lease`` is this run's hold on the destination: rows left ``sending`` are another
     run's only while it holds the lease, so they count as interrupted once this run has
-    it; each batch is claimed in a transaction that renews it.
+    it; each batch is claimed in a transaction that renews it. Once ``stopping()``, no
+    further batch is claimed.
     A failure of the whole destination (bad credentials, an account not allowed to
     upload) stops it: its rows go back to planned, unspent, and the run fails.
     """
@@ -45,7 +47,7 @@ def upload(
         )
     _read_back(engine, destination, summary, clock)
     sent = 0
-    while True:
+    while not stopping():
         now = clock()
         with engine.begin() as conn:
             lease.renew(conn)
