@@ -103,8 +103,10 @@ class SyncJob:
             self._prepare_models()
             readable = []
             for source in self.sources:
+                if self.stop.is_set():
+                    break
                 lease = self._take(f"source:{source.name}", summary, held)
-                if lease is not None and not self.stop.is_set():
+                if lease is not None:
                     self._read_source(source, summary, lease)
                     readable.append(source)
             if self.replan and not self.stop.is_set():
