@@ -13,9 +13,10 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
@@ -51,6 +52,11 @@ app.add_typer(config_app, name="config")
 report_app = typer.Typer(help="Reports read from the store.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 app.add_typer(report_app, name="report")
+ledger_app = typer.Typer(
+    help="The upload ledger: what went where, and settling what revsync cannot decide.",
+    no_args_is_help=True,
+)
+app.add_typer(ledger_app, name="ledger")
 
 out = Console()
 err = Console(stderr=True)
@@ -681,6 +687,119 @@ def report_models(
             f"data driven: no visitor path of the last {mapping.matching.lookback_days} days "
             "led to a won deal (links are stored when `revsync sync` matches deals), so it "
             "credits like linear."
+        )
+
+
+def _money(value: Any, currency: str) -> str:
+    """An amount in its currency's minor units, e.g. ``2,592.30 EUR``."""
+    from revsync.attribution import minor_units
+
+    return f"{Decimal(str(value)):,.{minor_units(currency)}f} {currency}"
+
+
+def _state(value: str | None, option: str, allowed: Iterable[str]) -> Any:
+    """The ledger state ``value`` names; a config error listing ``allowed`` otherwise."""
+    from revsync.sync.ledger import State
+
+    if value is None:
+        return None
+    names = sorted(allowed)
+    if value not in names:
+        raise _fail_config(ConfigError(f"{option} {value!r}: one of {', '.join(names)}"))
+    return State(value)
+
+
+@ledger_app.command("show")
+def ledger_show(
+    destination: Annotated[str | None, typer.Option(help="Only this destination.")] = None,
+    state: Annotated[str | None, typer.Option(help="Only rows in this state.")] = None,
+    deal: Annotated[str | None, typer.Option(help="Only this CRM deal's rows.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to list at most.")] = 50,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Rows per destination and state; with --state or --deal, the rows themselves."""
+    from revsync.sync import ledger
+
+    wanted = _state(state, "--state", ledger.State)
+    engine = _engine(_settings(database_url, config))
+    with engine.connect() as conn:
+        if wanted is None and deal is None:
+            counts = ledger.counts(conn)
+            if destination is not None:
+                counts = {d: c for d, c in counts.items() if d == destination}
+            if as_json:
+                out.print_json(json.dumps(counts))
+                return
+            states = [s.value for s in ledger.State if any(s.value in c for c in counts.values())]
+            table = Table(title="Ledger rows", title_justify="left")
+            table.add_column("destination")
+            for name in states:
+                table.add_column(name, justify="right")
+            for name, by_state in sorted(counts.items()):
+                table.add_row(name, *(f"{by_state.get(s, 0):,}" for s in states))
+            _show(table)
+            return
+        found = ledger.rows_in(conn, destination, wanted, deal, limit)
+    if as_json:
+        out.print_json(json.dumps(found, default=str))
+        return
+    table = Table(title=f"Ledger rows ({len(found)} shown, newest change first)",
+                  title_justify="left")  # fmt: skip
+    for column in ("key", "destination", "deal", "kind", "state", "value", "attempts",
+                   "error", "updated"):  # fmt: skip
+        table.add_column(column, justify="right" if column in ("value", "attempts") else "left")
+    for row in found:
+        error = " ".join(str(row[k]) for k in ("error_code", "error_message") if row[k])
+        table.add_row(
+            str(row["key"]), str(row["destination"]), f"{row['source']}/{row['deal_id']}",
+            str(row["kind"]), str(row["state"]), _money(row["value"], str(row["currency"])),
+            str(row["attempts"]), error, f"{row['updated_at']:%Y-%m-%d %H:%M}",
+        )  # fmt: skip
+    _show(table)
+
+
+@ledger_app.command("settle")
+def ledger_settle(
+    destination: Annotated[str, typer.Option(help="The destination whose rows to settle.")],
+    state: Annotated[str, typer.Option(help="unknown, failed or rejected.")],
+    to: Annotated[str, typer.Option("--as", help="sent (unknown only) or planned.")],
+    deal: Annotated[str | None, typer.Option(help="Only this CRM deal's rows.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Make the change (else: say what).")] = False,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Settle rows revsync cannot decide itself.
+
+    unknown (a send interrupted on a platform that does not deduplicate) as sent, when the
+    platform shows it got them, or as planned, to send them again; failed (out of retries)
+    or rejected rows as planned, once the cause is fixed. Without --yes, only says what
+    would change.
+    """
+    from revsync.sync import ledger
+
+    source = _state(state, "--state", (s.value for s in ledger.OPERATOR_MOVES))
+    targets = {s.value for moves in ledger.OPERATOR_MOVES.values() for s in moves}
+    target = _state(to, "--as", targets)
+    if target not in ledger.OPERATOR_MOVES[source]:
+        allowed = " or ".join(s.value for s in ledger.OPERATOR_MOVES[source])
+        raise _fail_config(ConfigError(f"--as {to!r}: {state} rows settle as {allowed}"))
+    engine = _engine(_settings(database_url, config))
+    with engine.connect() as conn, conn.begin() as transaction:
+        moved = ledger.settle(conn, destination, source, target, datetime.now(UTC), deal)
+        what = f"{moved:,} {state} row(s) of {destination}" + (f", deal {deal}," if deal else "")
+        if yes:
+            transaction.commit()
+            out.print(f"settled {what} as {to}", highlight=False)
+            return
+        transaction.rollback()  # a dry run: the count is exact, the change is undone
+    out.print(f"would settle {what} as {to}; add --yes to do it", highlight=False)
+    if target is ledger.State.PLANNED and source is ledger.State.UNKNOWN and moved:
+        out.print(
+            "careful: an interrupted send may have reached the platform, which does not "
+            "deduplicate: sending it again can count it twice",
+            highlight=False,
         )
 
 

@@ -348,3 +348,57 @@ def test_quarantine_keeps_the_related_ids(engine: Engine, tmp_path: Path) -> Non
         row = conn.execute(select(quarantine)).mappings().one()
     assert (row["kind"], row["record_id"], row["field"]) == ("contact", "C9", "email")
     assert row["detail"] == {"row": 2}
+
+
+def test_an_operator_settles_unknown_and_failed_rows(
+    engine: Engine, tmp_path: Path, store_url: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from revsync.cli import app
+
+    config = scenario(engine, tmp_path)
+    write_deals(tmp_path / "deals.csv", [
+        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "contact_id": "C1", "email": "ann@example.com"},
+    ])  # fmt: skip
+    run(engine, config)
+    with engine.begin() as conn:  # a crash mid-send, then a run: GA4's row is unknown
+        conn.execute(update(conversions).values(state="sending"))
+    run(engine, config, NOW + timedelta(hours=1))
+    with engine.begin() as conn:  # and Meta's ran out of retries
+        conn.execute(update(conversions).where(conversions.c.destination == "meta")
+                     .values(state="failed", attempts=8, error_code="HTTP_503"))  # fmt: skip
+    cli = CliRunner()
+    where = ["--database-url", store_url]
+
+    counts = json.loads(cli.invoke(app, ["ledger", "show", "--json", *where]).stdout)
+    assert counts == {"gads": {"sent": 1}, "ga4": {"unknown": 1}, "meta": {"failed": 1}}
+    [row] = json.loads(cli.invoke(app, ["ledger", "show", "--state", "failed", "--json",
+                                        *where]).stdout)  # fmt: skip
+    assert (row["destination"], row["deal_id"], row["error_code"]) == ("meta", "D1", "HTTP_503")
+
+    dry = cli.invoke(app, ["ledger", "settle", "--destination", "ga4", "--state", "unknown",
+                           "--as", "planned", *where])  # fmt: skip
+    assert dry.exit_code == 0
+    assert "would settle 1 unknown row(s) of ga4 as planned; add --yes" in dry.stdout
+    assert "can count it twice" in dry.stdout
+    # The operator checked GA4: the event arrived. Meta's cause is fixed: send it again.
+    for args in (["ga4", "--state", "unknown", "--as", "sent"],
+                 ["meta", "--state", "failed", "--as", "planned"]):  # fmt: skip
+        done = cli.invoke(app, ["ledger", "settle", "--destination", *args, "--yes", *where])
+        assert done.exit_code == 0 and "settled 1 " in done.stdout
+    bad = cli.invoke(app, ["ledger", "settle", "--destination", "gads", "--state", "sent",
+                           "--as", "planned", *where])  # fmt: skip
+    assert bad.exit_code == 2 and "--state 'sent': one of failed, rejected, unknown" in bad.output
+    wrong = cli.invoke(app, ["ledger", "settle", "--destination", "meta", "--state", "failed",
+                             "--as", "sent", *where])  # fmt: skip
+    assert wrong.exit_code == 2 and "--as 'sent': failed rows settle as planned" in wrong.output
+
+    after = run(engine, config, NOW + timedelta(hours=2))
+    assert {d: t.get("sent", 0) for d, t in after.results.items()} == {"meta": 1}
+    assert len(requests_in(tmp_path / "out")["ga4.ga4.jsonl"]) == 1  # never sent again
+    with engine.connect() as conn:
+        states = dict(conn.execute(select(conversions.c.destination, conversions.c.state)).all())
+    assert states == {"gads": "sent", "ga4": "sent", "meta": "sent"}

@@ -5,6 +5,9 @@ planned -> sending -> sent | rejected(code) | failed(attempts, next_attempt_at)
 failed  -> sending (when due)                 sending -> unknown (after a crash,
                                               where the platform does not dedupe)
 sending -> planned (the destination failed as a whole: nothing was decided)
+
+An operator settles what revsync cannot decide (``revsync ledger``): unknown -> sent (the
+platform has it) or -> planned (send it again); failed or rejected -> planned (after a fix).
 """
 
 from __future__ import annotations
@@ -280,3 +283,58 @@ def record_request_status(
         .where(conversions.c.request_id == request_id)
         .values(state=state.value, error_code=code, error_message=message, updated_at=now)
     )
+
+
+# What an operator may settle each state as (``revsync ledger``).
+OPERATOR_MOVES: dict[State, tuple[State, ...]] = {
+    State.UNKNOWN: (State.SENT, State.PLANNED),
+    State.FAILED: (State.PLANNED,),
+    State.REJECTED: (State.PLANNED,),
+}
+
+
+def rows_in(
+    conn: Connection,
+    destination: str | None,
+    state: State | None,
+    deal_id: str | None,
+    limit: int,
+) -> list[dict[str, object]]:
+    """Ledger rows, newest change first, without their payloads."""
+    row = conversions.c
+    query = select(
+        row.key, row.destination, row.source, row.deal_id, row.kind, row.state, row.value,
+        row.currency, row.attempts, row.error_code, row.error_message, row.updated_at,
+    ).order_by(row.updated_at.desc(), row.key).limit(limit)  # fmt: skip
+    if destination is not None:
+        query = query.where(row.destination == destination)
+    if state is not None:
+        query = query.where(row.state == state.value)
+    if deal_id is not None:
+        query = query.where(row.deal_id == deal_id)
+    return [dict(found) for found in conn.execute(query).mappings()]
+
+
+def settle(
+    conn: Connection,
+    destination: str,
+    from_state: State,
+    to_state: State,
+    now: datetime,
+    deal_id: str | None = None,
+) -> int:
+    """Move ``destination``'s rows in ``from_state`` (of one deal, or all) to ``to_state``;
+    the number moved. Rows sent again start with no attempts and no error. ``ValueError``
+    for a move an operator may not make."""
+    if to_state not in OPERATOR_MOVES.get(from_state, ()):
+        raise ValueError(f"{from_state.value} rows cannot be settled as {to_state.value}")
+    values: dict[str, object] = {"state": to_state.value, "updated_at": now}
+    if to_state is State.PLANNED:
+        values |= {"attempts": 0, "next_attempt_at": None, "error_code": None,
+                   "error_message": None}  # fmt: skip
+    query = update(conversions).where(
+        conversions.c.destination == destination, conversions.c.state == from_state.value
+    )
+    if deal_id is not None:
+        query = query.where(conversions.c.deal_id == deal_id)
+    return conn.execute(query.values(**values)).rowcount or 0
