@@ -1,4 +1,5 @@
-"""``revsync doctor``: check every configured source and destination before a sync does.
+"""``revsync doctor``: check every configured source and destination, and the store,
+before a sync does.
 
 Each source and transport has a ``check()`` method that yields :class:`CheckResult` rows
 (credentials, mapped fields, API budget, conversion actions, pixel, GA4 stream, …) using
@@ -117,6 +118,13 @@ def _targets(config: RevsyncConfig, settings: Settings) -> list[_Target]:
             return getattr(build_destinations(one, settings)[0], "transport", None)
 
         targets.append(_Target(f"destination {block.name}", transport))
+
+    def store() -> Any:
+        from revsync.store.health import StoreHealth
+
+        return StoreHealth(settings.database_url)
+
+    targets.append(_Target("store", store))
     return targets
 
 
