@@ -402,3 +402,17 @@ def test_an_operator_settles_unknown_and_failed_rows(
     with engine.connect() as conn:
         states = dict(conn.execute(select(conversions.c.destination, conversions.c.state)).all())
     assert states == {"gads": "sent", "ga4": "sent", "meta": "sent"}
+
+
+def test_an_unreachable_store_fails_the_run_without_raising(tmp_path: Path) -> None:
+    from revsync.store.engine import create_store_engine
+
+    (tmp_path / "revsync.yaml").write_text(CONFIG)
+    config = load_config(tmp_path / "revsync.yaml")
+    gone = create_store_engine("postgresql://revsync:s3cret@127.0.0.1:1/nowhere")
+    try:
+        summary = run(gone, config)  # what a worker's next tick meets during an outage
+    finally:
+        gone.dispose()
+    assert (summary.status, summary.failures) == (
+        "failed", ["the store is unreachable (OperationalError)"])

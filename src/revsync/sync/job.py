@@ -22,6 +22,7 @@ from fractions import Fraction
 from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from revsync.attribution import AttributionModel, MarkovModel, attribute, build_model
 from revsync.config.mapping import RevsyncConfig
@@ -93,11 +94,17 @@ class SyncJob:
     def run(self) -> RunSummary:
         started = time.perf_counter()
         summary = RunSummary(started_at=self.clock())
-        with self.engine.begin() as conn:
-            result = conn.execute(
-                insert(runs).values(started_at=summary.started_at, status="running")
-            )
-            summary.run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        try:
+            with self.engine.begin() as conn:
+                result = conn.execute(
+                    insert(runs).values(started_at=summary.started_at, status="running")
+                )
+                summary.run_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+        except SQLAlchemyError as exc:
+            summary.status = "failed"
+            summary.failures.append(f"the store is unreachable ({_store_error(exc)})")
+            log.error("run not started: the store is unreachable (%s)", _store_error(exc))
+            return summary
         held: list[Lease] = []
         try:
             self._prepare_models()
@@ -140,6 +147,10 @@ class SyncJob:
             summary.status = "failed"
             summary.failures.append(f"{type(exc).__name__}: {exc}")
             log.error("run %s failed: %s", summary.run_id, exc)
+        except SQLAlchemyError as exc:  # the store went away mid-run
+            summary.status = "failed"
+            summary.failures.append(f"store error ({_store_error(exc)}); the next run resumes")
+            log.error("run %s failed: store error (%s)", summary.run_id, _store_error(exc))
         except Exception as exc:
             summary.status = "failed"
             summary.failures.append(f"internal error: {type(exc).__name__}")
@@ -152,6 +163,12 @@ class SyncJob:
             for destination in self.destinations:
                 destination.close()
             summary.seconds = time.perf_counter() - started
+            self._record(summary)
+        return summary
+
+    def _record(self, summary: RunSummary) -> None:
+        """Store the run's summary; a store gone away fails the run, it does not raise."""
+        try:
             with self.engine.begin() as conn:
                 summary.ledger = ledger.counts(conn, None)
                 conn.execute(
@@ -163,7 +180,10 @@ class SyncJob:
                         summary=_jsonable(summary.as_dict()),
                     )
                 )
-        return summary
+        except SQLAlchemyError as exc:
+            summary.status = "failed"
+            summary.failures.append(f"the run's summary was not stored ({_store_error(exc)})")
+            log.error("run %s: summary not stored (%s)", summary.run_id, _store_error(exc))
 
     # --- leases ---------------------------------------------------------------------
 
@@ -499,6 +519,12 @@ class SyncJob:
                         }
                     )
         queries.upsert(conn, credits, rows)
+
+
+def _store_error(exc: SQLAlchemyError) -> str:
+    """The driver's error class, e.g. ``OperationalError``: never its text, which can hold
+    SQL parameters or connection details."""
+    return type(getattr(exc, "orig", None) or exc).__name__
 
 
 def _by_source(page: Sequence[Deal]) -> dict[str, list[str]]:
