@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -653,6 +654,12 @@ def doctor(
 def report_models(
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Processes to spread the deals over (default: one per CPU core, up to 8)."
+        ),
+    ] = min(8, os.cpu_count() or 1),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Revenue by channel under each attribution model, side by side."""
@@ -662,8 +669,7 @@ def report_models(
     settings = _settings(database_url, config)
     mapping = _load(settings)
     engine = _engine(settings)
-    with engine.connect() as conn:
-        report, matched, fitted = models_report(conn, mapping)
+    report, matched, fitted = models_report(engine, mapping, workers=workers)
     rows = sorted(report.items(), key=lambda item: (item[0][1], -sum(item[1].values())))
     if as_json:
         payload = [

@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
+from functools import partial
 from typing import NamedTuple
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
-from revsync.attribution import MODEL_NAMES, MarkovModel, attribute, build_model
+from revsync.attribution import (
+    MODEL_NAMES,
+    AttributionModel,
+    MarkovModel,
+    attribute,
+    build_model,
+)
 from revsync.config.mapping import RevsyncConfig
+from revsync.domain import Deal
 from revsync.matching.paths import visitor_paths
 from revsync.matching.resolve import resolve_journeys
-from revsync.store.deals import won_deal_pages
+from revsync.reports.parallel import map_won_deals
 
 # {(channel, currency): {model: revenue}}
 ModelReport = dict[tuple[str, str], dict[str, Decimal]]
@@ -30,15 +39,16 @@ class ModelsReport(NamedTuple):
 
 
 def models_report(
-    conn: Connection, config: RevsyncConfig, now: datetime | None = None
+    engine: Engine, config: RevsyncConfig, now: datetime | None = None, workers: int = 1
 ) -> ModelsReport:
-    """Revenue by (channel, currency) for each model over every won deal in the store.
-    Streams deals a page at a time."""
+    """Revenue by (channel, currency) for each model over every won deal in the store,
+    streamed a page at a time, in ``workers`` processes over ranges of the deals."""
     now = now or datetime.now(UTC)
     attribution = config.attribution
-    markov = MarkovModel.fit(
-        visitor_paths(conn, now - timedelta(days=config.matching.lookback_days))
-    )
+    with engine.connect() as conn:
+        markov = MarkovModel.fit(
+            visitor_paths(conn, now - timedelta(days=config.matching.lookback_days))
+        )
     fitted = max(markov.removal_effects().values(), default=0.0) > 0
     models = [
         build_model(
@@ -50,17 +60,41 @@ def models_report(
         )
         for name in MODEL_NAMES
     ]
+    work = partial(
+        _revenue, models=models, lookback_days=config.matching.lookback_days,
+        keys=tuple(config.matching.keys),
+    )  # fmt: skip
     report: ModelReport = defaultdict(lambda: defaultdict(Decimal))
     matched = 0
-    for page in won_deal_pages(conn):
-        journeys = resolve_journeys(conn, page, config.matching.lookback_days, config.matching.keys)
-        for journey in journeys:
+    for part, deals in map_won_deals(engine, work, workers):
+        matched += deals
+        for key, by_model in part.items():
+            for name, amount in by_model.items():
+                report[key][name] += amount
+    return ModelsReport(report, matched, fitted)
+
+
+def _revenue(
+    conn: Connection,
+    pages: Iterator[list[Deal]],
+    models: Sequence[AttributionModel],
+    lookback_days: int,
+    keys: Sequence[str],
+) -> tuple[dict[tuple[str, str], dict[str, Decimal]], int]:
+    """Revenue per (channel, currency) and model over ``pages``, and the deals with a
+    journey."""
+    report: dict[tuple[str, str], dict[str, Decimal]] = {}
+    matched = 0
+    for page in pages:
+        for journey in resolve_journeys(conn, page, lookback_days, keys):
             if not journey.touchpoints or journey.deal.close_at is None:
                 continue
             matched += 1
             channel = {tp.id: tp.channel for tp in journey.touchpoints}
             for model in models:
                 for credit in attribute(journey, model, journey.deal.close_at):
-                    key = (channel[credit.touchpoint_id], journey.deal.currency)
-                    report[key][model.name] += credit.amount
-    return ModelsReport(report, matched, fitted)
+                    by_model = report.setdefault(
+                        (channel[credit.touchpoint_id], journey.deal.currency), {}
+                    )
+                    by_model[model.name] = by_model.get(model.name, Decimal(0)) + credit.amount
+    return report, matched

@@ -35,9 +35,14 @@ _DEALS = "SELECT " + _DEAL_COLUMNS + " FROM deals WHERE source = {p} AND id {in_
 # OR form re-scanned every earlier page: quadratic).
 _PAGE = (
     "SELECT source, " + _DEAL_COLUMNS + " FROM deals "  # noqa: S608
-    "WHERE status = {p} AND close_at IS NOT NULL AND (source, id) > ({p}, {p}) "
+    "WHERE status = {p} AND close_at IS NOT NULL AND (source, id) > ({p}, {p}) {until}"
     "ORDER BY source, id LIMIT {p}"
 )
+_SPLIT = (
+    "SELECT source, id FROM deals WHERE status = {p} AND close_at IS NOT NULL "
+    "ORDER BY source, id LIMIT 1 OFFSET {p}"
+)
+_COUNT = "SELECT count(*) FROM deals WHERE status = {p} AND close_at IS NOT NULL"
 _NO_CLICKS = NO_CLICKS
 _STATUS = {status.value: status for status in DealStatus}
 
@@ -52,11 +57,18 @@ def load_deals(conn: Connection, source: str, ids: Sequence[str]) -> list[Deal]:
     return _deals(conn, source, rows)
 
 
-def won_deal_pages(conn: Connection, page_size: int = 1_000) -> Iterator[list[Deal]]:
-    """Every won deal with a close time, a page at a time, in (source, id) order."""
-    last: tuple[str, str] = ("", "")
+def won_deal_pages(
+    conn: Connection,
+    page_size: int = 1_000,
+    after: tuple[str, str] = ("", ""),
+    until: tuple[str, str] | None = None,
+) -> Iterator[list[Deal]]:
+    """Every won deal with a close time (with ``(source, id)`` above ``after`` and up to
+    ``until``), a page at a time, in (source, id) order."""
+    last = after
+    sql = _PAGE.replace("{until}", "AND (source, id) <= ({p}, {p}) " if until else "")
     while True:
-        rows = _fetch(conn, _PAGE, [DealStatus.WON.value, *last, page_size])
+        rows = _fetch(conn, sql, [DealStatus.WON.value, *last, *(until or ()), page_size])
         if not rows:
             return
         page: list[Deal] = []
@@ -64,6 +76,23 @@ def won_deal_pages(conn: Connection, page_size: int = 1_000) -> Iterator[list[De
             page += _deals(conn, source, [row[1:] for row in rows if row[0] == source])
         yield page
         last = (rows[-1][0], rows[-1][1])
+
+
+def won_deal_ranges(
+    conn: Connection, parts: int
+) -> list[tuple[tuple[str, str], tuple[str, str] | None]]:
+    """``(after, until)`` bounds for :func:`won_deal_pages` cutting the won deals into at
+    most ``parts`` ranges of about equal size, in order."""
+    won = DealStatus.WON.value
+    total = int(_fetch(conn, _COUNT, [won])[0][0])
+    parts = max(1, min(parts, total))
+    edges: list[tuple[str, str]] = []
+    for k in range(1, parts):  # the last deal of each range but the last
+        [(source, deal_id)] = _fetch(conn, _SPLIT, [won, k * total // parts - 1])
+        edges.append((str(source), str(deal_id)))
+    starts: list[tuple[str, str]] = [("", ""), *edges]
+    ends: list[tuple[str, str] | None] = [*edges, None]
+    return list(zip(starts, ends, strict=True))
 
 
 def _deals(conn: Connection, source: str, rows: Sequence[tuple[Any, ...]]) -> list[Deal]:
