@@ -5,7 +5,9 @@
 Generates the dataset with :mod:`bench.generate` (in a child process, so its memory does
 not count) unless it already exists, then measures
 
-- **engine**: what ``revsync report models`` and ``SyncJob._plan`` do for every won deal,
+- **engine** (``--workers N``: spread over N processes as ``revsync report models
+  --workers`` does, ``reports.parallel.map_won_deals``; default 1):
+  what ``revsync report models`` and ``SyncJob._plan`` do for every won deal,
   with the default model: ``won_deal_pages`` (deals read back a page at a time) ->
   ``resolve_journeys`` -> ``attribute(journey, last_non_direct)`` -> ``with_details`` of
   the credited touchpoints (what planning reads). Uploading, storing links/credits and
@@ -35,6 +37,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
@@ -42,12 +45,14 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import Connection
 
 from bench.generate import DEFAULT_DIR, PG_ADMIN_URL, pg_database, pg_url, sqlite_path
 from revsync.attribution import attribute, build_model
 from revsync.config.mapping import AttributionConfig, MatchingConfig
+from revsync.domain import Deal
 from revsync.matching.resolve import resolve_journeys, with_details
-from revsync.store.deals import won_deal_pages
+from revsync.reports.parallel import map_won_deals
 from revsync.store.engine import create_store_engine
 
 _LINKS = """
@@ -114,6 +119,7 @@ class Result:
     ratio: float = 0.0
     rows_floor_seconds: float | None = None
     generate_seconds: float | None = None
+    workers: int = 1
 
 
 def _maxrss_mib() -> float:
@@ -175,42 +181,57 @@ def _in_child(url: str, rows: bool = False) -> tuple[float, int]:
         return pool.submit(run_floor, url, rows).result()
 
 
-def run_engine(engine: sa.Engine, result: Result, page_size: int) -> None:
+def engine_range(conn: Connection, pages: Iterator[list[Deal]]) -> Result:
+    """The engine over one range of won deals (all of them in one process): the figures
+    of a :class:`Result` it fills, stage times included."""
+    part = Result("", 0)
     matching = MatchingConfig()
     model = build_model(AttributionConfig().model)
     credited = Decimal(0)
+    while True:
+        t0 = time.perf_counter()
+        page = next(pages, None)
+        t1 = time.perf_counter()
+        part.load_seconds += t1 - t0
+        if page is None:
+            break
+        journeys = resolve_journeys(conn, page, matching.lookback_days, matching.keys)
+        t2 = time.perf_counter()
+        part.resolve_seconds += t2 - t1
+        sent_ids = set()
+        for journey in journeys:
+            assert journey.deal.close_at is not None
+            for credit in attribute(journey, model, journey.deal.close_at):
+                credited += credit.amount
+                sent_ids.add(credit.touchpoint_id)
+            if journey.touchpoints:
+                part.journeys_with_touchpoints += 1
+                part.journey_touchpoints += len(journey.touchpoints)
+        t3 = time.perf_counter()
+        part.attribute_seconds += t3 - t2
+        with_details(conn, journeys, sent_ids)
+        part.details_seconds += time.perf_counter() - t3
+        part.won_deals += len(page)
+    part.credited = str(credited)
+    part.peak_rss_mib = _maxrss_mib()
+    return part
+
+
+def run_engine(engine: sa.Engine, result: Result, page_size: int, workers: int = 1) -> None:
+    """The engine over every won deal, in ``workers`` processes (``map_won_deals``, as
+    ``revsync report models`` spreads its work); stage times are summed over them."""
     result.rss_before_mib = _maxrss_mib()
     started = time.perf_counter()
-    with engine.connect() as conn:
-        pages = won_deal_pages(conn, page_size)
-        while True:
-            t0 = time.perf_counter()
-            page = next(pages, None)
-            t1 = time.perf_counter()
-            result.load_seconds += t1 - t0
-            if page is None:
-                break
-            journeys = resolve_journeys(conn, page, matching.lookback_days, matching.keys)
-            t2 = time.perf_counter()
-            result.resolve_seconds += t2 - t1
-            sent_ids = set()
-            for journey in journeys:
-                assert journey.deal.close_at is not None
-                for credit in attribute(journey, model, journey.deal.close_at):
-                    credited += credit.amount
-                    sent_ids.add(credit.touchpoint_id)
-                if journey.touchpoints:
-                    result.journeys_with_touchpoints += 1
-                    result.journey_touchpoints += len(journey.touchpoints)
-            t3 = time.perf_counter()
-            result.attribute_seconds += t3 - t2
-            with_details(conn, journeys, sent_ids)
-            result.details_seconds += time.perf_counter() - t3
-            result.won_deals += len(page)
+    parts = map_won_deals(engine, engine_range, workers, page_size)
     result.engine_seconds = time.perf_counter() - started
-    result.peak_rss_mib = _maxrss_mib()
+    for part in parts:
+        for name in ("load_seconds", "resolve_seconds", "attribute_seconds", "details_seconds",
+                     "won_deals", "journeys_with_touchpoints", "journey_touchpoints"):  # fmt: skip
+            setattr(result, name, getattr(result, name) + getattr(part, name))
+    result.credited = str(sum(Decimal(part.credited) for part in parts))
+    result.peak_rss_mib = max(_maxrss_mib(), *(part.peak_rss_mib for part in parts))
     result.deals_per_second = result.won_deals / result.engine_seconds
-    result.credited = str(credited)
+    result.workers = len(parts)
 
 
 def main(argv: list[str] | None = None) -> Result:
@@ -220,6 +241,9 @@ def main(argv: list[str] | None = None) -> Result:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="SQLite files go here")
     parser.add_argument("--page-size", type=int, default=1_000)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="processes for the engine (default: 1)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the dataset afterwards")
     parser.add_argument("--regenerate", action="store_true", help="rebuild the dataset")
     parser.add_argument("--json", type=Path, help="also write the figures here")
@@ -252,7 +276,7 @@ def main(argv: list[str] | None = None) -> Result:
         result.floor_seconds.append(seconds)
         print(f"floor (cold-ish): {seconds:.2f}s", flush=True)
         gc.freeze()  # as the revsync command does before it runs (cli._command)
-        run_engine(engine, result, args.page_size)
+        run_engine(engine, result, args.page_size, args.workers)
         gc.unfreeze()
         engine.dispose()
         result.floor_seconds.append(_in_child(url)[0])
@@ -278,13 +302,13 @@ def _report(r: Result) -> None:
         ("journey touchpoints (engine)", f"{r.journey_touchpoints:,}"),
         ("window touchpoints (floor)", f"{r.floor_touchpoints:,}"),
         ("credited (sum of amounts)", r.credited),
-        ("engine wall", f"{r.engine_seconds:.2f}s"),
+        ("engine wall", f"{r.engine_seconds:.2f}s ({r.workers} process(es))"),
         ("  load deals", f"{r.load_seconds:.2f}s"),
         ("  resolve_journeys", f"{r.resolve_seconds:.2f}s"),
         ("  attribute", f"{r.attribute_seconds:.2f}s"),
         ("  with_details (credited)", f"{r.details_seconds:.2f}s"),
         ("deals/s", f"{r.deals_per_second:,.0f}"),
-        ("peak RSS", f"{r.peak_rss_mib:.0f} MiB (before the engine: {r.rss_before_mib:.0f} MiB)"),
+        ("peak RSS", f"{r.peak_rss_mib:.0f} MiB per process (before: {r.rss_before_mib:.0f} MiB)"),
         ("floor query", f"{floor:.2f}s (runs: {', '.join(f'{s:.2f}s' for s in r.floor_seconds)})"),
         ("engine / floor", f"{r.ratio:.2f}x"),
     ]

@@ -8,6 +8,7 @@ Processes are spawned, not forked: a forked child would share the parent's conne
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -40,6 +41,7 @@ def map_won_deals(engine: Engine, work: Work[T], workers: int, page_size: int = 
 
 
 def _in_process(url: str, work: Work[T], bounds: _Range, page_size: int) -> T:
+    gc.freeze()  # as the revsync command does: import-time objects out of the cyclic GC
     engine = create_store_engine(url)
     try:
         with engine.connect() as conn:
