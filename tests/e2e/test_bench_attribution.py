@@ -14,11 +14,14 @@ def test_the_benchmark_runs_and_both_backends_agree(tmp_path: Path) -> None:
     deals = 300
     seed = random.randrange(10_000, 100_000)  # its own PostgreSQL database per run
     results = {}
-    for backend in ("sqlite", "postgresql"):
+    # One process on SQLite, three on PostgreSQL: the totals must agree all the same.
+    for backend, workers in (("sqlite", 1), ("postgresql", 3)):
         args = ["--backend", backend, "--deals", str(deals), "--seed", str(seed),
-                "--dir", str(tmp_path), "--rows-floor", "--json", str(tmp_path / f"{backend}.json")]  # fmt: skip
+                "--dir", str(tmp_path), "--rows-floor", "--workers", str(workers),
+                "--json", str(tmp_path / f"{backend}.json")]  # fmt: skip
         results[backend] = attribution.main(args)
     sqlite, postgresql = results["sqlite"], results["postgresql"]
+    assert (sqlite.workers, postgresql.workers) == (1, 3)
     for result in (sqlite, postgresql):
         assert result.won_deals == deals
         assert result.floor_touchpoints > 0
