@@ -3,6 +3,7 @@ PostgreSQL: every deal once, the same figures whatever the number of processes."
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,3 +49,26 @@ def test_ranges_cover_every_won_deal_once_and_reports_agree(
     assert {k: dict(v) for k, v in one.revenue.items()} == {
         k: dict(v) for k, v in three.revenue.items()
     }
+
+
+def test_an_in_memory_store_stays_in_this_process() -> None:
+    from sqlalchemy import create_engine, insert
+
+    from revsync.reports.parallel import map_won_deals
+    from revsync.store.schema import deals, metadata
+
+    memory = create_engine("sqlite://")
+    metadata.create_all(memory)
+    with memory.begin() as conn:
+        conn.execute(insert(deals), [
+            {"source": "crm", "id": f"D{n}", "status": "won", "amount": 10, "currency": "USD",
+             "close_at": NOW, "modified_at": NOW, "click_ids": {}, "fields": {},
+             "synced_at": NOW}
+            for n in range(6)
+        ])  # fmt: skip
+    # One range, read here: another process would open an empty store of its own.
+    assert map_won_deals(memory, _count_deals, workers=4, page_size=2) == [6]
+
+
+def _count_deals(_conn: object, pages: Iterator[list[object]]) -> int:
+    return sum(len(page) for page in pages)

@@ -28,6 +28,9 @@ _Range = tuple[tuple[str, str], tuple[str, str] | None]
 def map_won_deals(engine: Engine, work: Work[T], workers: int, page_size: int = 1_000) -> list[T]:
     """``work`` over every won deal, split into ``workers`` ranges in as many processes
     (one range in this process when ``workers`` is 1); the results in range order."""
+    # An in-memory SQLite store exists only in this process.
+    if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
+        workers = 1
     with engine.connect() as conn:
         ranges = won_deal_ranges(conn, workers)
     if len(ranges) == 1:
