@@ -89,3 +89,12 @@ def test_a_stop_while_waiting_ends_the_wait() -> None:
     assert run_worker(once, Cron("*/15 * * * *"), time, time) == 1
     # the next tick, 12:15, after a first run that ended at 12:07:35
     assert time.waits == [445.0]
+
+
+def test_exit_codes_of_a_run() -> None:
+    from revsync.cli import _exit_code
+    from revsync.sync.summary import RunSummary
+
+    codes = {status: _exit_code(RunSummary(status=status))
+             for status in ("ok", "partial", "failed", "config_error", "stopped")}  # fmt: skip
+    assert codes == {"ok": 0, "partial": 3, "failed": 1, "config_error": 2, "stopped": 4}
