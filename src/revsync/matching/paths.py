@@ -8,12 +8,21 @@ from datetime import datetime
 from sqlalchemy import Connection, select
 
 from revsync.domain import DealStatus
-from revsync.store.schema import deals, match_links, touchpoints
+from revsync.matching.resolve import sqlite_time
+from revsync.store.schema import deals, match_links
+
+# Raw driver rows, read 10,000 at a time (PostgreSQL: through a server-side cursor), so a
+# window of millions of touchpoints streams in bounded memory without a Row object each.
+_PATHS = (
+    "SELECT visitor_id, channel FROM touchpoints WHERE occurred_at >= {p} "
+    "ORDER BY visitor_id, occurred_at, id"
+)
+_BATCH = 10_000
 
 
 def visitor_paths(conn: Connection, since: datetime) -> Iterator[tuple[list[str], bool]]:
     """``(channels in time order, converted)`` per visitor with touchpoints since ``since``;
-    converted means linked to a won deal. Streams: memory is one path at a time."""
+    converted means linked to a won deal. Streams: memory is one batch of rows."""
     converted = set(
         conn.execute(
             select(match_links.c.visitor_id)
@@ -24,18 +33,25 @@ def visitor_paths(conn: Connection, since: datetime) -> Iterator[tuple[list[str]
             .where(deals.c.status == DealStatus.WON.value)
         ).scalars()
     )
-    rows = conn.execution_options(yield_per=10_000).execute(
-        select(touchpoints.c.visitor_id, touchpoints.c.channel)
-        .where(touchpoints.c.occurred_at >= since)
-        .order_by(touchpoints.c.visitor_id, touchpoints.c.occurred_at, touchpoints.c.id)
-    )
-    visitor: str | None = None
-    path: list[str] = []
-    for visitor_id, channel in rows:
-        if visitor_id != visitor:
-            if visitor is not None:
-                yield path, visitor in converted
-            visitor, path = visitor_id, []
-        path.append(channel)
-    if visitor is not None:
-        yield path, visitor in converted
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    if conn.dialect.name == "postgresql":
+        cursor = raw.cursor(name="revsync_visitor_paths")
+        cursor.execute(_PATHS.format(p="%s"), (since,))
+    else:
+        cursor = raw.cursor()
+        cursor.execute(_PATHS.format(p="?"), (sqlite_time(since),))
+    try:
+        visitor: str | None = None
+        path: list[str] = []
+        while rows := cursor.fetchmany(_BATCH):
+            for visitor_id, channel in rows:
+                if visitor_id != visitor:
+                    if visitor is not None:
+                        yield path, visitor in converted
+                    visitor, path = visitor_id, []
+                path.append(channel)
+        if visitor is not None:
+            yield path, visitor in converted
+    finally:
+        cursor.close()

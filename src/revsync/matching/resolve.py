@@ -315,7 +315,7 @@ _CONSENT = {
 }  # SQLite hands back 0/1, which hash and compare equal to False/True
 
 
-def _sqlite_time(value: datetime) -> str:
+def sqlite_time(value: datetime) -> str:
     """A UTC time as the store keeps it in SQLite (SQLAlchemy's DATETIME text format)."""
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
@@ -336,7 +336,7 @@ def _window_touchpoints(
             if dialect == "sqlite":
                 params: list[Any] = []
                 for position, visitor, start, end in chunk:
-                    params += (position, visitor, _sqlite_time(start), _sqlite_time(end))
+                    params += (position, visitor, sqlite_time(start), sqlite_time(end))
                 values = ", ".join(["(?, ?, ?, ?)"] * len(chunk))
                 cursor.execute(_WINDOW_JOIN["sqlite"].format(values=values), params)
             elif dialect == "postgresql":
