@@ -20,7 +20,6 @@ from typing import Protocol
 from croniter import croniter
 
 from revsync.errors import ConfigError
-from revsync.sync.summary import RunSummary
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
@@ -86,7 +85,7 @@ def schedule(every: str | None, cron: str | None) -> Schedule:
 
 
 def run_worker(
-    run_once: Callable[[], RunSummary | None],
+    run_once: Callable[[], None],
     plan: Schedule,
     stop: threading.Event,
     clock: Callable[[], datetime],
