@@ -59,3 +59,29 @@ def test_worker_refuses_a_bad_schedule(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["worker", "--every", "soon"])
     assert result.exit_code == 2
     assert "--every 'soon': a whole number and a unit" in result.output
+
+
+def test_a_broken_mapping_file_skips_runs_until_it_is_fixed(tmp_path: Path) -> None:
+    demo = tmp_path / "demo"
+    assert CliRunner().invoke(app, ["demo", str(demo), "--visitors", "300"]).exit_code == 0
+    mapping = demo / "revsync.yaml"
+    good = mapping.read_text()
+    worker = subprocess.Popen(
+        [REVSYNC, "worker", "--every", "1s", "--json", "-c", str(mapping),
+         "--database-url", f"sqlite:///{demo / 'revsync.db'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert worker.stdout is not None and worker.stderr is not None
+        assert json.loads(worker.stdout.readline())["status"] == "partial"  # the first run
+        mapping.write_text(good.replace("sources:", "sauces:", 1))  # an admin's typo
+        while "run skipped" not in (line := worker.stderr.readline()):
+            assert line, "the worker ended"
+        assert "revsync.yaml:1: sources: Field required" in line  # file, line, key
+        mapping.write_text(good)
+        assert json.loads(worker.stdout.readline())["status"] == "partial"  # runs again
+        worker.send_signal(signal.SIGTERM)
+        worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 0
