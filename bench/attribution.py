@@ -222,7 +222,7 @@ def run_engine(engine: sa.Engine, result: Result, page_size: int, workers: int =
     ``revsync report models`` spreads its work); stage times are summed over them."""
     result.rss_before_mib = _maxrss_mib()
     started = time.perf_counter()
-    parts = map_won_deals(engine, engine_range, workers, page_size)
+    parts = map_won_deals(engine, engine_range, workers, page_size, min_deals=1)
     result.engine_seconds = time.perf_counter() - started
     for part in parts:
         for name in ("load_seconds", "resolve_seconds", "attribute_seconds", "details_seconds",

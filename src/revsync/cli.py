@@ -657,7 +657,9 @@ def report_models(
     workers: Annotated[
         int,
         typer.Option(
-            min=1, help="Processes to spread the deals over (default: one per CPU core, up to 8)."
+            min=1,
+            help="Processes to spread the deals over, 10,000 deals each at least "
+            "(default: one per CPU core, up to 8).",
         ),
     ] = min(8, os.cpu_count() or 1),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,

@@ -39,12 +39,13 @@ def test_ranges_cover_every_won_deal_once_and_reports_agree(
         for parts in (1, 2, 3, 5, len(every), len(every) + 4):
             ranges = won_deal_ranges(conn, parts)
             assert len(ranges) == min(parts, len(every))
+            assert len(won_deal_ranges(conn, parts, at_least=10)) == min(parts, len(every) // 10)
             split = [(d.source, d.id) for bounds in ranges
                      for page in won_deal_pages(conn, 7, *bounds) for d in page]  # fmt: skip
             assert split == every, parts
 
     one = models_report(engine, config, NOW, workers=1)
-    three = models_report(engine, config, NOW, workers=3)
+    three = models_report(engine, config, NOW, workers=3, min_deals=1)
     assert one.matched == three.matched > 0 and one.data_driven_fitted
     assert {k: dict(v) for k, v in one.revenue.items()} == {
         k: dict(v) for k, v in three.revenue.items()
@@ -67,7 +68,7 @@ def test_an_in_memory_store_stays_in_this_process() -> None:
             for n in range(6)
         ])  # fmt: skip
     # One range, read here: another process would open an empty store of its own.
-    assert map_won_deals(memory, _count_deals, workers=4, page_size=2) == [6]
+    assert map_won_deals(memory, _count_deals, workers=4, page_size=2, min_deals=1) == [6]
 
 
 def _count_deals(_conn: object, pages: Iterator[list[object]]) -> int:

@@ -23,7 +23,7 @@ from revsync.config.mapping import RevsyncConfig
 from revsync.domain import Deal
 from revsync.matching.paths import visitor_paths
 from revsync.matching.resolve import resolve_journeys
-from revsync.reports.parallel import map_won_deals
+from revsync.reports.parallel import MIN_DEALS_PER_PROCESS, map_won_deals
 
 # {(channel, currency): {model: revenue}}
 ModelReport = dict[tuple[str, str], dict[str, Decimal]]
@@ -39,10 +39,15 @@ class ModelsReport(NamedTuple):
 
 
 def models_report(
-    engine: Engine, config: RevsyncConfig, now: datetime | None = None, workers: int = 1
+    engine: Engine,
+    config: RevsyncConfig,
+    now: datetime | None = None,
+    workers: int = 1,
+    min_deals: int = MIN_DEALS_PER_PROCESS,
 ) -> ModelsReport:
     """Revenue by (channel, currency) for each model over every won deal in the store,
-    streamed a page at a time, in ``workers`` processes over ranges of the deals."""
+    streamed a page at a time, in up to ``workers`` processes over ranges of at least
+    ``min_deals`` deals."""
     now = now or datetime.now(UTC)
     attribution = config.attribution
     with engine.connect() as conn:
@@ -66,7 +71,7 @@ def models_report(
     )  # fmt: skip
     report: ModelReport = defaultdict(lambda: defaultdict(Decimal))
     matched = 0
-    for part, deals in map_won_deals(engine, work, workers):
+    for part, deals in map_won_deals(engine, work, workers, min_deals=min_deals):
         matched += deals
         for key, by_model in part.items():
             for name, amount in by_model.items():

@@ -21,18 +21,27 @@ from revsync.store.deals import won_deal_pages, won_deal_ranges
 from revsync.store.engine import create_store_engine
 
 T = TypeVar("T")
+# Below this many deals a process costs more to start (~0.5 s of imports) than it saves.
+MIN_DEALS_PER_PROCESS = 10_000
 Work = Callable[[Connection, Iterator[list[Deal]]], T]
 _Range = tuple[tuple[str, str], tuple[str, str] | None]
 
 
-def map_won_deals(engine: Engine, work: Work[T], workers: int, page_size: int = 1_000) -> list[T]:
-    """``work`` over every won deal, split into ``workers`` ranges in as many processes
-    (one range in this process when ``workers`` is 1); the results in range order."""
+def map_won_deals(
+    engine: Engine,
+    work: Work[T],
+    workers: int,
+    page_size: int = 1_000,
+    min_deals: int = MIN_DEALS_PER_PROCESS,
+) -> list[T]:
+    """``work`` over every won deal, split into up to ``workers`` ranges of at least
+    ``min_deals`` deals in as many processes (one range runs in this process); the
+    results in range order."""
     # An in-memory SQLite store exists only in this process.
     if engine.dialect.name == "sqlite" and engine.url.database in (None, "", ":memory:"):
         workers = 1
     with engine.connect() as conn:
-        ranges = won_deal_ranges(conn, workers)
+        ranges = won_deal_ranges(conn, workers, min_deals)
     if len(ranges) == 1:
         with engine.connect() as conn:
             return [work(conn, won_deal_pages(conn, page_size))]

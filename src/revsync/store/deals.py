@@ -79,13 +79,13 @@ def won_deal_pages(
 
 
 def won_deal_ranges(
-    conn: Connection, parts: int
+    conn: Connection, parts: int, at_least: int = 1
 ) -> list[tuple[tuple[str, str], tuple[str, str] | None]]:
     """``(after, until)`` bounds for :func:`won_deal_pages` cutting the won deals into at
-    most ``parts`` ranges of about equal size, in order."""
+    most ``parts`` ranges of about equal size and at least ``at_least`` deals, in order."""
     won = DealStatus.WON.value
     total = int(_fetch(conn, _COUNT, [won])[0][0])
-    parts = max(1, min(parts, total))
+    parts = max(1, min(parts, total // max(1, at_least)))
     edges: list[tuple[str, str]] = []
     for k in range(1, parts):  # the last deal of each range but the last
         [(source, deal_id)] = _fetch(conn, _SPLIT, [won, k * total // parts - 1])
