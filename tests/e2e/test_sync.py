@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import json
 import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from revsync.config.loader import load_config
 from revsync.config.mapping import RevsyncConfig
 from revsync.config.settings import Settings
 from revsync.demo import DEMO_CONFIG, generate
+from revsync.sources.base import DealPage, DealSource
 from revsync.store.leases import Lease
 from revsync.store.schema import conversions, leases, quarantine, sync_state
 from revsync.sync.factory import build_destinations, build_sources
@@ -416,3 +419,49 @@ def test_an_unreachable_store_fails_the_run_without_raising(tmp_path: Path) -> N
         gone.dispose()
     assert (summary.status, summary.failures) == (
         "failed", ["the store is unreachable (OperationalError)"])
+
+
+class _SlowSource:
+    """A CRM that keeps the run waiting before its first page (a Bulk job being prepared),
+    then holds the page until ``release`` is set."""
+
+    name = "crm"
+
+    def __init__(self, inner: DealSource, waiting: threading.Event, release: threading.Event):
+        self.inner, self.waiting, self.release = inner, waiting, release
+
+    def pages(self, watermark: str | None, now: datetime) -> Iterator[DealPage]:
+        self.waiting.set()
+        assert self.release.wait(30)
+        yield from self.inner.pages(watermark, now)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_run_keeps_its_lease_through_a_long_wait(engine: Engine, tmp_path: Path) -> None:
+    config = scenario(engine, tmp_path)
+    write_deals(tmp_path / "deals.csv", [
+        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "contact_id": "C1", "email": "ann@example.com"},
+    ])  # fmt: skip
+    settings, ttl = Settings(), timedelta(seconds=0.6)
+    waiting, release = threading.Event(), threading.Event()
+    slow = _SlowSource(build_sources(config, settings)[0], waiting, release)
+    clock = lambda: datetime.now(UTC)  # noqa: E731 - leases expire in real time here
+    job = SyncJob(engine, config, [slow], build_destinations(config, settings, clock),
+                  clock=clock, lease_ttl=ttl)  # fmt: skip
+    done: list[RunSummary] = []
+    runner = threading.Thread(target=lambda: done.append(job.run()))
+    runner.start()
+    try:
+        assert waiting.wait(30)
+        time.sleep(3 * ttl.total_seconds())  # three times the time to live without a page
+        other = Lease(engine, "source:crm", "run 99 on elsewhere (pid 7)", ttl, clock)
+        assert other.take() is not None  # still held: the heartbeat renewed it
+    finally:
+        release.set()
+        runner.join(60)
+    [summary] = done
+    assert summary.status == "ok" and summary.deals_read["crm"] == 1

@@ -31,8 +31,9 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(
         600,
         ge=30,
-        description="How long a run keeps a source or destination to itself without renewing "
-        "it (after each page or batch); a run that dies frees them after this long.",
+        description="How long a run's hold on a source or destination lasts without a renewal "
+        "(each page or batch, and a heartbeat every third of it); a run that dies frees them "
+        "after this long.",
     )
 
     google_ads_developer_token: SecretStr | None = None

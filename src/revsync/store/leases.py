@@ -3,26 +3,32 @@
 A lease is a row ``(name, owner, expires_at)``. Taking it is one atomic upsert that wins
 only when the row is absent, expired or already the caller's. The holder renews it inside
 each transaction that writes under it (a page of deals, a claimed batch), so nothing
-commits once another run has taken it over, and drops it when done. A run that dies leaves
-its leases to expire after their time to live; only then may another run take them — and
-treat the rows left ``sending`` as interrupted rather than as another run's batch in flight.
+commits once another run has taken it over, and a :class:`Heartbeat` renews it in between,
+so a long wait (a Bulk job, a batch's retries) does not let it expire; it is dropped when
+done. A run that dies leaves its leases to expire after their time to live; only then may
+another run take them — and treat the rows left ``sending`` as interrupted rather than as
+another run's batch in flight.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 
 from revsync.errors import RevsyncError
 from revsync.store.schema import leases
 
 DEFAULT_TTL = timedelta(minutes=10)
+log = logging.getLogger(__name__)
 
 
 class LeaseLost(RevsyncError):
@@ -86,3 +92,33 @@ class Lease:
             conn.execute(
                 delete(leases).where(leases.c.name == self.name, leases.c.owner == self.owner)
             )
+
+
+class Heartbeat:
+    """Renews ``leases`` (a list the run appends to) every third of their time to live
+    from a daemon thread, until :meth:`stop`. A renewal that fails is logged and tried
+    again at the next beat; a lease another run took over stays lost (the next write under
+    it raises :class:`LeaseLost`)."""
+
+    def __init__(self, leases: Sequence[Lease], ttl: timedelta) -> None:
+        self._leases = leases
+        self._interval = ttl.total_seconds() / 3
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="revsync leases", daemon=True)
+
+    def start(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        while not self._stopped.wait(self._interval):
+            for lease in list(self._leases):
+                try:
+                    with lease.engine.begin() as conn:
+                        lease.renew(conn)
+                except (LeaseLost, SQLAlchemyError) as exc:
+                    log.warning("could not renew %s: %s", lease.name, type(exc).__name__)

@@ -41,7 +41,7 @@ from revsync.matching.resolve import resolve_journeys, with_details
 from revsync.sources.base import DealSource
 from revsync.store import queries
 from revsync.store.deals import won_deal_pages
-from revsync.store.leases import DEFAULT_TTL, Lease, run_owner
+from revsync.store.leases import DEFAULT_TTL, Heartbeat, Lease, run_owner
 from revsync.store.schema import (
     contacts,
     credits,
@@ -106,6 +106,7 @@ class SyncJob:
             log.error("run not started: the store is unreachable (%s)", _store_error(exc))
             return summary
         held: list[Lease] = []
+        heartbeat = Heartbeat(held, self.lease_ttl).start()
         try:
             self._prepare_models()
             readable = []
@@ -156,6 +157,7 @@ class SyncJob:
             summary.failures.append(f"internal error: {type(exc).__name__}")
             log.exception("run %s failed with an internal error", summary.run_id)
         finally:
+            heartbeat.stop()
             for lease in held:
                 self._drop(lease)
             for source in self.sources:
