@@ -465,3 +465,30 @@ def test_a_run_keeps_its_lease_through_a_long_wait(engine: Engine, tmp_path: Pat
         runner.join(60)
     [summary] = done
     assert summary.status == "ok" and summary.deals_read["crm"] == 1
+
+
+def test_replan_leaves_the_deals_of_a_source_another_run_holds(
+    engine: Engine, tmp_path: Path
+) -> None:
+    config = scenario(engine, tmp_path)
+    write_deals(tmp_path / "deals.csv", [
+        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "contact_id": "C1", "email": "ann@example.com"},
+    ])  # fmt: skip
+    assert sum(run(engine, config).planned.values()) == 3
+    with engine.begin() as conn:  # plans to be made again, as after a late import
+        conn.execute(conversions.delete())
+    other = Lease(engine, "source:crm", "run 99 on elsewhere (pid 7)", timedelta(minutes=10),
+                  lambda: NOW)  # fmt: skip
+    assert other.take() is None
+    settings = Settings()
+
+    def replan(at: datetime) -> RunSummary:
+        return SyncJob(engine, config, build_sources(config, settings),
+                       build_destinations(config, settings, lambda: at), clock=lambda: at,
+                       replan=True).run()  # fmt: skip
+
+    assert sum(replan(NOW + timedelta(minutes=1)).planned.values()) == 0
+    other.drop()
+    assert sum(replan(NOW + timedelta(minutes=2)).planned.values()) == 3

@@ -118,7 +118,7 @@ class SyncJob:
                     self._read_source(source, summary, lease)
                     readable.append(source)
             if self.replan and not self.stop.is_set():
-                self._replan_stored(summary)
+                self._replan_stored(summary, {source.name for source in readable})
             if not self.stop.is_set():
                 writeback.push(self.engine, self.config, readable, summary, self.clock())
             for destination in self.destinations:
@@ -256,13 +256,15 @@ class SyncJob:
                 summary.warnings.append(f"{source.name}: API budget reached; resuming next run")
                 break
 
-    def _replan_stored(self, summary: RunSummary) -> None:
-        """Plan every stored won deal again; the ledger keeps what is already there."""
+    def _replan_stored(self, summary: RunSummary, sources: set[str]) -> None:
+        """Plan every stored won deal of ``sources`` (those whose lease this run holds)
+        again; the ledger keeps what is already there."""
         done = 0
         with self.engine.connect() as reader:
             for page in won_deal_pages(reader):
+                mine = [deal for deal in page if deal.source in sources]
                 with self.engine.begin() as conn:
-                    self._plan(conn, page, summary)
+                    self._plan(conn, mine, summary)
                 done += len(page)
                 self.progress("replan", done, None)
                 if self.stop.is_set():
