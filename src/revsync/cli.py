@@ -740,6 +740,9 @@ def ledger_show(
             if as_json:
                 out.print_json(json.dumps(counts))
                 return
+            if not counts:
+                out.print("the ledger is empty: no conversion planned yet", highlight=False)
+                return
             states = [s.value for s in ledger.State if any(s.value in c for c in counts.values())]
             table = Table(title="Ledger rows", title_justify="left")
             table.add_column("destination")

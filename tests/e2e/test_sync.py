@@ -375,6 +375,8 @@ def test_an_operator_settles_unknown_and_failed_rows(
                      .values(state="failed", attempts=8, error_code="HTTP_503"))  # fmt: skip
     cli = CliRunner()
     where = ["--database-url", store_url]
+    empty = cli.invoke(app, ["ledger", "show", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"])
+    assert empty.exit_code == 0 and "the ledger is empty" in empty.stdout
 
     counts = json.loads(cli.invoke(app, ["ledger", "show", "--json", *where]).stdout)
     assert counts == {"gads": {"sent": 1}, "ga4": {"unknown": 1}, "meta": {"failed": 1}}
