@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, update
@@ -28,7 +29,9 @@ from revsync.sync.summary import RunSummary
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 
-def run(engine: Engine, config: RevsyncConfig, now: datetime = NOW) -> RunSummary:
+def run(engine: Engine, config: RevsyncConfig, now: datetime = NOW, **options: Any) -> RunSummary:
+    """One sync at ``now`` over the mapping's sources and destinations; ``options`` go to
+    :class:`SyncJob` (replan, progress, stop, ...)."""
     settings = Settings()
     clock = lambda: now  # noqa: E731
     return SyncJob(
@@ -37,6 +40,7 @@ def run(engine: Engine, config: RevsyncConfig, now: datetime = NOW) -> RunSummar
         build_sources(config, settings),
         build_destinations(config, settings, clock),
         clock=clock,
+        **options,
     ).run()
 
 
@@ -129,6 +133,17 @@ def scenario(engine: Engine, tmp_path: Path) -> RevsyncConfig:
     return load_config(tmp_path / "revsync.yaml")
 
 
+def one_won_deal(engine: Engine, tmp_path: Path) -> RevsyncConfig:
+    """:func:`scenario` with one won deal, D1, whose contact (ann@) visitor v1 is."""
+    config = scenario(engine, tmp_path)
+    write_deals(tmp_path / "deals.csv", [
+        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
+         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "contact_id": "C1", "email": "ann@example.com"},
+    ])  # fmt: skip
+    return config
+
+
 def test_amount_change_is_restated_and_lost_deal_retracted(engine: Engine, tmp_path: Path) -> None:
     config = scenario(engine, tmp_path)
     deals = tmp_path / "deals.csv"
@@ -187,12 +202,7 @@ def test_amount_change_is_restated_and_lost_deal_retracted(engine: Engine, tmp_p
 def test_interrupted_batch_is_resent_only_where_the_platform_dedupes(
     engine: Engine, tmp_path: Path
 ) -> None:
-    config = scenario(engine, tmp_path)
-    write_deals(tmp_path / "deals.csv", [
-        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
-         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
-         "contact_id": "C1", "email": "ann@example.com"},
-    ])  # fmt: skip
+    config = one_won_deal(engine, tmp_path)
     run(engine, config)
     # Simulate a crash between "mark sending" and the answer.
     with engine.begin() as conn:
@@ -209,12 +219,7 @@ def test_interrupted_batch_is_resent_only_where_the_platform_dedupes(
 def test_an_overlapping_run_leaves_a_live_runs_destination_alone_until_its_lease_expires(
     engine: Engine, tmp_path: Path
 ) -> None:
-    config = scenario(engine, tmp_path)
-    write_deals(tmp_path / "deals.csv", [
-        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
-         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
-         "contact_id": "C1", "email": "ann@example.com"},
-    ])  # fmt: skip
+    config = one_won_deal(engine, tmp_path)
     # Another run is uploading to GA4: it holds the destination for ten minutes.
     other = Lease(engine, "destination:ga4", "run 99 on elsewhere (pid 7)",
                   timedelta(minutes=10), lambda: NOW)  # fmt: skip
@@ -251,12 +256,7 @@ def test_an_overlapping_run_leaves_a_live_runs_destination_alone_until_its_lease
 
 
 def test_a_source_another_run_is_reading_is_skipped(engine: Engine, tmp_path: Path) -> None:
-    config = scenario(engine, tmp_path)
-    write_deals(tmp_path / "deals.csv", [
-        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
-         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
-         "contact_id": "C1", "email": "ann@example.com"},
-    ])  # fmt: skip
+    config = one_won_deal(engine, tmp_path)
     other = Lease(engine, "source:crm", "run 99 on elsewhere (pid 7)", timedelta(minutes=10),
                   lambda: NOW)  # fmt: skip
     assert other.take() is None
@@ -279,15 +279,13 @@ def test_a_stop_request_ends_the_run_after_the_page_in_progress(
          "contact_id": "C1", "email": "ann@example.com"}
         for n in (1, 2, 3)
     ])  # fmt: skip
-    settings, stop = Settings(), threading.Event()
+    stop = threading.Event()
 
     def signal_after_first_page(stage: str, done: int, _total: int | None) -> None:
         if stage == "read crm" and done == 1:
             stop.set()  # SIGTERM while the first page is being stored
 
-    stopped = SyncJob(engine, config, build_sources(config, settings),
-                      build_destinations(config, settings, lambda: NOW), clock=lambda: NOW,
-                      progress=signal_after_first_page, stop=stop).run()  # fmt: skip
+    stopped = run(engine, config, progress=signal_after_first_page, stop=stop)
     assert (stopped.status, dict(stopped.deals_read), dict(stopped.results)) == (
         "stopped", {"crm": 1}, {})
     assert "stopped on request" in stopped.warnings[-1]
@@ -330,12 +328,7 @@ def test_replan_picks_up_leads_imported_after_the_deal_was_synced(
     (tmp_path / "leads.csv").write_text("visitor_id,observed_at,email\nv1,2026-11-10T09:05:00Z,late@example.com\n")
     import_identities(engine, tmp_path / "leads.csv")
     assert sum(run(engine, config, NOW + timedelta(hours=1)).planned.values()) == 0
-    settings = Settings()
-    clock = lambda: NOW + timedelta(hours=2)  # noqa: E731
-    replanned = SyncJob(
-        engine, config, build_sources(config, settings),
-        build_destinations(config, settings, clock), clock=clock, replan=True,
-    ).run()  # fmt: skip
+    replanned = run(engine, config, NOW + timedelta(hours=2), replan=True)
     assert dict(replanned.planned) == {"gads": 1}  # D1 is outside the overlap: only replan sees it
 
 
@@ -360,12 +353,7 @@ def test_an_operator_settles_unknown_and_failed_rows(
 
     from revsync.cli import app
 
-    config = scenario(engine, tmp_path)
-    write_deals(tmp_path / "deals.csv", [
-        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
-         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
-         "contact_id": "C1", "email": "ann@example.com"},
-    ])  # fmt: skip
+    config = one_won_deal(engine, tmp_path)
     run(engine, config)
     with engine.begin() as conn:  # a crash mid-send, then a run: GA4's row is unknown
         conn.execute(update(conversions).values(state="sending"))
@@ -442,12 +430,7 @@ class _SlowSource:
 
 
 def test_a_run_keeps_its_lease_through_a_long_wait(engine: Engine, tmp_path: Path) -> None:
-    config = scenario(engine, tmp_path)
-    write_deals(tmp_path / "deals.csv", [
-        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
-         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
-         "contact_id": "C1", "email": "ann@example.com"},
-    ])  # fmt: skip
+    config = one_won_deal(engine, tmp_path)
     settings, ttl = Settings(), timedelta(seconds=0.6)
     waiting, release = threading.Event(), threading.Event()
     slow = _SlowSource(build_sources(config, settings)[0], waiting, release)
@@ -472,25 +455,13 @@ def test_a_run_keeps_its_lease_through_a_long_wait(engine: Engine, tmp_path: Pat
 def test_replan_leaves_the_deals_of_a_source_another_run_holds(
     engine: Engine, tmp_path: Path
 ) -> None:
-    config = scenario(engine, tmp_path)
-    write_deals(tmp_path / "deals.csv", [
-        {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
-         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
-         "contact_id": "C1", "email": "ann@example.com"},
-    ])  # fmt: skip
+    config = one_won_deal(engine, tmp_path)
     assert sum(run(engine, config).planned.values()) == 3
     with engine.begin() as conn:  # plans to be made again, as after a late import
         conn.execute(conversions.delete())
     other = Lease(engine, "source:crm", "run 99 on elsewhere (pid 7)", timedelta(minutes=10),
                   lambda: NOW)  # fmt: skip
     assert other.take() is None
-    settings = Settings()
-
-    def replan(at: datetime) -> RunSummary:
-        return SyncJob(engine, config, build_sources(config, settings),
-                       build_destinations(config, settings, lambda: at), clock=lambda: at,
-                       replan=True).run()  # fmt: skip
-
-    assert sum(replan(NOW + timedelta(minutes=1)).planned.values()) == 0
+    assert sum(run(engine, config, NOW + timedelta(minutes=1), replan=True).planned.values()) == 0
     other.drop()
-    assert sum(replan(NOW + timedelta(minutes=2)).planned.values()) == 3
+    assert sum(run(engine, config, NOW + timedelta(minutes=2), replan=True).planned.values()) == 3
