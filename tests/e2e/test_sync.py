@@ -116,29 +116,40 @@ destinations:
 """
 
 
-def scenario(engine: Engine, tmp_path: Path) -> RevsyncConfig:
+def iso(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def scenario(engine: Engine, tmp_path: Path, now: datetime = NOW) -> RevsyncConfig:
+    """Two visitors who clicked a Google ad about ten days before ``now`` and became leads five
+    minutes later: v1 (ann@, consent granted) and v2 (bob@, consent denied)."""
     (tmp_path / "revsync.yaml").write_text(CONFIG)
+    v1, v2 = now - timedelta(days=10, hours=3), now - timedelta(days=9, hours=3)
+    fbp = f"fb.1.{int((v1 - timedelta(days=9)).timestamp() * 1000)}.7"
     (tmp_path / "tp.csv").write_text(
         "visitor_id,occurred_at,landing_url,_ga,_fbp,consent_ad_user_data\n"
-        "v1,2026-11-10T09:00:00Z,https://x.com/?gclid=CjwGclid0001,GA1.1.1.2,fb.1.1762000000000.7,granted\n"
-        "v2,2026-11-11T09:00:00Z,https://x.com/?gclid=CjwGclid0002,GA1.1.3.4,,denied\n"
+        f"v1,{iso(v1)},https://x.com/?gclid=CjwGclid0001,GA1.1.1.2,{fbp},granted\n"
+        f"v2,{iso(v2)},https://x.com/?gclid=CjwGclid0002,GA1.1.3.4,,denied\n"
     )
+    lead = timedelta(minutes=5)
     (tmp_path / "leads.csv").write_text(
         "visitor_id,observed_at,email\n"
-        "v1,2026-11-10T09:05:00Z,ann@example.com\n"
-        "v2,2026-11-11T09:05:00Z,bob@example.com\n"
+        f"v1,{iso(v1 + lead)},ann@example.com\n"
+        f"v2,{iso(v2 + lead)},bob@example.com\n"
     )
     import_touchpoints(engine, tmp_path / "tp.csv")
     import_identities(engine, tmp_path / "leads.csv")
     return load_config(tmp_path / "revsync.yaml")
 
 
-def one_won_deal(engine: Engine, tmp_path: Path) -> RevsyncConfig:
-    """:func:`scenario` with one won deal, D1, whose contact (ann@) visitor v1 is."""
-    config = scenario(engine, tmp_path)
+def one_won_deal(engine: Engine, tmp_path: Path, now: datetime = NOW) -> RevsyncConfig:
+    """:func:`scenario` with one won deal, D1, whose contact (ann@) visitor v1 is; it closed
+    two days before ``now``."""
+    config = scenario(engine, tmp_path, now)
+    closed = now - timedelta(days=2, hours=2)
     write_deals(tmp_path / "deals.csv", [
         {"deal_id": "D1", "status": "won", "amount": "1000", "currency": "USD",
-         "close_date": "2026-11-18", "modified_at": "2026-11-18T10:00:00Z",
+         "close_date": closed.date().isoformat(), "modified_at": iso(closed),
          "contact_id": "C1", "email": "ann@example.com"},
     ])  # fmt: skip
     return config
@@ -430,11 +441,13 @@ class _SlowSource:
 
 
 def test_a_run_keeps_its_lease_through_a_long_wait(engine: Engine, tmp_path: Path) -> None:
-    config = one_won_deal(engine, tmp_path)
+    # Leases expire in real time here, so the run and the deal's dates follow the real clock
+    # (a deal fixed in time would age past Meta's 7-day window and be held back).
+    config = one_won_deal(engine, tmp_path, datetime.now(UTC))
     settings, ttl = Settings(), timedelta(seconds=0.6)
     waiting, release = threading.Event(), threading.Event()
     slow = _SlowSource(build_sources(config, settings)[0], waiting, release)
-    clock = lambda: datetime.now(UTC)  # noqa: E731 - leases expire in real time here
+    clock = lambda: datetime.now(UTC)  # noqa: E731
     job = SyncJob(engine, config, [slow], build_destinations(config, settings, clock),
                   clock=clock, lease_ttl=ttl)  # fmt: skip
     done: list[RunSummary] = []
