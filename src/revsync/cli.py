@@ -263,6 +263,10 @@ def print_summary(summary: RunSummary) -> None:
         out.print("[bold]Not uploaded[/bold] (by reason):")
         for reason, count in sorted(summary.skipped.items()):
             out.print(f"  {count:>6,}  {reason}", highlight=False)
+    if summary.notes:
+        out.print("[bold]Uploaded, with a caveat[/bold]:")
+        for note, count in sorted(summary.notes.items()):
+            out.print(f"  {count:>6,}  {note}", highlight=False)
     if summary.rejections:
         out.print("[bold]Rejected by the platform[/bold] (by code):")
         for reason, count in sorted(summary.rejections.items()):

@@ -65,6 +65,7 @@ class OutcomeStatus(StrEnum):
     REJECTED = "rejected"  # permanent: never retried
     RETRY = "retry"  # transient: retried no earlier than ``retry_after``
     VALIDATED = "validated"  # a dry run (validate_only, test events) passed; nothing stored
+    SKIPPED = "skipped"  # revsync decided not to send it (e.g. too old for Meta): no request
 
 
 @dataclass(frozen=True, slots=True)

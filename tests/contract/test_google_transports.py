@@ -34,6 +34,7 @@ from revsync.domain import (
     Deal,
     DealStatus,
     Journey,
+    MatchLink,
     OutcomeStatus,
     Touchpoint,
     UploadOutcome,
@@ -162,10 +163,12 @@ def planned(
         visitor_id=f"v-{deal_id}",
         occurred_at=NOW - clicked,
         channel="Paid Search",
+        source="google",
         click_ids=ClickIds(gclid=click),
         consent=Consent(ad_user_data=True),
     )
     contacts = (Contact("c-1", hash_person(email, None)),) if email else ()
+    links = tuple(MatchLink(touchpoint.visitor_id, "email", c.hashes.email or "") for c in contacts)
     deal = Deal(
         source="crm",
         id=deal_id,
@@ -178,7 +181,7 @@ def planned(
         contacts=contacts,
     )
     credit = Credit(touchpoint.id, Fraction(1), Decimal("1250.00"))
-    [conversion] = destination.plan(Journey(deal, (touchpoint,)), [credit], NOW).conversions
+    [conversion] = destination.plan(Journey(deal, (touchpoint,), links), [credit], NOW).conversions
     return conversion
 
 

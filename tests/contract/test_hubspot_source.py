@@ -426,6 +426,7 @@ def test_sync_job_end_to_end_runs_twice_without_replanning(
     emu.add_deal(dealstage="contractsent", amount="100")
     mapping = RevsyncConfig(
         sources=[config(emu)],
+        privacy={"unknown_consent": "grant"},  # a CRM click ID alone states no consent
         destinations=[
             GoogleAdsDestination(
                 type="google_ads",

@@ -228,19 +228,20 @@ def test_meta_never_sends_events_near_or_past_seven_days(
     meta: MetaGraphEmulator, policy: RetryPolicy
 ) -> None:
     destination = meta_destination(meta, policy)
-    old = planned(destination, 1, age=timedelta(days=8)) + planned(
-        destination, 1, start=1, age=timedelta(days=7) - timedelta(minutes=30)
-    )
-
-    outcomes = destination.send(old)
-
-    assert statuses(outcomes) == {(OutcomeStatus.REJECTED, "EVENT_TOO_OLD")}
-    assert meta.calls == 0
-
+    # Closed 8 days, or 7 days less 30 minutes, ago: revsync skips them when planning.
+    for age in (timedelta(days=8), timedelta(days=7) - timedelta(minutes=30)):
+        plan = destination.plan(*journey(0, age=age), NOW_DT)
+        assert plan.conversions == () and [s.field for s in plan.skipped] == ["close_date"]
+    aging = planned(destination, 1, start=1, age=timedelta(days=6, hours=12))
     fresh = planned(destination, 1, start=2)
-    outcomes = destination.send([*old, *fresh])
+    destination.clock = lambda: NOW_DT + timedelta(hours=12)  # the first row aged meanwhile
 
-    assert {o.key: o.status for o in outcomes}[fresh[0].key] is OutcomeStatus.SENT
+    outcomes = destination.send([*aging, *fresh])
+
+    assert {o.key: (o.status, o.code) for o in outcomes} == {
+        aging[0].key: (OutcomeStatus.SKIPPED, "EVENT_TOO_OLD"),
+        fresh[0].key: (OutcomeStatus.SENT, None),
+    }
     assert meta.calls == 1
     assert [e.data["event_id"] for e in meta.events] == [fresh[0].key]
 

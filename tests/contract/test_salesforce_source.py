@@ -425,6 +425,7 @@ def test_sync_job_twice_plans_nothing_new(
     mapping = RevsyncConfig(
         sources=[config(emu, tls)],
         matching={"default_phone_region": "US"},
+        privacy={"unknown_consent": "grant"},  # a CRM click ID alone states no consent
         destinations=[GoogleAdsDestination(
             name="gads", type="google_ads", transport="file", output_dir=tmp_path / "out",
             customer_id="1234567890", conversion_action="42")],

@@ -427,7 +427,6 @@ def test_journeys_carry_touches_and_with_details_reads_the_ones_asked_for(
     credit = Credit(journey.touchpoints[1].id, Fraction(1), Decimal(100))
     if type(journey.touchpoints[1]) is Touch:
         with pytest.raises(TypeError, match=f"deal {journey.deal.source}/{journey.deal.id}"):
-            credited(detailed_journey, [credit], "google_ads", require_consent=False)
-    eligible, _ = credited(detailed_journey, [Credit(first.id, Fraction(1), Decimal(1))], "x",
-                           require_consent=False)  # fmt: skip
+            credited(detailed_journey, [credit])
+    eligible = credited(detailed_journey, [Credit(first.id, Fraction(1), Decimal(1))])
     assert eligible[0][0] is first

@@ -26,6 +26,7 @@ from revsync.domain import (
     Deal,
     DealStatus,
     Journey,
+    MatchLink,
     OutcomeStatus,
     Touchpoint,
 )
@@ -35,11 +36,17 @@ NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
 def journey(n: int, clicks: ClickIds, consent: bool | None = True, email: str = "a@b.co",
             closed: timedelta = timedelta(hours=2)) -> tuple[Journey, list[Credit]]:  # fmt: skip
-    tp = Touchpoint(f"tp{n}", f"v{n}", NOW - timedelta(days=3), "Paid Search",
+    """Deal D{n}, closed ``closed`` ago, whose contact (linked by ``email``) clicked an ad
+    three days before now: Meta's (Paid Social) when ``clicks`` has a Meta ID, else Google's."""
+    meta = bool(clicks.fbc or clicks.fbp or clicks.fbclid)
+    tp = Touchpoint(f"tp{n}", f"v{n}", NOW - timedelta(days=3),
+                    "Paid Social" if meta else "Paid Search", "facebook" if meta else "google",
                     click_ids=clicks, consent=Consent(consent, consent))  # fmt: skip
+    hashes = hash_person(email, None)
     deal = Deal("crm", f"D{n}", DealStatus.WON, Decimal("100.00"), "EUR", NOW - closed, NOW,
-                contacts=(Contact(f"C{n}", hash_person(email, None), True),))  # fmt: skip
-    return Journey(deal, (tp,)), [Credit(tp.id, Fraction(1), Decimal("100.00"))]
+                contacts=(Contact(f"C{n}", hashes, True),))  # fmt: skip
+    links = (MatchLink(tp.visitor_id, "email", hashes.email or ""),)
+    return Journey(deal, (tp,), links), [Credit(tp.id, Fraction(1), Decimal("100.00"))]
 
 
 def test_google_datetime_has_the_accounts_offset() -> None:
@@ -119,15 +126,21 @@ def test_meta_never_sends_old_events_and_hashes_user_data(tmp_path: Path) -> Non
     transport = FileTransport(tmp_path, "meta", "meta")
     destination = MetaDestination(block, "last_touch", transport, clock=lambda: NOW)
     fresh, fresh_credits = journey(1, ClickIds(fbc="fb.1.1763000000000.AbC", fbp="fb.1.1.2"))
-    old, old_credits = journey(2, ClickIds(fbp="fb.1.1.3"), closed=timedelta(days=8))
+    aging, aging_credits = journey(2, ClickIds(fbp="fb.1.1.3"), closed=timedelta(days=6))
+    old, old_credits = journey(3, ClickIds(fbp="fb.1.1.4"), closed=timedelta(days=8))
+    # Closed 8 days ago: revsync's own decision when planning, not a platform rejection.
+    [skipped] = destination.plan(old, old_credits, NOW).skipped
+    assert skipped.field == "close_date" and "7 days" in skipped.reason
     batch = [
         *destination.plan(fresh, fresh_credits, NOW).conversions,
-        *destination.plan(old, old_credits, NOW).conversions,
+        *destination.plan(aging, aging_credits, NOW).conversions,
     ]
+    destination.clock = lambda: NOW + timedelta(days=1)  # the second row aged past 7 days
     outcomes = {o.key: o for o in destination.send(batch)}
     destination.close()
-    assert [o.status for o in outcomes.values()].count(OutcomeStatus.REJECTED) == 1
+    assert outcomes[batch[1].key].status is OutcomeStatus.SKIPPED
     assert outcomes[batch[1].key].code == "EVENT_TOO_OLD"
+    assert outcomes[batch[0].key].status is OutcomeStatus.SENT
     [line] = (tmp_path / "meta.meta.jsonl").read_text().splitlines()
     [event] = json.loads(line)["body"]["data"]
     assert event["event_id"] == batch[0].key

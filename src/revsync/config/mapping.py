@@ -7,7 +7,7 @@ and CA bundle is configurable (sandboxes, proxies, EU endpoints, local emulators
 from __future__ import annotations
 
 import re
-from datetime import time
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -315,7 +315,13 @@ class DestinationBase(Named):
         None, description="Attribution model for this destination; default: attribution.model."
     )
     value_mode: Literal["credited", "full"] = Field(
-        "credited", description="Upload each touchpoint's credited share, or the full amount."
+        "credited",
+        description="credited: the model's credits on this platform's touchpoints (GA4: all); "
+        "full: the deal amount.",
+    )
+    since: date | None = Field(
+        None,
+        description="Deals closed before this date are not planned here (default: start_date).",
     )
     output_dir: Path = Field(
         Path("out"), description="Where the file transport writes request bodies (JSONL)."
@@ -495,7 +501,12 @@ class ChannelRule(Block):
 class PrivacyConfig(Block):
     keep_full_ip: bool = Field(False, description="Keep full IPs (default: truncated).")
     require_consent: bool = Field(
-        True, description="Never upload visitors who denied ad_user_data consent."
+        True, description="Never upload a person who denied ad_user_data consent."
+    )
+    unknown_consent: Literal["deny", "grant"] = Field(
+        "deny",
+        description="A person with no consent signal at all (no visitor states one): deny "
+        "(not uploaded) or grant (uploaded as consented; your legal basis).",
     )
 
 
@@ -522,6 +533,21 @@ class RevsyncConfig(Block):
         default_factory=PrivacyConfig,  # type: ignore[arg-type]
         description="IP truncation and consent enforcement.",
     )
+    start_date: date | None = Field(
+        None,
+        description="Deals closed before this date are never planned (a first backfill "
+        "stops here); a destination's own `since` overrides it.",
+    )
+
+    @model_validator(mode="after")
+    def _start_dates(self) -> RevsyncConfig:
+        if self.start_date is not None:
+            dated = [
+                d if d.since is not None else d.model_copy(update={"since": self.start_date})
+                for d in self.destinations
+            ]
+            object.__setattr__(self, "destinations", dated)  # the block is frozen
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> RevsyncConfig:

@@ -1,29 +1,36 @@
 """GA4 Measurement Protocol events: eligibility and request bodies.
 
-One request per client_id with at most 25 events. ``timestamp_micros`` is set only inside
-the 72-hour backdating limit; older events are recorded at receipt time.
+One request per client_id with at most 25 events. GA4 is the cross-channel view: every
+touchpoint is its own, so its credited value is the whole amount. ``timestamp_micros`` is
+set only inside the 72-hour backdating limit; older events are booked at receipt time, and
+each run counts them (``notes``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from revsync.config.mapping import Ga4Destination as Ga4Config
-from revsync.destinations.base import (
-    ApiRequest,
-    Plan,
-    PlatformDestination,
-    conversion_key,
-    credited,
-    upload_value,
+from revsync.destinations.base import ApiRequest, Plan, PlatformDestination, conversion_key
+from revsync.destinations.people import Person
+from revsync.domain import (
+    ClickIds,
+    Conversion,
+    ConversionKind,
+    Credit,
+    Deal,
+    Journey,
+    PersonHashes,
+    Touchpoint,
 )
-from revsync.domain import ClickIds, Conversion, ConversionKind, Credit, Journey, PersonHashes
 
 MAX_EVENTS = 25
 BACKDATE_LIMIT = timedelta(hours=71)  # GA4 allows 72 h; 1 h margin for skew and retries
+BOOKED_AT_SEND = "closed more than 72 h before the send; GA4 books it at send time"
 
 
 class Ga4Destination(PlatformDestination[Ga4Config]):
@@ -31,34 +38,30 @@ class Ga4Destination(PlatformDestination[Ga4Config]):
     max_batch = 500  # rows per send; split into requests of <= 25 events per client_id
     resend_safe = False  # GA4 does not deduplicate: an interrupted send is held as unknown
 
+    identifier_name = "GA4 client_id"
+
+    def action_for(self, deal: Deal) -> str:
+        return self.config.event_name
+
+    def identifier(self, touchpoint: Touchpoint, deal: Deal) -> ClickIds | None:
+        client_id = touchpoint.click_ids.ga_client_id
+        return ClickIds(ga_client_id=client_id) if client_id else None
+
+    def fill(self, conversion: Conversion, person: Person, deal: Deal) -> Conversion:
+        hashes = person.contact.hashes if person.contact else PersonHashes()
+        return replace(conversion, person=hashes)
+
     def plan(self, journey: Journey, credits: Sequence[Credit], now: datetime) -> Plan:
-        deal = journey.deal
-        assert deal.close_at is not None
-        eligible, skipped = credited(journey, credits, self.name, self.require_consent)
-        person = next((c.hashes for c in deal.contacts if c.hashes.any()), None)
-        conversions = []
-        for tp, credit in eligible:
-            client_id = tp.click_ids.ga_client_id
-            value = upload_value(deal.amount, credit, self.config.value_mode)
-            if not client_id or value <= 0:
-                continue
-            conversions.append(
-                self.conversion(
-                    deal,
-                    self.config.event_name,
-                    value,
-                    tp,
-                    click_ids=ClickIds(ga_client_id=client_id),
-                    person=person or PersonHashes(),
-                )
-            )
-        return Plan(tuple(conversions), tuple(skipped))
+        plan = super().plan(journey, credits, now)
+        if any(now - c.event_time > BACKDATE_LIMIT for c in plan.conversions):
+            return replace(plan, notes=(f"{self.name}: {BOOKED_AT_SEND}",))
+        return plan
 
     def adjustment(
         self, original: Conversion, kind: ConversionKind, value: Decimal, now: datetime
     ) -> Conversion | None:
-        if kind is not ConversionKind.RETRACTION:
-            return None  # GA4 has no restatement
+        if kind is not ConversionKind.RETRACTION or original.action != "purchase":
+            return None  # GA4 has no restatement, and only a purchase has a refund
         return Conversion(
             key=conversion_key(original.key, kind),
             destination=self.name,
@@ -67,11 +70,12 @@ class Ga4Destination(PlatformDestination[Ga4Config]):
             source=original.source,
             deal_id=original.deal_id,
             action="refund",
-            event_time=now,
+            event_time=self.adjusted_time(original, now),
             value=original.value,
             currency=original.currency,
             touchpoint_id=original.touchpoint_id,
             click_ids=original.click_ids,
+            person=original.person,
             consent=original.consent,
             original_key=original.key,
         )

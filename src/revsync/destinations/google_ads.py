@@ -8,29 +8,23 @@ client unchanged and the file transport writes exactly what would be sent.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
-from revsync.destinations.base import (
-    ApiRequest,
-    Plan,
-    PlatformDestination,
-    conversion_key,
-    credited,
-    upload_value,
-)
+from revsync.destinations.base import ApiRequest, PlatformDestination, conversion_key
+from revsync.destinations.ownership import is_google
+from revsync.destinations.people import Person
 from revsync.domain import (
     ClickIds,
     Conversion,
     ConversionKind,
-    Credit,
     Deal,
-    Journey,
     PersonHashes,
-    Quarantined,
+    Touchpoint,
 )
 
 MAX_IDENTIFIERS = 5
@@ -48,59 +42,33 @@ class GoogleAdsDestination(PlatformDestination[GoogleAdsConfig]):
     max_batch = 2_000
     resend_safe = True  # order_id is unique per conversion action
 
-    def action_for(self, pipeline: str | None) -> str:
-        action = self.config.conversion_actions_by_pipeline.get(pipeline or "")
+    identifier_name = "Google click ID inside the click window"
+
+    def action_for(self, deal: Deal) -> str:
+        action = self.config.conversion_actions_by_pipeline.get(deal.pipeline or "")
         return action or self.config.conversion_action
 
-    def plan(self, journey: Journey, credits: Sequence[Credit], now: datetime) -> Plan:
-        deal = journey.deal
+    def owns(self, touchpoint: Touchpoint) -> bool:
+        return is_google(touchpoint)
+
+    def identifier(self, touchpoint: Touchpoint, deal: Deal) -> ClickIds | None:
+        """Exactly one of gclid/gbraid/wbraid, from a click inside the window before close."""
         assert deal.close_at is not None
-        action = self.action_for(deal.pipeline)
+        click = touchpoint.click_ids.google_click
         window = timedelta(days=self.config.click_window_days)
-        eligible, skipped = credited(journey, credits, self.name, self.require_consent)
-        conversions: list[Conversion] = []
-        for tp, credit in eligible:
-            click = tp.click_ids.google_click
-            if click is None:
-                continue
-            if tp.occurred_at >= deal.close_at or deal.close_at - tp.occurred_at > window:
-                skipped.append(
-                    Quarantined(
-                        "conversion",
-                        deal.id,
-                        click[0],
-                        f"{self.name}: click is not within {window.days} days before the close",
-                        deal.source,
-                        {"touchpoint": tp.id},
-                    )
-                )
-                continue
-            value = upload_value(deal.amount, credit, self.config.value_mode)
-            if value <= 0:
-                continue
-            conversions.append(
-                self.conversion(
-                    deal,
-                    action,
-                    value,
-                    tp,
-                    click_ids=ClickIds(**{click[0]: click[1]}),
-                    attributes=self._custom_values(deal),
-                )
-            )
-        if not conversions and self.config.enhanced_conversions and deal.amount:
-            person = _first_person(journey)
-            if person is not None:
-                conversions.append(
-                    self.conversion(
-                        deal,
-                        action,
-                        deal.amount,
-                        person=person,
-                        attributes=self._custom_values(deal),
-                    )
-                )
-        return Plan(tuple(conversions), tuple(skipped))
+        if click is None or not timedelta(0) < deal.close_at - touchpoint.occurred_at <= window:
+            return None
+        return ClickIds(**{click[0]: click[1]})
+
+    @property
+    def person_only(self) -> bool:
+        return self.config.enhanced_conversions  # enhanced conversions for leads
+
+    def fill(self, conversion: Conversion, person: Person, deal: Deal) -> Conversion:
+        hashes = PersonHashes()
+        if self.config.enhanced_conversions and person.contact is not None:
+            hashes = person.contact.hashes
+        return replace(conversion, person=hashes, attributes=self._custom_values(deal))
 
     def _custom_values(self, deal: Deal) -> dict[str, str]:
         """The deal's values for the mapped conversion custom variables (by variable ID)."""
@@ -123,10 +91,11 @@ class GoogleAdsDestination(PlatformDestination[GoogleAdsConfig]):
             source=original.source,
             deal_id=original.deal_id,
             action=original.action,
-            event_time=now,
+            event_time=self.adjusted_time(original, now),
             value=value,
             currency=original.currency,
             touchpoint_id=original.touchpoint_id,
+            consent=original.consent,
             original_key=original.key,
         )
 
@@ -218,10 +187,3 @@ class GoogleAdsDestination(PlatformDestination[GoogleAdsConfig]):
                 "currency_code": c.currency,
             }
         return row
-
-
-def _first_person(journey: Journey) -> PersonHashes | None:
-    for contact in journey.deal.contacts:
-        if contact.hashes.any():
-            return contact.hashes
-    return None

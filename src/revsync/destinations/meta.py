@@ -1,40 +1,39 @@
 """Meta Conversions API server events: eligibility and request bodies.
 
-Events older than 7 days are never sent (one would make Meta reject the whole request):
-``send`` answers them as rejected with ``EVENT_TOO_OLD`` without a request. The cut-off
-keeps a margin (``SEND_WINDOW``) for clock skew and the time retries take.
+Events older than 7 days are never sent (one would make Meta reject the whole request): a
+deal closed before that is skipped when planned, and a row that aged past it before its
+send is answered ``skipped`` (``EVENT_TOO_OLD``) without a request: revsync's decision,
+not the platform's. The cut-off keeps a margin (``SEND_WINDOW``) for clock skew and the
+time retries take.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from revsync.config.mapping import MetaDestination as MetaConfig
-from revsync.destinations.base import (
-    ApiRequest,
-    Plan,
-    PlatformDestination,
-    credited,
-    upload_value,
-)
+from revsync.destinations.base import ApiRequest, PlatformDestination
+from revsync.destinations.ownership import is_meta
+from revsync.destinations.people import Person
 from revsync.destinations.pii import sha256_hex
 from revsync.domain import (
     ClickIds,
     Conversion,
     ConversionKind,
-    Credit,
-    Journey,
+    Deal,
     OutcomeStatus,
-    PersonHashes,
+    Touchpoint,
     UploadOutcome,
 )
 
 MAX_EVENTS = 1_000
 MAX_AGE = timedelta(days=7)
 SEND_WINDOW = MAX_AGE - timedelta(hours=1)
+TOO_OLD = "closed more than 7 days ago (less a 1 h margin); Meta accepts no older event"
 
 
 class MetaDestination(PlatformDestination[MetaConfig]):
@@ -42,29 +41,34 @@ class MetaDestination(PlatformDestination[MetaConfig]):
     max_batch = MAX_EVENTS
     resend_safe = True  # event_id + event_name deduplicate within 48 h
 
-    def plan(self, journey: Journey, credits: Sequence[Credit], now: datetime) -> Plan:
-        deal = journey.deal
-        assert deal.close_at is not None
-        eligible, skipped = credited(journey, credits, self.name, self.require_consent)
-        contact = next((c for c in deal.contacts if c.hashes.any()), None)
-        conversions = []
-        for tp, credit in eligible:
-            ids = tp.click_ids
-            value = upload_value(deal.amount, credit, self.config.value_mode)
-            if not (ids.fbc or ids.fbp) or value <= 0:
-                continue
-            conversions.append(
-                self.conversion(
-                    deal,
-                    self.config.event_name,
-                    value,
-                    tp,
-                    click_ids=ClickIds(fbc=ids.fbc, fbp=ids.fbp),
-                    person=contact.hashes if contact else PersonHashes(),
-                    external_id=sha256_hex(f"{deal.source}:{contact.crm_id}") if contact else None,
-                )
-            )
-        return Plan(tuple(conversions), tuple(skipped))
+    identifier_name = "Meta browser ID (_fbc/_fbp) or hashed email/phone"
+
+    def action_for(self, deal: Deal) -> str:
+        return self.config.event_name
+
+    def owns(self, touchpoint: Touchpoint) -> bool:
+        return is_meta(touchpoint)
+
+    def identifier(self, touchpoint: Touchpoint, deal: Deal) -> ClickIds | None:
+        ids = touchpoint.click_ids
+        return ClickIds(fbc=ids.fbc, fbp=ids.fbp) if ids.fbc or ids.fbp else None
+
+    @property
+    def person_only(self) -> bool:
+        return True  # the Conversions API matches on hashed email/phone alone too
+
+    def too_old(self, event_time: datetime, now: datetime) -> str | None:
+        return TOO_OLD if now - event_time > SEND_WINDOW else None
+
+    def fill(self, conversion: Conversion, person: Person, deal: Deal) -> Conversion:
+        contact = person.contact
+        if contact is None:
+            return conversion
+        return replace(
+            conversion,
+            person=contact.hashes,
+            external_id=sha256_hex(f"{deal.source}:{contact.crm_id}"),
+        )
 
     def adjustment(
         self, original: Conversion, kind: ConversionKind, value: Decimal, now: datetime
@@ -75,12 +79,7 @@ class MetaDestination(PlatformDestination[MetaConfig]):
         now = self.clock()
         fresh = [c for c in batch if now - c.event_time <= SEND_WINDOW]
         outcomes = [
-            UploadOutcome(
-                c.key,
-                OutcomeStatus.REJECTED,
-                "EVENT_TOO_OLD",
-                "event is older than 7 days (less a 1 h margin); Meta would reject the request",
-            )
+            UploadOutcome(c.key, OutcomeStatus.SKIPPED, "EVENT_TOO_OLD", TOO_OLD)
             for c in batch
             if now - c.event_time > SEND_WINDOW
         ]

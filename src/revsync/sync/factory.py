@@ -62,15 +62,16 @@ def build_destinations(
 ) -> list[Destination]:
     out: list[Destination] = []
     consent = config.privacy.require_consent
+    grant_unknown = config.privacy.unknown_consent == "grant"
     for block in config.destinations:
         model = block.model or config.attribution.model
         transport = _transport(block, settings)
-        if isinstance(block, GoogleAdsConfig):
-            out.append(GoogleAdsDestination(block, model, transport, consent, clock))
-        elif isinstance(block, Ga4Config):
-            out.append(Ga4Destination(block, model, transport, consent, clock))
-        else:
-            out.append(MetaDestination(block, model, transport, consent, clock))
+        kind = (
+            GoogleAdsDestination if isinstance(block, GoogleAdsConfig)
+            else Ga4Destination if isinstance(block, Ga4Config)
+            else MetaDestination
+        )  # fmt: skip
+        out.append(kind(block, model, transport, consent, clock, grant_unknown))  # type: ignore[arg-type]
     return out
 
 

@@ -28,8 +28,6 @@ from revsync.attribution import AttributionModel, MarkovModel, attribute, build_
 from revsync.config.mapping import RevsyncConfig
 from revsync.destinations.base import Destination
 from revsync.domain import (
-    Conversion,
-    ConversionKind,
     Credit,
     Deal,
     DealStatus,
@@ -51,7 +49,7 @@ from revsync.store.schema import (
     runs,
 )
 from revsync.sync import ledger, writeback
-from revsync.sync.ledger import State
+from revsync.sync.planning import plan_destination
 from revsync.sync.summary import RunSummary
 from revsync.sync.upload import Progress, upload
 
@@ -378,95 +376,18 @@ class SyncJob:
                 per_currency[journey.deal.currency] = (
                     per_currency.get(journey.deal.currency, Decimal(0)) + credit.amount
                 )
-        sent_ids = {
-            credit.touchpoint_id
-            for destination in self.destinations
-            for credits in credited[destination.model].values()
-            for credit in credits
-        }
-        journeys = with_details(conn, journeys, sent_ids)
+        journeys = with_details(conn, journeys)  # consent of every visitor of each person
         planned = []
         for destination in self.destinations:
             allowed = self._destination_sources(destination)
             mine = [j for j in journeys if allowed is None or j.deal.source in allowed]
-            other = [d for d in page if d.status is not DealStatus.WON
-                     and (allowed is None or d.source in allowed)]  # fmt: skip
-            existing = self._ledger_of(conn, [j.deal for j in mine] + other, destination.name)
-            for journey in mine:
-                key = (journey.deal.source, journey.deal.id)
-                plan = destination.plan(journey, credited[destination.model][key], now)
-                for item in plan.skipped:
-                    summary.skipped[f"{destination.name}: {item.reason.split(': ', 1)[-1]}"] += 1
-                planned += self._changes(destination, plan.conversions, existing.get(key, []),
-                                         now, summary)  # fmt: skip
-            for deal in other:
-                planned += self._retractions(
-                    destination, existing.get((deal.source, deal.id), []), now, summary
-                )
+            not_won = [d for d in page if d.status is not DealStatus.WON
+                       and (allowed is None or d.source in allowed)]  # fmt: skip
+            planned += plan_destination(
+                conn, destination, mine, credited[destination.model], not_won, now, summary
+            )
         for conversion in ledger.add_planned(conn, planned, summary.run_id, now):
             summary.planned[conversion.destination] += 1
-
-    @staticmethod
-    def _ledger_of(
-        conn: Connection, page: Sequence[Deal], destination: str
-    ) -> dict[tuple[str, str], list[dict[str, object]]]:
-        out: dict[tuple[str, str], list[dict[str, object]]] = {}
-        for source, ids in _by_source(page).items():
-            for (deal_id, dest), rows in ledger.deal_ledger(conn, source, ids).items():
-                if dest == destination:
-                    out[(source, deal_id)] = rows
-        return out
-
-    @staticmethod
-    def _changes(
-        destination: Destination,
-        plan: Sequence[Conversion],
-        rows: Sequence[dict[str, object]],
-        now: datetime,
-        summary: RunSummary,
-    ) -> list[Conversion]:
-        """New conversions, and restatements of sent ones whose value changed."""
-        current = ledger.effective_values(rows)
-        out = []
-        for conversion in plan:
-            known = current.get(conversion.key)
-            if known is None:
-                out.append(conversion)
-            elif not known[1] and known[0] != conversion.value:
-                adj = destination.adjustment(
-                    conversion, ConversionKind.RESTATEMENT, conversion.value, now
-                )
-                if adj is None:
-                    summary.skipped[
-                        f"{destination.name}: amount changed; platform cannot restate"
-                    ] += 1
-                else:
-                    out.append(adj)
-        return out
-
-    @staticmethod
-    def _retractions(
-        destination: Destination,
-        rows: Sequence[dict[str, object]],
-        now: datetime,
-        summary: RunSummary,
-    ) -> list[Conversion]:
-        """Retractions of the sent conversions of a deal that is no longer won."""
-        out = []
-        payloads = {str(r["key"]): r for r in rows}
-        for original_key, (value, retracted) in ledger.effective_values(rows).items():
-            original = payloads[original_key]
-            if retracted or original["state"] != State.SENT:
-                continue
-            adj = destination.adjustment(
-                Conversion.from_json(str(original["payload"])),
-                ConversionKind.RETRACTION, value, now,
-            )  # fmt: skip
-            if adj is None:
-                summary.skipped[f"{destination.name}: deal lost; platform cannot retract"] += 1
-            else:
-                out.append(adj)
-        return out
 
     def _destination_sources(self, destination: Destination) -> set[str] | None:
         for block in self.config.destinations:

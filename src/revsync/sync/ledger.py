@@ -2,6 +2,8 @@
 
 planned -> sending -> sent | rejected(code) | failed(attempts, next_attempt_at)
                    -> validated (a dry run passed: due again on the next run)
+                   -> skipped (revsync decided not to send it: too old for the platform)
+skipped (when planned: no consent, nothing credited, ...) -> planned (the deal changed)
 failed  -> sending (when due)                 sending -> unknown (after a crash,
                                               where the platform does not dedupe)
 sending -> planned (the destination failed as a whole: nothing was decided)
@@ -24,6 +26,10 @@ from revsync.store.queries import upsert
 from revsync.store.schema import conversions
 
 MAX_ATTEMPTS = 8
+_NOT_SENT = ("rejected", "skipped")  # rows that never reach the platform
+# A skipped row planned again (or skipped for another reason) takes the new row's values.
+_REPLANNED = ("touchpoint_id", "state", "value", "currency", "event_time", "payload",
+              "attempts", "error_code", "error_message", "run_id", "updated_at")  # fmt: skip
 BASE_BACKOFF = timedelta(minutes=5)
 
 
@@ -35,43 +41,71 @@ class State(StrEnum):
     FAILED = "failed"
     UNKNOWN = "unknown"
     VALIDATED = "validated"
+    SKIPPED = "skipped"
 
 
 def add_planned(
     conn: Connection, planned: Sequence[Conversion], run_id: int, now: datetime
 ) -> list[Conversion]:
-    """Insert the conversions whose key is new; return those."""
+    """Insert the conversions whose key is new, or was skipped before; return those."""
     if not planned:
         return []
-    keys = [c.key for c in planned]
-    existing = set(
-        conn.execute(select(conversions.c.key).where(conversions.c.key.in_(keys))).scalars()
+    states = _states(conn, [c.key for c in planned])
+    new = list(
+        {c.key: c for c in planned if states.get(c.key, State.SKIPPED) == State.SKIPPED}.values()
     )
-    new = list({c.key: c for c in planned if c.key not in existing}.values())
-    rows = [
-        {
-            "key": c.key,
-            "destination": c.destination,
-            "platform": c.platform,
-            "kind": c.kind.value,
-            "source": c.source,
-            "deal_id": c.deal_id,
-            "touchpoint_id": c.touchpoint_id,
-            "original_key": c.original_key,
-            "state": State.PLANNED.value,
-            "value": c.value,
-            "currency": c.currency,
-            "event_time": c.event_time,
-            "payload": c.to_json().decode(),
-            "attempts": 0,
-            "run_id": run_id,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for c in new
-    ]
-    upsert(conn, conversions, rows)
+    upsert(conn, conversions, [_row(c, State.PLANNED, run_id, now) for c in new], _REPLANNED)
     return new
+
+
+def add_skipped(
+    conn: Connection, skipped: Sequence[tuple[Conversion, str, str]], run_id: int, now: datetime
+) -> int:
+    """Record what revsync decided not to send, as (placeholder conversion, code, reason);
+    a key that is already planned, sent or settled is left alone. Returns rows written."""
+    if not skipped:
+        return 0
+    states = _states(conn, [c.key for c, _, _ in skipped])
+    rows = [
+        {**_row(c, State.SKIPPED, run_id, now), "error_code": code, "error_message": reason}
+        for c, code, reason in {c.key: (c, code, r) for c, code, r in skipped}.values()
+        if states.get(c.key, State.SKIPPED) == State.SKIPPED
+    ]
+    upsert(conn, conversions, rows, _REPLANNED)
+    return len(rows)
+
+
+def _states(conn: Connection, keys: Sequence[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for start in range(0, len(keys), 1_000):
+        chunk = keys[start : start + 1_000]
+        query = select(conversions.c.key, conversions.c.state).where(conversions.c.key.in_(chunk))
+        out.update({key: state for key, state in conn.execute(query)})
+    return out
+
+
+def _row(c: Conversion, state: State, run_id: int, now: datetime) -> dict[str, object]:
+    return {
+        "key": c.key,
+        "destination": c.destination,
+        "platform": c.platform,
+        "kind": c.kind.value,
+        "source": c.source,
+        "deal_id": c.deal_id,
+        "touchpoint_id": c.touchpoint_id,
+        "original_key": c.original_key,
+        "state": state.value,
+        "value": c.value,
+        "currency": c.currency,
+        "event_time": c.event_time,
+        "payload": c.to_json().decode(),
+        "attempts": 0,
+        "error_code": None,
+        "error_message": None,
+        "run_id": run_id,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 def deal_ledger(
@@ -111,11 +145,11 @@ def effective_values(rows: Sequence[dict[str, object]]) -> dict[str, tuple[Decim
     """
     current: dict[str, tuple[Decimal, bool]] = {}
     for row in rows:
-        if row["kind"] == ConversionKind.CONVERSION and row["state"] != State.REJECTED:
+        if row["kind"] == ConversionKind.CONVERSION and row["state"] not in _NOT_SENT:
             current[str(row["key"])] = (Decimal(str(row["value"])), False)
     for row in rows:
         original = row["original_key"]
-        if original is None or str(original) not in current or row["state"] == State.REJECTED:
+        if original is None or str(original) not in current or row["state"] in _NOT_SENT:
             continue
         value, _ = current[str(original)]
         if row["kind"] == ConversionKind.RETRACTION:
@@ -217,6 +251,14 @@ def record_outcomes(conn: Connection, outcomes: Sequence[UploadOutcome], now: da
                 "next_attempt_at": None,
                 "request_id": outcome.request_id,
             }
+        elif outcome.status is OutcomeStatus.SKIPPED:
+            values = {
+                "state": State.SKIPPED.value, "error_code": outcome.code,
+                "error_message": outcome.message, "next_attempt_at": None,
+            }  # fmt: skip
+            conn.execute(update(conversions).where(row.key == outcome.key).values(
+                **values, updated_at=now))  # fmt: skip
+            continue
         elif outcome.status is OutcomeStatus.REJECTED:
             values = {
                 "state": State.REJECTED.value, "error_code": outcome.code,

@@ -29,6 +29,7 @@ class RunSummary:
     revenue_by_channel: dict[str, dict[str, Decimal]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    notes: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # sent, with a caveat
     rejections: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # what made the run fail
@@ -55,6 +56,7 @@ class RunSummary:
                 for channel, by_cur in self.revenue_by_channel.items()
             },
             "skipped": dict(self.skipped),
+            "notes": dict(self.notes),
             "rejections": dict(self.rejections),
             "quarantined": [
                 {

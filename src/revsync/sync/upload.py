@@ -83,6 +83,8 @@ def upload(
             tally[outcome.status.value] = tally.get(outcome.status.value, 0) + 1
             if outcome.status is OutcomeStatus.REJECTED:
                 summary.rejections[f"{destination.name}: {outcome.code}"] += 1
+            elif outcome.status is OutcomeStatus.SKIPPED:
+                summary.skipped[f"{destination.name}: {outcome.message}"] += 1
         sent += len(batch)
         progress(f"upload {destination.name}", sent, None)
 

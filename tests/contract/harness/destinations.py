@@ -55,6 +55,7 @@ from revsync.domain import (
     Deal,
     DealStatus,
     Journey,
+    MatchLink,
     Touchpoint,
 )
 from tests.emulators.data_manager import DataManagerEmulator, EmulatorClock
@@ -95,14 +96,22 @@ class DestCaps:
     why_not: dict[str, str]
 
 
-def journey(n: int, age: timedelta = timedelta(hours=2)) -> tuple[Journey, list[Credit]]:
-    """A won deal closed ``age`` ago; its one touchpoint (a day earlier) has every click ID."""
+def journey(
+    n: int, age: timedelta = timedelta(hours=2), platform: str = "google_ads"
+) -> tuple[Journey, list[Credit]]:
+    """A won deal closed ``age`` ago; its one touchpoint (a day earlier) is a click on the
+    ``platform``'s ad (Meta: fbclid and _fbc; otherwise a gclid) with a GA client ID, by the
+    deal's contact (linked by email), who granted ad consent."""
     close = NOW - age
+    clicks = (
+        ClickIds(fbclid=f"IwAR{n}", fbc=f"fb.1.1794999000000.IwAR{n}", ga_client_id=GA_CLIENT)
+        if platform == "meta"
+        else ClickIds(gclid=f"gclid-{n}", ga_client_id=GA_CLIENT)
+    )
     touchpoint = Touchpoint(
         id=f"tp-{n}", visitor_id=f"v-{n}", occurred_at=close - timedelta(days=1),
-        channel=Channel.PAID_SEARCH,
-        click_ids=ClickIds(gclid=f"gclid-{n}", fbc=f"fb.1.1794999000000.IwAR{n}",
-                           ga_client_id=GA_CLIENT),
+        channel=Channel.PAID_SOCIAL if platform == "meta" else Channel.PAID_SEARCH,
+        source="facebook" if platform == "meta" else "google", medium="cpc", click_ids=clicks,
         consent=Consent(ad_user_data=True, ad_personalization=True),
     )  # fmt: skip
     deal = Deal(
@@ -110,7 +119,9 @@ def journey(n: int, age: timedelta = timedelta(hours=2)) -> tuple[Journey, list[
         currency="EUR", close_at=close, modified_at=close,
         contacts=(Contact(f"contact-{n}", HASHES, is_primary=True),),
     )  # fmt: skip
-    return Journey(deal, (touchpoint,)), [Credit(touchpoint.id, Fraction(1), Decimal("1250.50"))]
+    link = MatchLink(touchpoint.visitor_id, "email", HASHES.email or "")
+    credits = [Credit(touchpoint.id, Fraction(1), Decimal("1250.50"))]
+    return Journey(deal, (touchpoint,), (link,)), credits
 
 
 class DestinationAdapter(ABC):
@@ -149,8 +160,8 @@ class DestinationAdapter(ABC):
         """``count`` conversions planned by ``dest`` itself (the platform knows their clicks)."""
         out: list[Conversion] = []
         for n in range(start, start + count):
-            plan = dest.plan(*journey(n), NOW)
-            assert plan.skipped == ()
+            plan = dest.plan(*journey(n, platform=self.platform), NOW)
+            assert plan.skipped == (), plan.skipped
             [conversion] = plan.conversions
             self._register(n)
             out.append(conversion)
@@ -228,7 +239,7 @@ class _GooglePlatform(DestinationAdapter):
         """An enhanced conversion for leads: no click, the contact's hashed identifiers."""
         j, credits = journey(901)
         tp = dataclasses.replace(j.touchpoints[0], click_ids=ClickIds())
-        plan = dest.plan(Journey(j.deal, (tp,)), credits, NOW)
+        plan = dest.plan(Journey(j.deal, (tp,), j.links), credits, NOW)
         [conversion] = plan.conversions
         assert conversion.person == HASHES
         return conversion
