@@ -606,7 +606,7 @@ def explain(
         )
     _show(journey)
     planned = Table(title="Conversions", title_justify="left")
-    for column in ("destination", "kind", "key", "touchpoint", "value", "state", "code"):
+    for column in ("destination", "kind", "key", "touchpoint", "value", "state", "why"):
         planned.add_column(column)
     for row in data["conversions"]:
         planned.add_row(
@@ -616,7 +616,7 @@ def explain(
             (row["touchpoint_id"] or "—")[:12],
             f"{row['value']} {row['currency']}",
             row["state"],
-            row["error_code"] or "",
+            " ".join(row[k] for k in ("error_code", "error_message") if row.get(k)),
         )
     _show(planned)
 

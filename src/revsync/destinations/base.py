@@ -140,6 +140,7 @@ class PlatformDestination(Generic[ConfigT]):
     max_batch = 1
     resend_safe = False
     identifier_name = "identifier"
+    browser_ids = False  # identifiers are browser cookies: any visit of the visitor has them
 
     def __init__(
         self,
@@ -214,8 +215,16 @@ class PlatformDestination(Generic[ConfigT]):
         # The platform's touchpoint with the largest credit, ties to the latest; under
         # ``full``, then the other credited touchpoints.
         ranked = _ranked(mine) + (_ranked([s for s in shares if s not in mine]) if full else [])
+        candidates = [tp for tp, _ in ranked]
+        if self.browser_ids:  # a cookie of the same browser, seen on another of its visits
+            candidates += [
+                detailed(tp, deal)
+                for visitor in dict.fromkeys(tp.visitor_id for tp in candidates)
+                for tp in reversed(journey.touchpoints)
+                if tp.visitor_id == visitor
+            ]
         refused: str | None = None
-        for tp, _credit in ranked:
+        for tp in candidates:
             ids = self.identifier(tp, deal)
             if ids is None:
                 continue

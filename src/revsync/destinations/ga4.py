@@ -38,6 +38,7 @@ class Ga4Destination(PlatformDestination[Ga4Config]):
     max_batch = 500  # rows per send; split into requests of <= 25 events per client_id
     resend_safe = False  # GA4 does not deduplicate: an interrupted send is held as unknown
 
+    browser_ids = True
     identifier_name = "GA4 client_id"
 
     def action_for(self, deal: Deal) -> str:

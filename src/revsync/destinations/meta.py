@@ -41,6 +41,7 @@ class MetaDestination(PlatformDestination[MetaConfig]):
     max_batch = MAX_EVENTS
     resend_safe = True  # event_id + event_name deduplicate within 48 h
 
+    browser_ids = True
     identifier_name = "Meta browser ID (_fbc/_fbp) or hashed email/phone"
 
     def action_for(self, deal: Deal) -> str:

@@ -66,7 +66,8 @@ def explain(
         select(
             conversions.c.destination, conversions.c.kind, conversions.c.key,
             conversions.c.touchpoint_id, conversions.c.value, conversions.c.currency,
-            conversions.c.state, conversions.c.error_code, conversions.c.updated_at,
+            conversions.c.state, conversions.c.error_code, conversions.c.error_message,
+            conversions.c.updated_at,
         )
         .where(conversions.c.source == source, conversions.c.deal_id == deal_id)
         .order_by(conversions.c.created_at, conversions.c.key)
