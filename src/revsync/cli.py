@@ -396,6 +396,7 @@ def demo(
 ) -> None:
     """Generate a realistic dataset, sync it to file destinations and print a summary."""
     from revsync.demo import DEMO_CONFIG, generate
+    from revsync.demo import told as demo_told
 
     started = time.perf_counter()
     directory.mkdir(parents=True, exist_ok=True)
@@ -430,6 +431,16 @@ def demo(
         f"Second sync on the same store: {sum(again.planned.values())} new conversions planned "
         "(idempotent)."
     )
+    told = Table(
+        title="What each platform was told: one conversion per won deal at most, worth the "
+        "revenue credited to its own touchpoints (GA4: all of it)",
+        title_justify="left",
+    )
+    for column in ("destination", "conversions", "won deals", "value sent", "won revenue"):
+        told.add_column(column, justify="left" if column == "destination" else "right")
+    for name, count, won, values, revenue in demo_told(engine):
+        told.add_row(name, f"{count:,}", f"{won:,}", _amounts(values), _amounts(revenue))
+    _show(told)
     out.print(f"Request bodies per platform: {directory / 'out'}/")
     for path in sorted((directory / "out").glob("*.jsonl")):
         lines = sum(1 for _ in path.open(encoding="utf-8"))
@@ -438,6 +449,10 @@ def demo(
         f"Done in {time.perf_counter() - started:.1f}s. Sync again with:\n"
         f"  revsync sync --config {config_path} --database-url {database_url}"
     )
+
+
+def _amounts(by_currency: dict[str, Decimal]) -> str:
+    return ", ".join(f"{amount:,.2f} {cur}" for cur, amount in sorted(by_currency.items()))
 
 
 def _print_import(kind: str, report: ImportReport) -> None:

@@ -11,8 +11,13 @@ import csv
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from revsync.store.schema import conversions, deals
 
 CHANNEL_MIX = (
     # (weight, kind)
@@ -250,6 +255,9 @@ def _bad_rows(crm: csv.DictWriter[str], now: datetime) -> None:
 DEMO_CONFIG = """\
 # revsync mapping for the demo dataset: every destination writes the exact request
 # bodies it would send to files under out/ (transport: file), so no credentials are needed.
+# Each destination gets one conversion per won deal at most, worth the revenue the model
+# credits to that platform's own touchpoints (GA4, the cross-channel view: all of it); a
+# person who denied ad consent, or gave no consent signal, is uploaded nowhere.
 version: 1
 sources:
   - name: crm
@@ -270,6 +278,7 @@ destinations:
     customer_id: "123-456-7890"
     conversion_action: "987654321"
     account_timezone: America/New_York
+    enhanced_conversions: true   # hashed email/phone when no click ID: still only with consent
   - name: ga4
     type: ga4
     transport: file
@@ -283,3 +292,29 @@ destinations:
     pixel_id: "1234567890"
     event_name: Purchase
 """
+
+
+def told(engine: Engine) -> list[tuple[str, int, int, dict[str, Decimal], dict[str, Decimal]]]:
+    """What each destination was told, from the ledger: (destination, conversions, won deals,
+    value sent per currency, won revenue per currency)."""
+    c = conversions.c
+    sent = (
+        select(c.destination, c.currency, func.count(), func.sum(c.value))
+        .where(c.kind == "conversion", c.state == "sent")
+        .group_by(c.destination, c.currency)
+    )
+    won = (
+        select(deals.c.currency, func.count(), func.sum(deals.c.amount))
+        .where(deals.c.status == "won")
+        .group_by(deals.c.currency)
+    )
+    with engine.connect() as conn:
+        won_rows = conn.execute(won).all()
+        sent_rows = conn.execute(sent).all()
+    won_count = sum(count for _, count, _ in won_rows)
+    revenue = {cur: Decimal(str(total)) for cur, _, total in won_rows}
+    out: dict[str, tuple[int, dict[str, Decimal]]] = {}
+    for destination, currency, count, total in sent_rows:
+        n, values = out.get(destination, (0, {}))
+        out[destination] = (n + count, {**values, currency: Decimal(str(total))})
+    return [(d, n, won_count, values, revenue) for d, (n, values) in sorted(out.items())]

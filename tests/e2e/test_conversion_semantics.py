@@ -4,8 +4,11 @@ identifiers, only with consent, never dated in the future."""
 
 from __future__ import annotations
 
+import csv
 import json
+from collections import Counter
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +17,10 @@ from sqlalchemy import Engine, select, update
 from revsync.collect.importer import import_identities, import_touchpoints
 from revsync.config.loader import load_config
 from revsync.config.mapping import RevsyncConfig
+from revsync.demo import DEMO_CONFIG, generate
 from revsync.destinations.base import conversion_key
 from revsync.destinations.pii import hash_person
-from revsync.store.schema import conversions
+from revsync.store.schema import conversions, deals
 from revsync.sync.planning import EARLIER_KEYS
 from tests.e2e.test_sync import iso, requests_in, run, write_deals
 
@@ -234,3 +238,40 @@ def test_start_date_stops_a_backfill_from_planning_old_deals(engine: Engine, tmp
     summary = run(engine, config, NOW)
     assert sum(summary.planned.values()) == 0 and summary.status == "ok"
     assert summary.skipped["gads: closed before the destination's start date"] == 1
+
+
+def test_the_demo_store_under_linear_keeps_every_promise(engine: Engine, tmp_path: Path) -> None:
+    """The review's measurement, as a test: per destination at most one conversion per won
+    deal; nothing of a consent-denied visitor on the wire; Google + Meta never above a
+    deal's amount, GA4 never above it."""
+    files = generate(tmp_path, visitors=1_500, seed=11, now=NOW)
+    (tmp_path / "revsync.yaml").write_text(DEMO_CONFIG.replace("last_non_direct", "linear"))
+    config = load_config(tmp_path / "revsync.yaml")
+    import_touchpoints(engine, files.touchpoints)
+    import_identities(engine, files.leads, "US")
+    summary = run(engine, config, NOW)
+
+    with engine.connect() as conn:
+        won = {r.id: r.amount for r in conn.execute(select(deals).where(deals.c.status == "won"))}
+        sent = conn.execute(
+            select(conversions.c.destination, conversions.c.deal_id, conversions.c.value)
+            .where(conversions.c.kind == "conversion", conversions.c.state == "sent")
+        ).all()
+    per_destination = Counter((d, deal_id) for d, deal_id, _ in sent)
+    assert max(per_destination.values()) == 1 and sum(summary.planned.values()) == len(sent)
+    ads: dict[str, Decimal] = {}
+    for destination, deal_id, value in sent:
+        amount = Decimal(str(won[deal_id]))
+        assert Decimal(str(value)) <= amount
+        if destination != "ga4":
+            ads[deal_id] = ads.get(deal_id, Decimal(0)) + Decimal(str(value))
+    assert all(total <= Decimal(str(won[d])) for d, total in ads.items())
+
+    denied = {row["visitor_id"]: row for row in csv.DictReader(files.touchpoints.open())
+              if row["consent_ad_user_data"] == "denied"}  # fmt: skip
+    wire = (tmp_path / "out").read_text() if (tmp_path / "out").is_file() else "".join(
+        p.read_text() for p in (tmp_path / "out").glob("*.jsonl"))  # fmt: skip
+    for row in denied.values():
+        for cookie in (row["_ga"].split(".", 2)[-1] if row["_ga"] else "", row["_fbp"]):
+            assert not cookie or cookie not in wire
+    assert summary.skipped["google-ads: visitor denied ad consent; not uploaded"] > 0
