@@ -24,6 +24,7 @@ import bisect
 import datetime as dt
 import itertools
 import math
+import random
 import time
 import uuid
 from collections import deque
@@ -204,6 +205,7 @@ class HubSpotEmulator(EmulatorServer):
         self._sorted_cache: dict[tuple[str, PropertyDef], tuple[int, _Sorted]] = {}
         self._keyed_cache: dict[tuple[str, str], tuple[int, dict[Any, dict[str, Any]]]] = {}
         self._ids = itertools.count(1001)
+        self._search_serial = itertools.count(1)  # seeds each search's order among ties
         self.pipelines: dict[str, dict[str, Any]] = {}
         self.add_pipeline("default", "Sales Pipeline", DEFAULT_STAGES)
 
@@ -427,6 +429,10 @@ class HubSpotEmulator(EmulatorServer):
         sorts = body.get("sorts") or []
         if len(sorts) > 1:
             raise HubSpotError(400, "VALIDATION_ERROR", "Only one sort is supported")
+        sort_name = None
+        if sorts:
+            sort_name = (sorts[0] if isinstance(sorts[0], dict) else {"propertyName": sorts[0]})[
+                "propertyName"]
         fast = self._indexed_search(object_type, groups, sorts)
         if fast is not None:
             rows = fast
@@ -445,12 +451,31 @@ class HubSpotEmulator(EmulatorServer):
             missing = [r for r in rows if r["id"] not in present_ids]
             present.sort(key=lambda r: self._typed(prop, r["properties"][prop.name]), reverse=desc)
             rows = missing + present if desc else present + missing
+        if sorts or fast is not None:
+            rows = self._unstable_ties(object_type, rows, sort_name)
         end = min(after + limit, len(rows), self.max_search_results)
         out: dict[str, Any] = {"total": len(rows), "results": [
             self._render(object_type, r, body.get("properties")) for r in rows[after:end]]}
         if end < len(rows):
             out["paging"] = {"next": {"after": str(end), "link": f"?after={end}"}}
         return json_response(200, out)
+
+    def _unstable_ties(self, object_type: str, rows: list[dict[str, Any]],
+                       sort_name: str | None) -> list[dict[str, Any]]:
+        """HubSpot allows one sort and documents no order among equal values: each search
+        answers records that share the sort value in an order of its own."""
+        if sort_name is None or len(rows) < 2:
+            return rows
+        prop = self._prop(object_type, sort_name)
+        shuffle = random.Random(next(self._search_serial)).shuffle
+        out: list[dict[str, Any]] = []
+        for _key, run in itertools.groupby(
+                rows, key=lambda r: self._typed(prop, r["properties"].get(prop.name))):
+            block = list(run)
+            if len(block) > 1:
+                shuffle(block)
+            out.extend(block)
+        return out
 
     def _list(self, object_type: str, request: Request) -> Response:
         """``GET /crm/v3/objects/{type}``: a page of records by id, only archived ones with

@@ -257,9 +257,6 @@ class HubSpotSource(ApiSource):
         description="Click ID kind -> contact property (gclid, gbraid, wbraid, fbclid).",
     )
     page_size: int = Field(200, ge=1, le=200, description="Deals per search request.")
-    search_result_cap: int = Field(
-        10_000, ge=1, description="Results one search query can page through (HubSpot: 10,000)."
-    )
     searches_per_second: float = Field(
         4.0, gt=0, description="Client-side limit on search requests (HubSpot allows ~5/s)."
     )

@@ -1,11 +1,14 @@
 """HubSpot deals through CRM v3 search, their contacts through v4 associations.
 
 Reading is keyset-paged on ascending ``hs_lastmodifieddate``: every search starts at the
-last timestamp seen and drops the deals already read at that timestamp (by id). Offset
-(``after``) paging is used only inside a block of deals sharing one timestamp, so a deal
-edited mid-run (it jumps to the end of the sort) never shifts an unread deal out of reach,
-and no query comes near HubSpot's 10,000-result cap. The edited deal is read again, later in
-the run or in the next one (the watermark overlap).
+last timestamp seen and drops the deals already read at that timestamp (by id). A page that
+is one block of deals sharing a timestamp (imports and workflows make thousands of them) is
+drained by keyset on ``hs_object_id`` (timestamp EQ the block, id GT the last one read,
+sorted by id), since HubSpot documents no order among equal sort values; the search then
+goes on strictly after that timestamp. No query ever pages by offset, so none meets
+HubSpot's 10,000-result cap, and a deal edited mid-run (it jumps to the end of the sort)
+never shifts an unread deal out of reach; it is read again later in the run or in the next
+one (the watermark overlap).
 
 Each page's deals get their contacts in batches: associations deals→contacts (≤ 1,000 ids a
 call) then contacts (≤ 100 a call). The first associated contact is the primary one (HubSpot
@@ -288,46 +291,73 @@ class HubSpotDealSource:
     # --- searching ------------------------------------------------------------------
 
     def _search(self, since: datetime | None) -> Iterator[list[Any]]:
-        """Deals in ascending ``hs_lastmodifieddate`` order, one list per search page."""
-        cursor, offset = since, 0
+        """Deals in ascending ``hs_lastmodifieddate`` order, one list per search page.
+
+        Each search starts at the last timestamp seen (again from the deals read at it, which
+        it skips) and never pages by offset. When a search from a timestamp brings nothing
+        but deals at that timestamp, the block is drained by keyset on ``hs_object_id``
+        (HubSpot documents no order among equal sort values), and the search goes on
+        strictly after it.
+        """
+        cursor, strict = since, False
         seen_at_cursor: set[str] = set()
-        cap, size = self.config.search_result_cap, self.config.page_size
+        size = self.config.page_size
         while True:
-            # a fresh window re-reads the deals seen at its start: ask for that many more
-            extra = len(seen_at_cursor) if offset == 0 else 0
-            limit = min(size + extra, SEARCH_LIMIT, cap - offset)
-            if limit <= 0:
-                raise PermanentError(
-                    f"HubSpot source {self.name!r}: more than {cap} deals share "
-                    f"hs_lastmodifieddate {cursor.isoformat() if cursor else '(none)'}"
-                )
-            response = self._call("deal search", self._search_page, cursor, offset, limit)
+            limit = min(size + len(seen_at_cursor), SEARCH_LIMIT)
+            response = self._call(
+                "deal search", self._search_page, _after_time(cursor, strict), limit
+            )
             results = list(response.results or [])
             fresh = [d for d in results if str(d.id) not in seen_at_cursor]
+            paging = response.paging
+            more = bool(results) and paging is not None and paging.next is not None
+            last = _modified(results[-1]) if results else None
+            if more and last == cursor and all(_modified(d) == last for d in results):
+                # More deals share the cursor's timestamp than one page holds past those read.
+                yield from self._drain_tie(last, seen_at_cursor)
+                cursor, strict, seen_at_cursor = last, True, set()
+                continue
+            if fresh:
+                yield fresh
+            if not more or last is None:
+                return
+            if last != cursor:
+                cursor, strict, seen_at_cursor = last, False, set()
+            seen_at_cursor |= {str(d.id) for d in results if _modified(d) == cursor}
+
+    def _drain_tie(self, moment: datetime, read: set[str]) -> Iterator[list[Any]]:
+        """Every deal last modified at exactly ``moment`` but those already ``read``, by
+        ascending ``hs_object_id``."""
+        after_id: str | None = None
+        while True:
+            response = self._call("deal search", self._tie_page, moment, after_id)
+            results = list(response.results or [])
+            fresh = [d for d in results if str(d.id) not in read]
             if fresh:
                 yield fresh
             if not results or response.paging is None or response.paging.next is None:
                 return
-            last = _modified(results[-1])
-            if last == cursor:  # the whole page shares one timestamp: page on inside it
-                offset += len(results)
-            else:
-                cursor, offset, seen_at_cursor = last, 0, set()
-            seen_at_cursor |= {str(d.id) for d in results if _modified(d) == cursor}
+            after_id = str(results[-1].id)
 
-    def _search_page(self, since: datetime | None, offset: int, limit: int) -> Any:
+    def _search_page(self, since: tuple[datetime, str] | None, limit: int) -> Any:
         filters = []
         if since is not None:
-            millis = str((since - _EPOCH) // timedelta(milliseconds=1))
-            filters = [
-                {"filters": [{"propertyName": MODIFIED, "operator": "GTE", "value": millis}]}
-            ]
+            moment, operator = since
+            filters = [{"propertyName": MODIFIED, "operator": operator, "value": _millis(moment)}]
+        return self._do_search(filters, MODIFIED, limit)
+
+    def _tie_page(self, moment: datetime, after_id: str | None) -> Any:
+        filters = [{"propertyName": MODIFIED, "operator": "EQ", "value": _millis(moment)}]
+        if after_id is not None:
+            filters.append({"propertyName": "hs_object_id", "operator": "GT", "value": after_id})
+        return self._do_search(filters, "hs_object_id", self.config.page_size)
+
+    def _do_search(self, filters: list[dict[str, str]], sort: str, limit: int) -> Any:
         request = PublicObjectSearchRequest(
-            filter_groups=filters,
-            sorts=[{"propertyName": MODIFIED, "direction": "ASCENDING"}],
+            filter_groups=[{"filters": filters}] if filters else [],
+            sorts=[{"propertyName": sort, "direction": "ASCENDING"}],
             properties=self._deal_properties(),
             limit=limit,
-            after=str(offset) if offset else None,
         )
         self._throttle.wait()
         return self._search_api.do_search(
@@ -673,6 +703,15 @@ def _instant(value: str) -> datetime | date:
         return date.fromisoformat(text)
     moment = datetime.fromisoformat(text)
     return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _after_time(cursor: datetime | None, strict: bool) -> tuple[datetime, str] | None:
+    """The search's lower bound on ``hs_lastmodifieddate``: from ``cursor`` on, or after it."""
+    return None if cursor is None else (cursor, "GT" if strict else "GTE")
+
+
+def _millis(moment: datetime) -> str:
+    return str((moment - _EPOCH) // timedelta(milliseconds=1))
 
 
 def _split_watermark(watermark: str | None) -> tuple[str | None, str | None]:
