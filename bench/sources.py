@@ -6,6 +6,8 @@ Run from the repository root (one line each; ``--json`` prints the results as JS
     PYTHONPATH=src:. .venv/bin/python -m bench.sources --source salesforce --deals 100000
     PYTHONPATH=src:. .venv/bin/python -m bench.sources --source hubspot --deals 100000 --json
     PYTHONPATH=src:. .venv/bin/python -m bench.sources --source salesforce --salesforce-read rest
+    PYTHONPATH=src:. .venv/bin/python -m bench.sources --source hubspot --deals 30000 \
+        --hubspot-tie 25000 --hubspot-edits 200       # ties and edits mid-run: all deals read
 
 What is measured: ``--deals`` deals with two contacts each (one primary) are seeded into the
 emulator in memory (``SalesforceEmulator.add`` / ``HubSpotEmulator.add_contact`` /
@@ -189,15 +191,17 @@ def serve_salesforce(deals: int, directory: str) -> _ServedSalesforce:
 
 
 class _ServedHubSpot:
-    def __init__(self, deals: int) -> None:
+    def __init__(self, deals: int, tie: int = 0, edits: int = 0) -> None:
         from tests.emulators.hubspot import HubSpotEmulator
 
         emu = HubSpotEmulator(tokens={HUBSPOT_TOKEN}, search_per_second=None, burst_limit=None)
         rng = random.Random(7)
         started = time.perf_counter()
         stages = {"won": "closedwon", "lost": "closedlost", "open": "contractsent"}
+        ids: list[str] = []
         for i in range(deals):
-            emu.set_clock(T0 + timedelta(seconds=i))
+            # the first ``tie`` deals share one timestamp (an import or a workflow)
+            emu.set_clock(T0 + timedelta(seconds=max(0, i - tie + 1)))
             contacts = []
             for k in range(2):
                 props: dict[str, Any] = {
@@ -210,18 +214,37 @@ class _ServedHubSpot:
                 if rng.random() < 0.2:
                     props["hs_google_click_id"] = _gclid("con", 2 * i + k)
                 contacts.append(emu.add_contact(**props))
-            emu.add_deal(
+            ids.append(emu.add_deal(
                 contacts=contacts,
                 dealstage=stages[_stage(rng)],
                 amount=str(rng.randint(500, 50_000)),
                 closedate=T0 - timedelta(days=i % 28),
                 deal_currency_code="USD",
-            )
+            ))  # fmt: skip
         seeded = time.perf_counter() - started
         emu.set_clock(None)
+        self.edited = 0
+        if edits:
+            self._edit_during_searches(emu, ids, edits, rng)
         emu.start()
         self.emu = emu
         self.info = {"url": emu.base_url, "seed_seconds": seeded}
+
+    def _edit_during_searches(
+        self, emu: Any, ids: list[str], edits: int, rng: random.Random
+    ) -> None:
+        """A user edits one random deal right after each deal search, ``edits`` in all: the
+        deal moves to the end of the sort (and out of any tie) while the source reads."""
+        search = emu._search
+
+        def searching(object_type: str, request: Any) -> Any:
+            response = search(object_type, request)
+            if object_type == "deals" and self.edited < edits:
+                emu.update("deals", rng.choice(ids), amount=str(rng.randint(500, 50_000)))
+                self.edited += 1
+            return response
+
+        emu._search = searching
 
     def stats(self) -> dict[str, Any]:
         kinds: Counter[str] = Counter()
@@ -238,14 +261,14 @@ class _ServedHubSpot:
                 if "/contacts/batch/read" in path
                 else path
             ] += 1
-        return {"requests": len(requests), "by_kind": dict(kinds)}
+        return {"requests": len(requests), "by_kind": dict(kinds), "edits": self.edited}
 
     def stop(self) -> None:
         self.emu.stop()
 
 
-def serve_hubspot(deals: int) -> _ServedHubSpot:
-    return _ServedHubSpot(deals)
+def serve_hubspot(deals: int, tie: int = 0, edits: int = 0) -> _ServedHubSpot:
+    return _ServedHubSpot(deals, tie, edits)
 
 
 # --- the bench (runs in this process) --------------------------------------------------------
@@ -306,6 +329,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"deals": args.deals}
         if name == "salesforce":
             kwargs["directory"] = directory
+        else:
+            kwargs.update(tie=args.hubspot_tie, edits=args.hubspot_edits)
         with EmulatedProcess(factory, **kwargs) as emulator:
             source, settings = _source(name, emulator.info, args)
             base = current_rss_mb()
@@ -352,6 +377,8 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     if name == "salesforce":
         result["api_calls_of_daily_budget"] = f"{stats['api_usage']}/{stats['api_limit']}"
     else:
+        result["deals_sharing_one_timestamp"] = args.hubspot_tie
+        result["deals_edited_mid_run"] = stats["edits"]
         searches = stats["by_kind"].get("deal search", 0)
         burst, window = HUBSPOT_BURST
         result["api_floor_seconds"] = round(
@@ -397,6 +424,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--source", choices=(*SOURCES, "all"), default="all")
     parser.add_argument("--salesforce-read", choices=("auto", "rest", "bulk"), default="auto")
     parser.add_argument("--searches-per-second", type=float, default=1000.0)
+    parser.add_argument("--hubspot-tie", type=int, default=0,
+                        help="HubSpot: this many deals share one hs_lastmodifieddate")
+    parser.add_argument("--hubspot-edits", type=int, default=0,
+                        help="HubSpot: edit a random deal after each search, this many in all")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     if args.source == "all":
@@ -415,6 +446,10 @@ def main(argv: list[str] | None = None) -> None:
                 args.salesforce_read,
                 "--searches-per-second",
                 str(args.searches_per_second),
+                "--hubspot-tie",
+                str(args.hubspot_tie),
+                "--hubspot-edits",
+                str(args.hubspot_edits),
             ]
             done = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True)
             results += json.loads(done.stdout)
