@@ -254,6 +254,19 @@ def test_searches_are_throttled_client_side() -> None:
         assert emu.count("POST", "/search") == 9  # no 429 was answered (max_attempts=1)
 
 
+def test_a_deleted_deal_with_a_bad_amount_is_still_read_as_lost(emu: HubSpotEmulator) -> None:
+    """A retraction needs no amount: a deleted deal whose amount, currency or close date no
+    longer parses is not quarantined on every run, its deletion is applied."""
+    [deal_id] = seed(emu, 1)
+    emu.set_clock(T0 + timedelta(minutes=5))
+    emu.update("deals", deal_id, amount="n/a", deal_currency_code="EURO")
+    emu.archive("deals", deal_id)
+    pages = read(source(emu))
+    assert [(d.id, d.status, d.amount) for d in deals_of(pages)] == [
+        (deal_id, DealStatus.LOST, None)]  # fmt: skip
+    assert problems_of(pages) == set()
+
+
 def test_deleted_deals_are_read_as_lost_with_a_position_of_their_own(
     emu: HubSpotEmulator,
 ) -> None:

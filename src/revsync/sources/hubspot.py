@@ -531,8 +531,11 @@ class HubSpotDealSource:
             if status is DealStatus.WON and close_at is None:
                 raise _Bad("closedate", "a won deal needs a close date")
         except _Bad as bad:
-            problems.append(Quarantined("deal", deal_id, bad.field, bad.reason, self.name))
-            return None
+            if archived_at is None:
+                problems.append(Quarantined("deal", deal_id, bad.field, bad.reason, self.name))
+                return None
+            # A deleted deal only takes back what was uploaded: it needs none of these.
+            amount, currency, close_at = None, self.config.default_currency.upper(), None
         fields = {
             name: str(props[name])
             for name in self.config.deal_properties
