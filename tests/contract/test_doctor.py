@@ -172,7 +172,7 @@ def test_a_healthy_setup_passes_every_check(world: World) -> None:
         ("source sf", "credentials"), ("source sf", "API budget"),
         ("source sf", "fields: Opportunity"), ("source sf", "fields: OpportunityContactRole"),
         ("source sf", "fields: Contact"),
-        ("source hs", "credentials"), ("source hs", "API budget"),
+        ("source hs", "credentials"), ("source hs", "API budget"), ("source hs", "currency"),
         ("source hs", "properties: deals"), ("source hs", "properties: contacts"),
         ("destination gads", "credentials"), ("destination gads", f"conversion action {ACTION}"),
         ("destination gads", "upload access"),

@@ -254,6 +254,19 @@ def test_searches_are_throttled_client_side() -> None:
         assert emu.count("POST", "/search") == 9  # no 429 was answered (max_attempts=1)
 
 
+def test_deals_without_a_currency_are_in_the_portals_company_currency() -> None:
+    with HubSpotEmulator(tokens={TOKEN}, company_currency="EUR") as emu:
+        emu.set_clock(T0)
+        plain = emu.add_deal(dealstage="closedwon", amount="100", closedate=T0)
+        priced = emu.add_deal(dealstage="closedwon", amount="100", closedate=T0,
+                              deal_currency_code="GBP")  # fmt: skip
+        pages = read(source(emu))
+        assert {d.id: d.currency for d in deals_of(pages)} == {plain: "EUR", priced: "GBP"}
+        assert emu.count("GET", "/account-info/v3/details") == 1  # read once per run
+        assert {d.currency for d in deals_of(read(source(emu, default_currency="CHF")))} == {
+            "CHF", "GBP"}  # fmt: skip
+
+
 def test_a_deleted_deal_with_a_bad_amount_is_still_read_as_lost(emu: HubSpotEmulator) -> None:
     """A retraction needs no amount: a deleted deal whose amount, currency or close date no
     longer parses is not quarantined on every run, its deletion is applied."""

@@ -183,6 +183,8 @@ class HubSpotEmulator(EmulatorServer):
         max_search_results: int = 10_000,
         daily_limit: int = 500_000,
         associations_per_page: int = 500,
+        company_currency: str = "USD",
+        time_zone: str = "US/Eastern",
     ) -> None:
         super().__init__(None)
         self.tokens = set(tokens)
@@ -190,6 +192,7 @@ class HubSpotEmulator(EmulatorServer):
         self._burst_window = _Window(burst_limit, burst_window)
         self.max_search_results = max_search_results
         self.associations_per_page = associations_per_page
+        self.company_currency, self.time_zone = company_currency, time_zone
         self.daily_limit = daily_limit
         self.daily_usage = 0  # authenticated calls today, as account-info reports them
         self.properties = {t: dict(p) for t, p in DEFAULT_PROPERTIES.items()}
@@ -388,6 +391,12 @@ class HubSpotEmulator(EmulatorServer):
         if parts[:3] == ["crm", "v3", "properties"] and len(parts) == 4 and parts[3] in MODIFIED:
             return json_response(200, {"results": [
                 p.as_json(parts[3]) for p in self.properties[parts[3]].values()]})
+        if parts == ["account-info", "v3", "details"]:
+            return json_response(200, {
+                "portalId": 62515, "accountType": "STANDARD", "timeZone": self.time_zone,
+                "companyCurrency": self.company_currency, "additionalCurrencies": [],
+                "utcOffset": "-05:00", "utcOffsetMilliseconds": -18_000_000,
+                "uiDomain": "app.hubspot.com", "dataHostingLocation": "na1"})
         if parts == ["account-info", "v3", "api-usage", "daily", "private-apps"]:
             return json_response(200, {"results": [{
                 "name": "private-apps-api-calls-daily", "usageLimit": self.daily_limit,

@@ -242,8 +242,10 @@ class HubSpotSource(ApiSource):
         "first), e.g. {first_touch_channel: revsync_first_touch_channel}; replaces the "
         "defaults (revsync_<key>). Keys: " + ", ".join(ATTRIBUTION_KEYS) + ".",
     )
-    default_currency: str = Field(
-        "USD", description="ISO 4217 currency of deals without deal_currency_code."
+    default_currency: str | None = Field(
+        None,
+        description="ISO 4217 currency of deals without deal_currency_code; default: the "
+        "portal's company currency (account details).",
     )
     deal_properties: list[str] = Field(
         default_factory=list, description="Extra deal properties kept as deal fields."
@@ -269,9 +271,11 @@ class HubSpotSource(ApiSource):
 
     @field_validator("default_currency")
     @classmethod
-    def _currency(cls, value: str) -> str:
+    def _currency(cls, value: str | None) -> str | None:
         from revsync.currencies import ISO_4217
 
+        if value is None:
+            return None
         if value.upper() not in ISO_4217:
             raise ValueError(f"{value!r} is not an ISO 4217 currency code")
         return value.upper()

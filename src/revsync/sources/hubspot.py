@@ -138,6 +138,7 @@ class HubSpotDealSource:
         self._contacts_api = client.crm.contacts.batch_api
         self._throttle = _Throttle(config.searches_per_second)
         self._won_stages = {p: set(stages) for p, stages in config.won_stages.items()}
+        self._currency: str | None = None
 
     # --- DealSource -----------------------------------------------------------------
 
@@ -177,17 +178,9 @@ class HubSpotDealSource:
         """``revsync doctor``: token and scopes, daily API budget, mapped properties, stages."""
         from revsync.doctor import budget, fail, ok, warn
 
-        client = self._search_api.api_client
-
-        def get(path: str) -> Any:
-            return self._call(
-                f"GET {path}", client.call_api, path, "GET", auth_settings=["oauth2"],
-                response_types_map={200: "object"}, _return_http_data_only=True,
-                _request_timeout=self.config.timeout_seconds,
-            )  # fmt: skip
-
+        get = self._get
         try:
-            self._call("deal search", self._search_page, None, 0, 1)
+            self._call("deal search", self._search_page, None, 1)
         except RevsyncError as exc:
             yield fail("credentials", str(exc))
             return
@@ -201,6 +194,13 @@ class HubSpotDealSource:
             )  # fmt: skip
         except (RevsyncError, StopIteration, AttributeError, TypeError, ValueError) as exc:
             yield warn("API budget", f"daily usage unreadable: {exc or type(exc).__name__}")
+        try:
+            currency = self._default_currency()
+        except RevsyncError as exc:
+            yield fail("currency", f"the portal's company currency is unreadable: {exc}")
+        else:
+            how = "configured" if self.config.default_currency else "the portal's company currency"
+            yield ok("currency", f"deals without deal_currency_code are in {currency} ({how})")
         wanted = {
             "deals": [*DEAL_PROPERTIES, self.config.won_property, *self.config.deal_properties,
                       *self.config.deal_click_id_properties.values()],
@@ -288,6 +288,31 @@ class HubSpotDealSource:
                 return exc
             raise
 
+    def _get(self, path: str) -> Any:
+        """A JSON GET through the SDK's client (auth, retries, timeout)."""
+        client = self._search_api.api_client
+        return self._call(
+            f"GET {path}", client.call_api, path, "GET", auth_settings=["oauth2"],
+            response_types_map={200: "object"}, _return_http_data_only=True,
+            _request_timeout=self.config.timeout_seconds,
+        )  # fmt: skip
+
+    def _default_currency(self) -> str:
+        """The currency of deals without ``deal_currency_code``: the mapping's, else the
+        portal's company currency (read once)."""
+        if self._currency is None:
+            configured = self.config.default_currency
+            if configured is None:
+                details = self._get("/account-info/v3/details")
+                configured = str(details.get("companyCurrency") or "").upper()
+                if configured not in ISO_4217:
+                    raise PermanentError(
+                        f"HubSpot source {self.name!r}: the portal's company currency "
+                        f"{configured!r} is not an ISO 4217 code; set default_currency"
+                    )
+            self._currency = configured
+        return self._currency
+
     # --- searching ------------------------------------------------------------------
 
     def _search(self, since: datetime | None) -> Iterator[list[Any]]:
@@ -312,7 +337,9 @@ class HubSpotDealSource:
             paging = response.paging
             more = bool(results) and paging is not None and paging.next is not None
             last = _modified(results[-1]) if results else None
-            if more and last == cursor and all(_modified(d) == last for d in results):
+            if more and last is not None and last == cursor and all(
+                _modified(d) == last for d in results
+            ):
                 # More deals share the cursor's timestamp than one page holds past those read.
                 yield from self._drain_tie(last, seen_at_cursor)
                 cursor, strict, seen_at_cursor = last, True, set()
@@ -524,7 +551,7 @@ class HubSpotDealSource:
             amount = _amount(props.get("amount"))
             if status is DealStatus.WON and amount is None:
                 raise _Bad("amount", "a won deal needs an amount")
-            currency = (props.get("deal_currency_code") or self.config.default_currency).upper()
+            currency = (props.get("deal_currency_code") or self._default_currency()).upper()
             if currency not in ISO_4217:
                 raise _Bad("deal_currency_code", f"{currency} is not an ISO 4217 code")
             close_at = self._close_at(props.get("closedate"))
@@ -535,7 +562,7 @@ class HubSpotDealSource:
                 problems.append(Quarantined("deal", deal_id, bad.field, bad.reason, self.name))
                 return None
             # A deleted deal only takes back what was uploaded: it needs none of these.
-            amount, currency, close_at = None, self.config.default_currency.upper(), None
+            amount, currency, close_at = None, self._default_currency(), None
         fields = {
             name: str(props[name])
             for name in self.config.deal_properties
