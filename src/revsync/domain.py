@@ -189,9 +189,13 @@ class Contact:
     click_ids: ClickIds = field(default_factory=ClickIds)
 
 
+MERGED_FROM = "merged_from"  # a deal field: ";"-separated IDs of deals merged into this one
+
+
 @dataclass(frozen=True, slots=True)
 class Deal:
-    """A CRM deal as a source yields it."""
+    """A CRM deal as a source yields it; ``fields[MERGED_FROM]`` names the deals of the same
+    source that were merged into it (and no longer exist)."""
 
     source: str
     id: str

@@ -79,7 +79,8 @@ DEFAULT_PROPERTIES = {
         "dealstage:enumeration:radio", "pipeline:enumeration:select",
         "deal_currency_code:enumeration:select", "hubspot_owner_id:enumeration:select",
         "hs_is_closed_won*:bool:booleancheckbox", "hs_is_closed*:bool:booleancheckbox",
-        "hs_lastmodifieddate!:datetime:date", *_SYSTEM,
+        "hs_lastmodifieddate!:datetime:date", "hs_merged_object_ids!:enumeration:checkbox",
+        *_SYSTEM,
     ),
     "contacts": _props(
         "email:string", "firstname:string", "lastname:string", "phone:string:phonenumber",
@@ -256,6 +257,33 @@ class HubSpotEmulator(EmulatorServer):
         with self._lock:
             self._write(object_type, self._records[object_type][object_id], properties,
                         system=True)
+
+    def merge(self, primary: str, other: str) -> str:
+        """Merge two deals as HubSpot does: a new record takes the primary's properties and
+        both records' associations, lists both IDs (and any they had merged) in
+        ``hs_merged_object_ids``, and the two disappear without going to the recycling bin
+        (no list, search or archived listing shows them again)."""
+        with self._lock:
+            deals = self._records["deals"]
+            merged = [primary, other]
+            for old_id in (primary, other):
+                earlier = deals[old_id]["properties"].get("hs_merged_object_ids")
+                merged += [i for i in str(earlier or "").split(";") if i]
+            kept = {k: v for k, v in deals[primary]["properties"].items()
+                    if k not in ("hs_object_id", "createdate", MODIFIED["deals"],
+                                 "hs_merged_object_ids")}
+            contacts = sorted({c for d, c in self._associations if d in (primary, other)})
+            new_id = self._create("deals", {**kept, "hs_merged_object_ids": ";".join(merged)})
+            for old_id in (primary, other):
+                del deals[old_id]
+                for pair in [a for a in self._associations if a[0] == old_id]:
+                    self._associations.discard(pair)
+                    self._associated["deals"].get(old_id, set()).discard(pair[1])
+                    self._associated["contacts"].get(pair[1], set()).discard(old_id)
+            self._generation += 1
+        for contact in contacts:
+            self.associate(new_id, contact)
+        return new_id
 
     def archive(self, object_type: str, object_id: str) -> None:
         """Move a record to the recycling bin now, as deleting it in HubSpot does."""

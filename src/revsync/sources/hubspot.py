@@ -59,6 +59,7 @@ from revsync.config.settings import Settings
 from revsync.currencies import ISO_4217
 from revsync.destinations.pii import InvalidIdentifier, hash_person
 from revsync.domain import (
+    MERGED_FROM,
     AttributionPush,
     ClickIds,
     Contact,
@@ -76,7 +77,7 @@ if TYPE_CHECKING:
 
 DEAL_PROPERTIES = (
     "amount", "closedate", "dealstage", "pipeline", "deal_currency_code", "hs_is_closed_won",
-    "hs_is_closed", "hs_lastmodifieddate", "hubspot_owner_id",
+    "hs_is_closed", "hs_lastmodifieddate", "hubspot_owner_id", "hs_merged_object_ids",
 )  # fmt: skip
 CONTACT_PROPERTIES = ("email", "phone", "mobilephone", "hs_analytics_source")
 MODIFIED = "hs_lastmodifieddate"
@@ -570,6 +571,8 @@ class HubSpotDealSource:
         }
         if archived_at:
             fields["archivedAt"] = archived_at.isoformat()
+        if props.get("hs_merged_object_ids"):  # deals merged into this one, now gone
+            fields[MERGED_FROM] = str(props["hs_merged_object_ids"])
         primary_source = linked[0].analytics_source if linked else None
         if primary_source:
             fields["hs_analytics_source"] = primary_source

@@ -17,12 +17,17 @@ from decimal import Decimal
 from sqlalchemy import Connection
 
 from revsync.destinations.base import Destination, Plan
-from revsync.domain import Conversion, ConversionKind, Credit, Deal, Journey
+from revsync.domain import MERGED_FROM, Conversion, ConversionKind, Credit, Deal, Journey
 from revsync.sync import ledger
 from revsync.sync.ledger import State
 from revsync.sync.summary import RunSummary
 
 EARLIER_KEYS = "uploaded before under per-touchpoint keys; not uploaded again"
+MERGED = "uploaded before as a deal since merged into this one; not uploaded again"
+
+
+def _merged_from(deal: Deal) -> list[str]:
+    return [i for i in deal.fields.get(MERGED_FROM, "").split(";") if i and i != deal.id]
 
 
 def plan_destination(
@@ -36,7 +41,12 @@ def plan_destination(
 ) -> list[Conversion]:
     """The conversions and adjustments ``destination`` gets for this page; skips are written
     to the ledger and counted in ``summary``."""
-    existing = _ledger_of(conn, [j.deal for j in journeys] + list(not_won), destination.name)
+    merged = {j.deal.id: _merged_from(j.deal) for j in journeys}
+    gone = [Deal(j.deal.source, m, j.deal.status, None, j.deal.currency, None, j.deal.modified_at)
+            for j in journeys for m in merged[j.deal.id]]  # fmt: skip
+    existing = _ledger_of(
+        conn, [j.deal for j in journeys] + list(not_won) + gone, destination.name
+    )
     planned: list[Conversion] = []
     skipped: list[tuple[Conversion, str, str]] = []
     for journey in journeys:
@@ -44,12 +54,14 @@ def plan_destination(
         plan = destination.plan(journey, credits[key], now)
         for note in plan.notes:
             summary.notes[note] += 1
-        rows = existing.get(key, [])
+        rows = existing.get(key, []) + [
+            row for m in merged[journey.deal.id] for row in existing.get((key[0], m), [])
+        ]
         for item in plan.skipped:
             reason = item.reason.split(": ", 1)[-1]
             summary.skipped[f"{destination.name}: {reason}"] += 1
             skipped.append((_placeholder(destination, journey.deal, plan), item.field, reason))
-        planned += _changes(destination, plan, rows, now, summary)
+        planned += _changes(destination, journey.deal.id, plan, rows, now, summary)
     for deal in not_won:
         planned += _retractions(destination, existing.get((deal.source, deal.id), []), now, summary)
     ledger.add_skipped(conn, skipped, summary.run_id, now)
@@ -89,6 +101,7 @@ def _placeholder(destination: Destination, deal: Deal, plan: Plan) -> Conversion
 
 def _changes(
     destination: Destination,
+    deal_id: str,
     plan: Plan,
     rows: Sequence[dict[str, object]],
     now: datetime,
@@ -101,10 +114,16 @@ def _changes(
         str(r["key"]) for r in rows
         if r["kind"] == ConversionKind.CONVERSION and r["state"] not in not_sent
     }  # fmt: skip
+    # the live (not retracted) uploads of deals since merged into this one
+    merged = {str(r["key"]) for r in rows if str(r["deal_id"]) != deal_id} & {
+        key for key, (_, retracted) in current.items() if not retracted
+    }
     out = []
     for conversion in plan.conversions:
         known = current.get(conversion.key)
-        if known is None and earlier - {conversion.key}:
+        if known is None and earlier & merged:
+            summary.skipped[f"{destination.name}: {MERGED}"] += 1
+        elif known is None and earlier - {conversion.key}:
             summary.skipped[f"{destination.name}: {EARLIER_KEYS}"] += 1
         elif known is None:
             out.append(conversion)
