@@ -360,6 +360,8 @@ class SalesforceEmulator(EmulatorServer):
     ``multi_currency`` adds ``CurrencyIsoCode`` (default ``currency``) to Opportunity, Contact
     and Lead. ``page_size`` caps REST query pages (Salesforce: 2,000). ``api_limit`` is the
     daily request budget; ``bulk_polls`` is how many job status reads answer ``InProgress``.
+    ``rotate_refresh_tokens`` is the connected app's refresh-token rotation: each refresh
+    grant then answers with a new ``refresh_token`` and invalidates the one it was given.
     """
 
     def __init__(
@@ -374,8 +376,10 @@ class SalesforceEmulator(EmulatorServer):
         bulk_polls: int = 0,
         won_stages: frozenset[str] = frozenset({"Closed Won"}),
         lost_stages: frozenset[str] = frozenset({"Closed Lost"}),
+        rotate_refresh_tokens: bool = True,
     ) -> None:
         super().__init__(tls)
+        self.rotate_refresh_tokens = rotate_refresh_tokens
         self.multi_currency = multi_currency
         self.currency = currency
         self.page_size = page_size
@@ -470,6 +474,19 @@ class SalesforceEmulator(EmulatorServer):
         with self._lock:
             self._apps[client_id] = app
         return app
+
+    def authorize(self, client_id: str) -> str:
+        """A new refresh token for the app, as a user completing the web server flow again
+        (re-authorising) would get; earlier ones stay valid until rotated or revoked."""
+        token = f"5Aep{secrets.token_urlsafe(32)}"
+        with self._lock:
+            self._apps[client_id].refresh_tokens.add(token)
+        return token
+
+    def revoke_refresh_tokens(self, client_id: str) -> None:
+        """Revoke every refresh token of the app (a user or admin revoking its access)."""
+        with self._lock:
+            self._apps[client_id].refresh_tokens.clear()
 
     # --- data model ------------------------------------------------------------------------
     def _field(self, sobject: str, name: str) -> FieldDef:
@@ -933,10 +950,18 @@ class SalesforceEmulator(EmulatorServer):
             if grant == "refresh_token" and form.get("refresh_token") not in app.refresh_tokens:
                 return fail("invalid_grant", "expired access/refresh token")
         issued = str(int(self.now().timestamp() * 1000))
-        return json_response(200, {
+        body = {
             "access_token": self.issue_session(), "instance_url": self.base_url,
             "id": f"{self.base_url}/id/{self.org_id}/{self.user_id}", "token_type": "Bearer",
-            "issued_at": issued, "scope": "api refresh_token"})
+            "issued_at": issued, "scope": "api refresh_token"}
+        if grant == "refresh_token" and self.rotate_refresh_tokens:
+            # Rotation (Salesforce help, "OAuth 2.0 Refresh Token Flow for Renewed
+            # Sessions"): a new refresh token with each access token, the previous one
+            # invalidated at once.
+            app.refresh_tokens.discard(form["refresh_token"])
+            body["refresh_token"] = f"5Aep{secrets.token_urlsafe(32)}"
+            app.refresh_tokens.add(body["refresh_token"])
+        return json_response(200, body)
 
 
 def _json_value(value: Any) -> Any:

@@ -231,7 +231,8 @@ class HubSpotSource(ApiSource):
     )
     won_stages: dict[str, list[str]] = Field(
         default_factory=dict,
-        description="Pipeline -> stage ids that mean won; overrides won_property when set.",
+        description="Pipeline -> stage ids that mean won; a pipeline not listed is won by "
+        "won_property (doctor lists such pipelines).",
     )
     push_attribution: bool = Field(
         False, description="Write first/last-touch data onto newly identified contacts."

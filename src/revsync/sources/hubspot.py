@@ -243,6 +243,13 @@ class HubSpotDealSource:
                 yield fail("won stages", f"unknown: {', '.join(unknown)} (use ids, not labels)")
             else:
                 yield ok("won stages", "every configured pipeline and stage id exists")
+            unlisted = sorted(set(pipelines) - set(self._won_stages))
+            if unlisted:
+                yield warn(
+                    "unlisted pipelines",
+                    f"{', '.join(unlisted)}: not in won_stages, so their deals are won by "
+                    f"{self.config.won_property}; list them to choose their won stages",
+                )
 
     # --- write-back -----------------------------------------------------------------
 
@@ -598,9 +605,10 @@ class HubSpotDealSource:
         )
 
     def _status(self, props: dict[str, Any]) -> DealStatus:
-        if self._won_stages:
-            won = props.get("dealstage") in self._won_stages.get(props.get("pipeline") or "", ())
-        else:
+        stages = self._won_stages.get(props.get("pipeline") or "")
+        if stages is not None:
+            won = props.get("dealstage") in stages
+        else:  # a pipeline won_stages does not list: HubSpot's own won flag
             won = _true(props.get(self.config.won_property))
         if won:
             return DealStatus.WON

@@ -1,6 +1,7 @@
-"""Merged HubSpot deals: the merged record is a new deal that lists the deals it replaced in
-``hs_merged_object_ids``; those disappear without being archived. Whatever was uploaded for
-them stands for the merged deal: it is not uploaded a second time."""
+"""What real HubSpot portals do to deals. Merges: the merged record is a new deal that lists
+the deals it replaced in ``hs_merged_object_ids``; those disappear without being archived,
+and whatever was uploaded for them stands for the merged deal (not uploaded a second time).
+Pipelines: ``won_stages`` for some pipelines leaves the others to HubSpot's won flag."""
 
 from __future__ import annotations
 
@@ -73,3 +74,18 @@ def test_a_deal_merged_after_its_upload_is_not_uploaded_again(
     lines = (tmp_path / "out" / "gads.google_ads.jsonl").read_text().splitlines()
     assert [c["gclid"] for line in lines for c in json.loads(line)["body"]["conversions"]] == [
         GCLID]  # fmt: skip
+
+
+def test_a_pipeline_won_stages_does_not_list_is_won_by_hubspots_flag(emu: HubSpotEmulator) -> None:
+    """won_stages for one pipeline must not make every other pipeline never-won."""
+    emu.add_pipeline("renewals", "Renewals", [("renewed", "Renewed", "1.0", True),
+                                              ("churned", "Churned", "0.0", True)])  # fmt: skip
+    listed = emu.add_deal(dealstage="contractsent", amount="5", closedate=T0)
+    renewed = emu.add_deal(pipeline="renewals", dealstage="renewed", amount="900", closedate=T0)
+    churned = emu.add_deal(pipeline="renewals", dealstage="churned", amount="9", closedate=T0)
+    src = source(emu, won_stages={"default": ["closedwon", "contractsent"]})
+    status = {d.id: d.status.value for page in read(src) for d in page.deals}
+    assert status == {listed: "won", renewed: "won", churned: "lost"}
+    checks = {c.check: c for c in src.check()}
+    assert checks["unlisted pipelines"].status == "warn"
+    assert "renewals" in checks["unlisted pipelines"].detail
