@@ -113,15 +113,19 @@ class PersonHashes:
     """SHA-256 hex of a person's identifiers, normalised per platform rules.
 
     ``email``: trimmed, lower-cased (Meta, and the matching key).
-    ``email_google``: as ``email`` plus Google's gmail.com/googlemail.com dot rule.
+    ``email_google``: as ``email``; for gmail.com/googlemail.com the local part loses its
+    dots and its ``+`` suffix (Google Ads API, Data Manager API).
     ``phone``: E.164 with leading ``+`` (Google, GA4, and the matching key).
     ``phone_meta``: E.164 digits without ``+`` (Meta).
+    ``email_ga4``: as ``email``; for gmail.com/googlemail.com the local part loses its dots
+    but keeps a ``+`` suffix (GA4 Measurement Protocol).
     """
 
     email: str | None = None
     email_google: str | None = None
     phone: str | None = None
     phone_meta: str | None = None
+    email_ga4: str | None = None
 
     def any(self) -> bool:
         return bool(self.email or self.phone)

@@ -438,7 +438,7 @@ def test_won_by_stages_or_by_property(emu: HubSpotEmulator) -> None:
     assert by_stage == {
         signed: DealStatus.WON,
         negotiating: DealStatus.OPEN,
-        closedwon: DealStatus.LOST,
+        closedwon: DealStatus.WON,  # "default" is not listed: HubSpot's won flag decides
     }
 
 
@@ -447,12 +447,19 @@ def test_close_dates_as_iso_millis_or_date(emu: HubSpotEmulator) -> None:
     iso = emu.add_deal(dealstage="closedwon", amount="1", closedate="2026-02-01T10:00:00.000Z")
     millis = emu.add_deal(dealstage="closedwon", amount="1", closedate="1769940000000")
     day = emu.add_deal(dealstage="closedwon", amount="1", closedate="2026-02-01")
-    close = {d.id: d.close_at for d in deals_of(read(source(emu, timezone="America/New_York")))}
+    close = {d.id: d.close_at for d in deals_of(read(source(emu, timezone="America/Chicago")))}
     assert close == {
         iso: datetime(2026, 2, 1, 10, tzinfo=UTC),
         millis: datetime(2026, 2, 1, 10, tzinfo=UTC),
-        day: datetime(2026, 2, 1, 17, tzinfo=UTC),
-    }  # 12:00 in New York
+        day: datetime(2026, 2, 2, 5, 59, 59, tzinfo=UTC),
+    }  # a date alone: the end of that day in Chicago, so a click that day comes before it
+    # No zone in the mapping: the portal's (US/Eastern here); never later than the run.
+    portal = {d.id: d.close_at for d in deals_of(read(source(emu)))}
+    assert portal[day] == datetime(2026, 2, 2, 4, 59, 59, tzinfo=UTC)
+    src = source(emu, close_time="09:00")
+    early = {d.id: d.close_at for p in src.pages(None, datetime(2026, 2, 1, 12, tzinfo=UTC))
+             for d in p.deals}  # fmt: skip
+    assert early[day] == datetime(2026, 2, 1, 12, tzinfo=UTC)  # 09:00 local is 14:00 UTC
 
 
 def test_credentials(emu: HubSpotEmulator) -> None:

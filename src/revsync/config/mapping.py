@@ -75,11 +75,15 @@ class Named(Block):
 
 class SourceBase(Named):
     name: str = Field(description="Unique name of this source; keys its deals and watermark.")
-    timezone: str = Field(
-        "UTC", description="IANA time zone of the CRM account, for dates without a time."
+    timezone: str | None = Field(
+        None,
+        description="IANA time zone for dates without a time; default: the CRM account's own "
+        "(HubSpot portal, Salesforce org), UTC for files.",
     )
-    close_time: time = Field(
-        time(12, 0), description="Local time at which a date-only close date is placed."
+    close_time: time | None = Field(
+        None,
+        description="Local time at which a date-only close date is placed; default: the end "
+        "of that day. Never later than the run's time.",
     )
     overlap_minutes: int = Field(
         10, ge=0, description="Re-read this much before the watermark (CRM clocks drift)."
@@ -87,9 +91,11 @@ class SourceBase(Named):
 
     @field_validator("timezone")
     @classmethod
-    def _valid_timezone(cls, value: str) -> str:
+    def _valid_timezone(cls, value: str | None) -> str | None:
         from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+        if value is None:
+            return None
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from revsync.config.mapping import ApiSource
 from revsync.domain import Deal, Quarantined
@@ -45,3 +46,14 @@ def backoff_seconds(config: ApiSource, failures: int, at_least: float = 0.0) -> 
     down to half, at least ``at_least`` (a Retry-After), at most the configured cap."""
     backoff = config.retry_initial_wait_seconds * 2 ** (failures - 1)
     return min(max(random.uniform(backoff / 2, backoff), at_least), config.retry_max_wait_seconds)
+
+
+END_OF_DAY = time(23, 59, 59)
+
+
+def place_date(day: date, zone: str, close_time: time | None, now: datetime) -> datetime:
+    """A date-only close as UTC: at ``close_time`` in ``zone`` (default: the end of that
+    local day, so a click on the close day stays before the close), never later than
+    ``now``."""
+    local = datetime.combine(day, close_time or END_OF_DAY, tzinfo=ZoneInfo(zone))
+    return min(local.astimezone(UTC), now)

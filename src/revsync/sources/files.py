@@ -17,7 +17,6 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from revsync.collect.parsing import ParseError, click_id, ga_client_id
 from revsync.config.mapping import FileSource
@@ -35,7 +34,7 @@ from revsync.rows import (
     text,
     timestamp,
 )
-from revsync.sources.base import DealPage
+from revsync.sources.base import DealPage, place_date
 
 if TYPE_CHECKING:
     from revsync.doctor import CheckResult
@@ -48,12 +47,11 @@ _KNOWN = {
 }  # fmt: skip
 
 
-def place_date(value: date | datetime, config: FileSource) -> datetime:
-    """A CRM date at the configured local close time in the account's zone, as UTC."""
+def close_moment(value: date | datetime, config: FileSource, now: datetime) -> datetime:
+    """A CRM close date or date-time as UTC (a date: see ``sources.base.place_date``)."""
     if isinstance(value, datetime):
         return value.astimezone(UTC)
-    local = datetime.combine(value, config.close_time, tzinfo=ZoneInfo(config.timezone))
-    return local.astimezone(UTC)
+    return place_date(value, config.timezone or "UTC", config.close_time, now)
 
 
 @dataclass
@@ -200,7 +198,7 @@ class FileDealSource:
             status=status,
             amount=amount if amount is not None else Decimal(0),
             currency=currency,
-            close_at=place_date(closed, self.config) if closed is not None else None,
+            close_at=close_moment(closed, self.config, now) if closed is not None else None,
             modified_at=modified,
             stage=text(row, "stage"),
             pipeline=text(row, "pipeline"),

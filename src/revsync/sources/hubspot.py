@@ -70,7 +70,7 @@ from revsync.domain import (
     Quarantined,
 )
 from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
-from revsync.sources.base import DealPage, backoff_seconds
+from revsync.sources.base import DealPage, backoff_seconds, place_date
 
 if TYPE_CHECKING:
     from revsync.doctor import CheckResult
@@ -139,11 +139,13 @@ class HubSpotDealSource:
         self._contacts_api = client.crm.contacts.batch_api
         self._throttle = _Throttle(config.searches_per_second)
         self._won_stages = {p: set(stages) for p, stages in config.won_stages.items()}
-        self._currency: str | None = None
+        self._details: dict[str, Any] | None = None
+        self._now = datetime.now(UTC)
 
     # --- DealSource -----------------------------------------------------------------
 
     def pages(self, watermark: str | None, now: datetime) -> Iterator[DealPage]:
+        self._now = now
         modified, archived = _split_watermark(watermark)
         overlap = timedelta(minutes=self.config.overlap_minutes)
         since = datetime.fromisoformat(modified) - overlap if modified else None
@@ -305,21 +307,36 @@ class HubSpotDealSource:
             _request_timeout=self.config.timeout_seconds,
         )  # fmt: skip
 
+    def _portal(self) -> dict[str, Any]:
+        """The portal's account details (company currency, time zone), read once."""
+        if self._details is None:
+            self._details = dict(self._get("/account-info/v3/details"))
+        return self._details
+
     def _default_currency(self) -> str:
         """The currency of deals without ``deal_currency_code``: the mapping's, else the
-        portal's company currency (read once)."""
-        if self._currency is None:
-            configured = self.config.default_currency
-            if configured is None:
-                details = self._get("/account-info/v3/details")
-                configured = str(details.get("companyCurrency") or "").upper()
-                if configured not in ISO_4217:
-                    raise PermanentError(
-                        f"HubSpot source {self.name!r}: the portal's company currency "
-                        f"{configured!r} is not an ISO 4217 code; set default_currency"
-                    )
-            self._currency = configured
-        return self._currency
+        portal's company currency."""
+        configured = self.config.default_currency
+        if configured is None:
+            configured = str(self._portal().get("companyCurrency") or "").upper()
+            if configured not in ISO_4217:
+                raise PermanentError(
+                    f"HubSpot source {self.name!r}: the portal's company currency "
+                    f"{configured!r} is not an ISO 4217 code; set default_currency"
+                )
+        return configured
+
+    def _timezone(self) -> str:
+        """The zone of date-only close dates: the mapping's, else the portal's."""
+        zone = self.config.timezone or str(self._portal().get("timeZone") or "")
+        try:
+            ZoneInfo(zone)
+        except (ValueError, KeyError):
+            raise PermanentError(
+                f"HubSpot source {self.name!r}: the portal's time zone {zone!r} is unknown; "
+                "set timezone"
+            ) from None
+        return zone
 
     # --- searching ------------------------------------------------------------------
 
@@ -623,10 +640,7 @@ class HubSpotDealSource:
             raise _Bad("closedate", f"{value!r} is not a date or date-time") from None
         if isinstance(moment, datetime):
             return moment
-        local = datetime.combine(
-            moment, self.config.close_time, tzinfo=ZoneInfo(self.config.timezone)
-        )
-        return local.astimezone(UTC)
+        return place_date(moment, self._timezone(), self.config.close_time, self._now)
 
     def _click_ids(
         self,

@@ -38,6 +38,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as day_time
 from decimal import Decimal, InvalidOperation
 from itertools import islice, pairwise
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -97,7 +98,8 @@ _REQUIRED = {
 
 def place_date(day: date, config: SourceBase) -> datetime:
     """A date-only CRM value at the configured local close time, as UTC."""
-    local = datetime.combine(day, config.close_time, tzinfo=ZoneInfo(config.timezone))
+    zone = ZoneInfo(config.timezone or "UTC")
+    local = datetime.combine(day, config.close_time or day_time(12, 0), tzinfo=zone)
     return local.astimezone(UTC)
 
 

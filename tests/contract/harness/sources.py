@@ -200,7 +200,7 @@ class FileAdapter(SourceAdapter):
         """Nothing runs."""
 
     def config(self) -> FileSource:
-        return FileSource(type="file", name="crm", path=self.path)
+        return FileSource(type="file", name="crm", path=self.path, close_time="12:00")
 
     def source(self) -> FileDealSource:
         return FileDealSource(self.config(), "US")
