@@ -139,3 +139,29 @@ def test_lease_seconds_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("REVSYNC_LEASE_SECONDS", "5")  # shorter than a page or a batch takes
     with pytest.raises(ValidationError, match="lease_seconds"):
         Settings()
+
+
+@pytest.mark.parametrize(
+    ("auth", "extra", "message"),
+    [
+        ("client_credentials", {"token_url": "https://login.salesforce.com/services/oauth2/token"},
+         "only on your My Domain"),
+        ("client_credentials", {"token_url": "https://test.salesforce.com/services/oauth2/token"},
+         "only on your My Domain"),
+        ("jwt", {"jwt_audience": "https://acme.my.salesforce.com"}, "not the My Domain"),
+    ],
+)  # fmt: skip
+def test_salesforce_flows_that_cannot_work_are_refused_with_a_hint(
+    auth: str, extra: dict[str, str], message: str
+) -> None:
+    from pydantic import ValidationError
+
+    from revsync.config.mapping import SalesforceSource
+
+    values = {"type": "salesforce", "name": "sf", "auth": auth,
+              "instance_url": "https://acme.my.salesforce.com", **extra}  # fmt: skip
+    with pytest.raises(ValidationError, match=message):
+        SalesforceSource(**values)
+    ok = {**values, "token_url": "https://acme.my.salesforce.com/services/oauth2/token",
+          "jwt_audience": "https://login.salesforce.com"}  # fmt: skip
+    assert SalesforceSource(**ok).auth == auth

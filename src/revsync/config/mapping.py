@@ -130,6 +130,9 @@ class ApiSource(SourceBase):
     )
 
 
+_LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")
+
+
 class SalesforceSource(ApiSource):
     """Salesforce Opportunities through the REST API (simple-salesforce)."""
 
@@ -215,6 +218,24 @@ class SalesforceSource(ApiSource):
     def _push_needs_fields(self) -> SalesforceSource:
         if self.push_attribution and not self.attribution_fields:
             raise ValueError("push_attribution needs at least one attribution_fields entry")
+        return self
+
+    @model_validator(mode="after")
+    def _flow_and_hosts(self) -> SalesforceSource:
+        from urllib.parse import urlsplit
+
+        token_host = (urlsplit(self.token_url).hostname or "").lower()
+        if self.auth == "client_credentials" and token_host in _LOGIN_HOSTS:
+            raise ValueError(
+                f"token_url: the client credentials flow works only on your My Domain, not "
+                f"{token_host}; use https://<your domain>.my.salesforce.com/services/oauth2/token"
+            )
+        audience = (urlsplit(self.jwt_audience).hostname or "") if self.jwt_audience else ""
+        if self.auth == "jwt" and audience.lower().endswith(".my.salesforce.com"):
+            raise ValueError(
+                f"jwt_audience: Salesforce expects https://login.salesforce.com (or "
+                f"https://test.salesforce.com for a sandbox), not the My Domain {audience}"
+            )
         return self
 
     @field_validator("currency")
