@@ -36,6 +36,13 @@ class Settings(BaseSettings):
         "after this long.",
     )
 
+    secret_key: SecretStr | None = Field(
+        None,
+        description="Fernet key(s) that encrypt the credentials revsync keeps in the store "
+        "(a Salesforce refresh token rotated by the connected app). Comma-separated to "
+        "rotate keys: the first encrypts, each one decrypts.",
+    )
+
     google_ads_developer_token: SecretStr | None = None
     google_oauth_client_id: str | None = None
     google_oauth_client_secret: SecretStr | None = None

@@ -23,6 +23,15 @@ from revsync.errors import ConfigError, PermanentError, TransientError
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 
 
+class GrantRefused(PermanentError):
+    """The token endpoint refused the grant; ``code`` is its OAuth ``error``
+    (``invalid_grant``: the refresh token, assertion or code is expired or revoked)."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class _TimeoutAdapter(HTTPAdapter):
     """Applies a default timeout to requests sent without one."""
 
@@ -62,7 +71,10 @@ def refresh_token_grant(
     client_secret: str | None,
     refresh_token: str,
 ) -> dict[str, Any]:
-    """Exchange a refresh token; the client secret is optional (PKCE apps have none)."""
+    """Exchange a refresh token; the client secret is optional (PKCE apps have none).
+
+    With refresh-token rotation on, the answer carries a new ``refresh_token`` and the one
+    sent is dead: keep the new one (:mod:`revsync.sources.refresh_tokens`)."""
     form = {"grant_type": "refresh_token", "client_id": client_id, "refresh_token": refresh_token}
     if client_secret:
         form["client_secret"] = client_secret
@@ -127,8 +139,9 @@ def _token(session: requests.Session, token_url: str, form: dict[str, str]) -> d
     if response.status_code != 200 or not isinstance(body, dict) or not body.get("access_token"):
         error = body.get("error", "no access token") if isinstance(body, dict) else "bad body"
         detail = body.get("error_description", "") if isinstance(body, dict) else ""
-        raise PermanentError(
+        raise GrantRefused(
             f"{grant} grant refused by {token_url} (HTTP {response.status_code}): {error}"
-            + (f" ({detail})" if detail else "")
+            + (f" ({detail})" if detail else ""),
+            str(error),
         )
     return body

@@ -74,8 +74,11 @@ from revsync.domain import (
 from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
 from revsync.sources import oauth
 from revsync.sources.base import DealPage, backoff_seconds
+from revsync.sources.refresh_tokens import salesforce_chain
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from revsync.doctor import CheckResult
 
 T = TypeVar("T")
@@ -107,12 +110,18 @@ class SalesforceDealSource:
     """Reads Opportunities changed since a watermark; see the module docstring."""
 
     def __init__(
-        self, config: SalesforceSource, settings: Settings, default_phone_region: str | None = None
+        self,
+        config: SalesforceSource,
+        settings: Settings,
+        default_phone_region: str | None = None,
+        engine: Engine | None = None,
     ) -> None:
+        """``engine``: the store that keeps a rotated refresh token (see refresh_tokens)."""
         self.name = config.name
         self.config = config
         self.default_phone_region = default_phone_region
         self._secrets = _credentials(config, settings)
+        self._refresh = salesforce_chain(config, self._secrets, settings, engine)
         self._http = oauth.http_session(config.ca_bundle, config.timeout_seconds)
         self._sf: Salesforce | None = None
         self._multi_currency: bool | None = None
@@ -161,6 +170,8 @@ class SalesforceDealSource:
 
     def close(self) -> None:
         self._http.close()
+        if self._refresh is not None:
+            self._refresh.close()
 
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: OAuth grant and API access, daily API budget, mapped fields."""
@@ -298,9 +309,12 @@ class SalesforceDealSource:
                 secrets["salesforce_client_secret"],
             )  # fmt: skip
         else:
-            token = oauth.refresh_token_grant(
-                self._http, config.token_url, secrets["salesforce_client_id"],
-                secrets.get("salesforce_client_secret"), secrets["salesforce_refresh_token"],
+            assert self._refresh is not None
+            token = self._refresh.grant(
+                lambda refresh_token: oauth.refresh_token_grant(
+                    self._http, config.token_url, secrets["salesforce_client_id"],
+                    secrets.get("salesforce_client_secret"), refresh_token,
+                )
             )  # fmt: skip
         self._sf = Salesforce(
             instance_url=config.instance_url,

@@ -266,3 +266,12 @@ writebacks = Table(
     Column("pushed_at", TS, nullable=False),  # when last written, or last refused
     Column("error", Text),  # the CRM's refusal of this payload; retried after a day
 )
+
+credentials = Table(
+    "credentials",
+    metadata,
+    Column("name", String(120), primary_key=True),  # "salesforce_refresh_token"
+    Column("value", Text, nullable=False),  # Fernet token (REVSYNC_SECRET_KEY); never plain
+    Column("origin", HASH, nullable=False),  # SHA-256 of the configured secret it replaced
+    Column("updated_at", TS, nullable=False),
+)
