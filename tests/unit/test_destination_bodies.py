@@ -16,7 +16,7 @@ from revsync.destinations.files import FileTransport
 from revsync.destinations.ga4 import Ga4Destination
 from revsync.destinations.google_ads import GoogleAdsDestination, google_datetime
 from revsync.destinations.meta import MetaDestination
-from revsync.destinations.pii import hash_person
+from revsync.destinations.pii import hash_person, sha256_hex
 from revsync.domain import (
     ClickIds,
     Consent,
@@ -155,3 +155,22 @@ def test_denied_consent_is_never_planned(tmp_path: Path) -> None:
     plan = destination.plan(j, credits, NOW)
     assert plan.conversions == ()
     assert [s.field for s in plan.skipped] == ["consent_ad_user_data"]
+
+
+def test_ga4_and_google_each_get_their_own_gmail_normalisation(tmp_path: Path) -> None:
+    """Google strips a gmail +suffix (Data Manager's formatting guide), GA4 keeps it (its
+    user-provided data guide removes only the dots)."""
+    email = "Ann.Lee+crm@gmail.com"
+    j, credits = journey(1, ClickIds(gclid="CjwGclid1234", ga_client_id="111.222"), email=email)
+    ga4 = Ga4Destination(Ga4Config(name="ga4", type="ga4", transport="file", measurement_id="G-T1"),
+                         "last_touch", FileTransport(tmp_path, "ga4", "ga4"), clock=lambda: NOW)  # fmt: skip
+    google = GoogleAdsDestination(
+        GoogleAdsConfig(name="g", type="google_ads", transport="file", customer_id="123",
+                        conversion_action="9", enhanced_conversions=True),
+        "last_touch", FileTransport(tmp_path, "g", "x"),
+    )  # fmt: skip
+    [event_request] = ga4.build(ga4.plan(j, credits, NOW).conversions)
+    [click_request] = google.build(google.plan(j, credits, NOW).conversions)
+    assert event_request.body["user_data"]["sha256_email_address"] == [sha256_hex("annlee+crm@gmail.com")]
+    assert click_request.body["conversions"][0]["user_identifiers"] == [
+        {"hashed_email": sha256_hex("annlee@gmail.com")}]  # fmt: skip

@@ -87,7 +87,7 @@ class Ga4Destination(PlatformDestination[Ga4Config]):
         people or consent never share a request."""
         groups: dict[tuple[object, ...], list[Conversion]] = {}
         for c in batch:
-            key = (c.click_ids.ga_client_id or "", c.person.email_google, c.person.phone, c.consent)
+            key = (c.click_ids.ga_client_id or "", _email(c.person), c.person.phone, c.consent)
             groups.setdefault(key, []).append(c)
         endpoint = "/debug/mp/collect" if self.config.validate_only else "/mp/collect"
         now = self.clock()
@@ -117,8 +117,8 @@ class Ga4Destination(PlatformDestination[Ga4Config]):
                 if value is not None
             }
         user_data: dict[str, list[str]] = {}
-        if first.person.email_google:
-            user_data["sha256_email_address"] = [first.person.email_google]
+        if email := _email(first.person):
+            user_data["sha256_email_address"] = [email]
         if first.person.phone:
             user_data["sha256_phone_number"] = [first.person.phone]
         if user_data:
@@ -140,3 +140,9 @@ class Ga4Destination(PlatformDestination[Ga4Config]):
         if timedelta(0) <= now - c.event_time <= BACKDATE_LIMIT:
             event["timestamp_micros"] = int(c.event_time.timestamp() * 1_000_000)
         return event
+
+
+def _email(person: PersonHashes) -> str | None:
+    """GA4's hash of the email (gmail dots removed, a +suffix kept). A contact stored before
+    revsync kept it has only ``email_google``, made then by that same rule."""
+    return person.email_ga4 or person.email_google

@@ -26,7 +26,8 @@ _DEAL_COLUMNS = (
 )
 _CONTACTS = (
     "SELECT dc.deal_id, dc.is_primary, c.crm_id, c.email_sha256, c.email_google_sha256, "
-    "c.phone_sha256, c.phone_meta_sha256, c.click_ids{text} FROM deal_contacts dc "
+    "c.phone_sha256, c.phone_meta_sha256, c.click_ids{text}, c.email_ga4_sha256 "
+    "FROM deal_contacts dc "
     "JOIN contacts c ON c.source = dc.source AND c.crm_id = dc.contact_id "
     "WHERE dc.source = {p} AND dc.deal_id {in_ids}"
 )
@@ -103,12 +104,12 @@ def _deals(conn: Connection, source: str, rows: Sequence[tuple[Any, ...]]) -> li
     sqlite = conn.dialect.name == "sqlite"
     people: dict[str, list[Contact]] = {}
     for chunk in _chunks(list(dict.fromkeys(row[0] for row in rows))):
-        for deal_id, primary, crm_id, email, email_g, phone, phone_m, clicks in _fetch(
+        for deal_id, primary, crm_id, email, email_g, phone, phone_m, clicks, email_ga4 in _fetch(
             conn, _CONTACTS, [source], chunk
         ):
             contact = Contact(
                 crm_id,
-                PersonHashes(email, email_g, phone, phone_m),
+                PersonHashes(email, email_g, phone, phone_m, email_ga4),
                 bool(primary),
                 _click_ids(clicks) if clicks and clicks != "{}" else _NO_CLICKS,
             )

@@ -151,6 +151,7 @@ contacts = Table(
     Column("phone_sha256", HASH),
     Column("phone_meta_sha256", HASH),
     Column("click_ids", JSON, nullable=False),
+    Column("email_ga4_sha256", HASH),
     Index(None, "email_sha256"),
     Index(None, "phone_sha256"),
 )

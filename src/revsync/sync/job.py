@@ -313,6 +313,7 @@ class SyncJob:
                 "email_google_sha256": c.hashes.email_google,
                 "phone_sha256": c.hashes.phone,
                 "phone_meta_sha256": c.hashes.phone_meta,
+                "email_ga4_sha256": c.hashes.email_ga4,
                 "click_ids": _present(c.click_ids),
             }
             for d in page
@@ -327,6 +328,7 @@ class SyncJob:
                 "email_google_sha256",
                 "phone_sha256",
                 "phone_meta_sha256",
+                "email_ga4_sha256",
                 "click_ids",
             ),
         )
