@@ -926,8 +926,8 @@ class SalesforceEmulator(EmulatorServer):
                 return fail("invalid_client_id", "client identifier invalid")
             try:
                 jwt.decode(form["assertion"], app.jwt_public_key, algorithms=["RS256"],
-                           audience=["https://login.salesforce.com", "https://test.salesforce.com",
-                                     self.base_url],
+                           # never the My Domain host, though it issues the token
+                           audience=["https://login.salesforce.com", "https://test.salesforce.com"],
                            options={"require": ["exp", "iss", "sub", "aud"]})
             except jwt.InvalidAudienceError:
                 return fail("invalid_grant", "audience is invalid")

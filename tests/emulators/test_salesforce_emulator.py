@@ -268,6 +268,8 @@ def test_oauth_flows_issue_working_tokens(emu: SalesforceEmulator, tls: TlsFiles
          "invalid_client"),
         ({"grant_type": jwt_grant, "assertion": assertion(aud="https://evil.test")},
          "invalid_grant"),
+        ({"grant_type": jwt_grant, "assertion": assertion(aud=emu.base_url)},  # the My Domain
+         "invalid_grant"),
         ({"grant_type": jwt_grant, "assertion": assertion(sub="someone@else")}, "invalid_grant"),
         ({"grant_type": "password", "client_id": "cid"}, "unsupported_grant_type"),
     ]

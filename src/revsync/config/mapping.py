@@ -175,7 +175,9 @@ class SalesforceSource(ApiSource):
         "Multi-currency orgs (Opportunity.CurrencyIsoCode exists) use each record's currency.",
     )
     jwt_audience: str | None = Field(
-        None, description="`aud` of JWT bearer assertions; default: the token URL's origin."
+        None,
+        description="`aud` of JWT bearer assertions; default: https://login.salesforce.com "
+        "(https://test.salesforce.com for a sandbox token URL), never the My Domain.",
     )
     page_size: int = Field(200, ge=1, le=2000, description="Deals per page (one transaction).")
     timeout_seconds: float = Field(60.0, gt=0, description="Timeout of every API call.")

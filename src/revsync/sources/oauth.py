@@ -103,12 +103,15 @@ def jwt_bearer_grant(
 ) -> dict[str, Any]:
     """Sign an RS256 assertion (iss = client id, sub = user) and exchange it.
 
-    ``audience`` defaults to the token URL's origin (``https://login.salesforce.com``).
+    ``audience`` defaults to Salesforce's login host, whatever host issues the token (a My
+    Domain too): ``https://test.salesforce.com`` for a sandbox (test.salesforce.com or a
+    ``*.sandbox.my.salesforce.com`` token URL), else ``https://login.salesforce.com``.
     A key pasted into an environment variable with literal ``\\n`` is accepted.
     """
     if audience is None:
-        parts = urlsplit(token_url)
-        audience = f"{parts.scheme}://{parts.netloc}"
+        host = (urlsplit(token_url).hostname or "").lower()
+        sandbox = host == "test.salesforce.com" or host.endswith(".sandbox.my.salesforce.com")
+        audience = f"https://{'test' if sandbox else 'login'}.salesforce.com"
     claims = {
         "iss": client_id,
         "sub": subject,
