@@ -4,10 +4,12 @@ google-ads-datamanager over REST, against the Google Ads, Data Manager and OAuth
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,7 +17,13 @@ import pytest
 
 from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
 from revsync.config.settings import Settings
-from revsync.destinations.data_manager import DataManagerTransport
+from revsync.destinations.data_manager import (
+    INGEST_EVENTS,
+    DataManagerFileTransport,
+    DataManagerTransport,
+    ingest_bodies,
+)
+from revsync.destinations.files import FileTransport
 from revsync.destinations.google_ads import GoogleAdsDestination
 from revsync.destinations.google_ads_api import (
     GoogleAdsApiTransport,
@@ -379,6 +387,7 @@ def test_restatement_and_retraction_adjustments(
     assert (again.status, again.code) == (OutcomeStatus.ALREADY_SENT, "RESTATEMENT_ALREADY_EXISTS")
 
     retract_at = later + dt.timedelta(minutes=5)
+    ads.now = retract_at + dt.timedelta(minutes=1)  # Google's clock moves with revsync's
     assert adjust(ConversionKind.RETRACTION, "0", retract_at).status is OutcomeStatus.SENT
     assert ads.uploads[0].retracted
     twice = adjust(ConversionKind.RETRACTION, "0", retract_at)
@@ -560,6 +569,89 @@ def test_data_manager_rejects_adjustments_and_validates_without_storing(
     ]
     assert dm_emulator.requests == {}
     assert dm_emulator.calls["IngestEvents"] == 1
+
+
+# --- transport: file, as Data Manager would send it -----------------------------------
+
+
+def file_destination(tmp_path: Path, **fields: Any) -> GoogleAdsDestination:
+    """A destination with the transport the factory builds for ``transport: file``."""
+    block = config(transport="file", output_dir=tmp_path, **fields)
+    transport = _transport(block, Settings())  # type: ignore[call-arg]
+    return GoogleAdsDestination(block, "last_touch", transport, clock=lambda: NOW)
+
+
+def file_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_data_manager_file_writes_exactly_what_the_wire_transport_sends(
+    dm_emulator: DataManagerEmulator, tmp_path: Path
+) -> None:
+    pipelines = {f"p{i}": str(500 + i) for i in range(11)}  # 12 actions: two IngestEvents calls
+    for action in pipelines.values():
+        dm_emulator.add_conversion_action(CUSTOMER, action)
+    fields: dict[str, Any] = {
+        "conversion_actions_by_pipeline": pipelines,
+        "custom_variables": {"77": "pipeline"},
+    }
+    wire, _ = dm_destination(dm_emulator, **fields)
+    on_file = file_destination(tmp_path, file_format="data_manager", **fields)
+    assert isinstance(on_file.transport, DataManagerFileTransport)
+    batch = [planned(wire, f"d-{p}", f"gclid-{p}", pipeline=p) for p in pipelines]
+    batch += [planned(wire, "d-mail", email=EMAIL), planned(wire, "d-usd", "g-usd", currency="USD")]
+
+    file_outcomes = on_file.send(batch)
+    wire_outcomes = wire.send(batch)
+    on_file.close()
+    wire.close()
+
+    lines = file_lines(tmp_path / "gads.data_manager.jsonl")
+    assert [line["endpoint"] for line in lines] == [INGEST_EVENTS, INGEST_EVENTS]
+    assert [line["body"] for line in lines] == dm_emulator.wire_bodies
+    assert len(dm_emulator.requests) == 2  # the emulator accepted both bodies
+    [request] = on_file.build(batch)
+    assert ingest_bodies(request, MANAGER) == dm_emulator.wire_bodies
+    first = lines[0]["body"]
+    assert first["encoding"] == 1 and "conversions" not in first  # IngestEvents, not Ads API
+    assert first["destinations"][0]["loginAccount"]["accountId"] == MANAGER
+    keys = [c.key for c in batch]
+    assert [o.key for o in file_outcomes] == [o.key for o in wire_outcomes] == keys
+    assert {o.status for o in file_outcomes} == {OutcomeStatus.SENT}
+
+
+def test_data_manager_file_refuses_adjustments_as_the_wire_transport_does(
+    tmp_path: Path,
+) -> None:
+    destination = file_destination(tmp_path, file_format="data_manager")
+    original = planned(destination, "d1", "ok-1")
+    retraction = destination.adjustment(original, ConversionKind.RETRACTION, Decimal(0), NOW)
+    assert retraction is not None
+
+    outcomes = destination.send([original, retraction])
+    destination.close()
+
+    assert [(o.status, o.code) for o in outcomes] == [
+        (OutcomeStatus.SENT, None),
+        (OutcomeStatus.REJECTED, "DM_ADJUSTMENTS_UNSUPPORTED"),
+    ]
+    [line] = file_lines(tmp_path / "gads.data_manager.jsonl")
+    assert [e["transactionId"] for e in line["body"]["events"]] == [original.key]
+    [adjustments] = destination.build([retraction])
+    assert ingest_bodies(adjustments) == []
+
+
+def test_file_format_defaults_to_the_ads_api_body(tmp_path: Path) -> None:
+    destination = file_destination(tmp_path)
+    assert type(destination.transport) is FileTransport
+
+    destination.send([planned(destination, "d1", "ok-1")])
+    destination.close()
+
+    [line] = file_lines(tmp_path / "gads.google_ads.jsonl")
+    assert line["endpoint"] == "ConversionUploadService/UploadClickConversions"
+    assert line["body"]["conversions"][0]["gclid"] == "ok-1"
+    assert not (tmp_path / "gads.data_manager.jsonl").exists()
 
 
 # --- factory and secrets -------------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import json
 import re
 import threading
 import uuid
@@ -224,6 +225,7 @@ class DataManagerEmulator(LoopbackServer):
         self.rate_limit_per_minute = rate_limit_per_minute
         self.calls: Counter[str] = Counter()
         self.requests: dict[str, IngestRecord] = {}
+        self.wire_bodies: list[Any] = []  # every IngestEvents JSON body, as received
         self._events: list[StoredEvent] = []
         self._actions: set[tuple[str, str]] = set()
         self._clicks: dict[tuple[str, str], Click] = {}
@@ -367,6 +369,8 @@ class DataManagerEmulator(LoopbackServer):
 
     def _ingest(self, body: bytes) -> dict[str, Any]:
         try:
+            with self._lock:
+                self.wire_bodies.append(json.loads(body))
             request = dm.IngestEventsRequest.from_json(body.decode("utf-8"))
         except (ValueError, json_format.ParseError) as err:
             raise ApiError(400, f"Invalid JSON payload received. {err}") from err

@@ -5,7 +5,9 @@ Serves ``ConversionUploadService/UploadClickConversions``,
 ``GoogleAdsService/Search`` + ``SearchStream`` (``FROM conversion_action`` only) for one
 API version, with the google-ads package's own proto-plus types. Bearer tokens are checked
 against an :class:`~tests.emulators.oauth.OAuthEmulator`. Time windows use ``now``, which
-tests set.
+tests set: a ``conversion_date_time`` or ``adjustment_date_time`` later than ``now`` is a
+row error (``DateError.LATER_THAN_MAXIMUM_DATE``), and an adjustment not after its
+conversion's ``conversion_date_time`` is ``ADJUSTMENT_PRECEDES_CONVERSION``.
 """
 
 from __future__ import annotations
@@ -517,6 +519,7 @@ class GoogleAdsEmulator:
                 action, "The conversion action cannot take click uploads.", "conversion_action"
             )
         converted_at = _date_time(conversion.conversion_date_time, "conversion_date_time")
+        self._not_future(converted_at, "conversion_date_time")
         if click_id:
             clicked_at = self.clicks[click_id]
             window = dt.timedelta(days=action.click_through_lookback_window_days)
@@ -682,6 +685,7 @@ class GoogleAdsEmulator:
                 "adjustment_type",
             )
         adjusted_at = _date_time(adjustment.adjustment_date_time, "adjustment_date_time")
+        self._not_future(adjusted_at, "adjustment_date_time")
         conversion = self._find_conversion(action.resource_name, adjustment.order_id, pair)
         if conversion is None:
             raise _RowError("CONVERSION_NOT_FOUND", "No uploaded conversion matches.", "order_id")
@@ -735,6 +739,20 @@ class GoogleAdsEmulator:
             value = adjustment.restatement_value.adjusted_value
         call.seen.add(("adjusted", id(conversion)))
         return StoredAdjustment(conversion, adjustment.adjustment_type.name, adjusted_at, value)
+
+    def _not_future(self, moment: dt.datetime, at: str) -> None:
+        """A date-time later than the emulator clock is refused (``DateError``).
+
+        No conversion error names this case; Google answers ``LATER_THAN_MAXIMUM_DATE``
+        ("Date is after allowed maximum") in the field, and nothing documents a tolerance.
+        """
+        if moment > self.now:
+            raise _RowError(
+                "LATER_THAN_MAXIMUM_DATE",
+                "The date-time is in the future.",
+                at,
+                "date_error",
+            )
 
     def _find_conversion(
         self, action_name: str, order_id: str, pair: Any

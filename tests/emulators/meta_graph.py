@@ -17,6 +17,12 @@ with HTTP 400. Usage::
 
 Error codes and the subcode of "too old" are from Meta's documentation and observed answers;
 message texts are close to Graph's but not guaranteed identical.
+
+Event times are judged on the emulator clock (``set_time``/``advance``): older than 7 days
+rejects the whole request (documented, subcode 2804003); later than the clock also rejects
+it (code 100). Meta documents no tolerance and no error for a future ``event_time``, and
+field reports differ (an error, or a warning in ``messages``), so the emulator takes the less
+forgiving reading: ``max_future_seconds=0``.
 """
 
 from __future__ import annotations
@@ -113,7 +119,7 @@ class MetaGraphEmulator(EmulatorServer):
         *,
         tokens: Iterable[str] = (),
         pixels: Iterable[str] = (),
-        max_future_seconds: int = 300,
+        max_future_seconds: int = 0,
         tls: TlsFiles | None = None,
     ) -> None:
         super().__init__(tls=tls)

@@ -239,6 +239,42 @@ def test_identifier_rules(emulator: DataManagerEmulator) -> None:
     ]
 
 
+def test_a_future_event_timestamp_refuses_the_whole_request(
+    emulator: DataManagerEmulator,
+) -> None:
+    client = make_client(emulator)
+    ahead = event(txn="T-ahead", event_timestamp=NOW + dt.timedelta(seconds=1))
+
+    with pytest.raises(exceptions.BadRequest) as caught:
+        ingest(client, [event(), ahead])
+
+    assert violations(caught.value) == [("events.events[1].event_timestamp", "EVENT_TIME_INVALID")]
+    assert emulator.requests == {}
+    with pytest.raises(exceptions.BadRequest):  # validate_only judges it the same way
+        ingest(client, [ahead], validate_only=True)
+
+
+def test_the_future_is_measured_on_the_emulator_clock(emulator: DataManagerEmulator) -> None:
+    client = make_client(emulator)
+    assert ingest(client, [event(txn="T-now", event_timestamp=NOW)])
+    later = event(txn="T-later", event_timestamp=NOW + dt.timedelta(minutes=5))
+    with pytest.raises(exceptions.BadRequest):
+        ingest(client, [later])
+
+    emulator.clock.advance(dt.timedelta(minutes=5))
+    assert ingest(client, [later])
+    assert [e.event.transaction_id for e in emulator.events] == ["T-now", "T-later"]
+
+
+def test_wire_bodies_keep_what_the_client_sent(emulator: DataManagerEmulator) -> None:
+    ingest(make_client(emulator), [event()])
+
+    [body] = emulator.wire_bodies
+    assert body["encoding"] == int(dm.Encoding.HEX)  # the REST client sends enums as numbers
+    assert body["destinations"][0]["productDestinationId"] == ACTION
+    assert body["events"][0]["eventTimestamp"] == "2026-11-19T12:00:00Z"
+
+
 def test_at_most_2000_events_per_request(emulator: DataManagerEmulator) -> None:
     client = make_client(emulator)
     events = [event(txn=f"T-{i}") for i in range(2001)]

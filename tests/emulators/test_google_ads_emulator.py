@@ -598,6 +598,82 @@ def test_adjustments_retract_and_restate_uploaded_conversions(
     assert len(ads.adjustments) == 3
 
 
+def test_a_click_conversion_dated_after_the_clock_is_refused(
+    client: GoogleAdsClient, ads: GoogleAdsEmulator
+) -> None:
+    rows = [
+        conversion(client, order_id="now", conversion_date_time=stamp(NOW)),
+        conversion(
+            client,
+            order_id="ahead",
+            gclid=None,
+            gbraid=GBRAID,
+            conversion_date_time=stamp(NOW + dt.timedelta(seconds=1)),
+        ),
+        conversion(  # the same instant in another offset is still in the future
+            client,
+            order_id="ahead-elsewhere",
+            gclid=None,
+            user_identifiers=[email(client)],
+            conversion_date_time=stamp(
+                (NOW + dt.timedelta(hours=1)).astimezone(dt.timezone(dt.timedelta(hours=-8)))
+            ),
+        ),
+    ]
+
+    response = upload(client, rows)
+
+    assert row_errors(client, response) == {1: "LATER_THAN_MAXIMUM_DATE", 2: "LATER_THAN_MAXIMUM_DATE"}
+    failure = type(client.get_type("GoogleAdsFailure")).deserialize(
+        response.partial_failure_error.details[0].value
+    )
+    assert [e.location.field_path_elements[1].field_name for e in failure.errors] == [
+        "conversion_date_time",
+        "conversion_date_time",
+    ]
+    assert [u.order_id for u in ads.uploads] == ["now"]
+
+    ads.now = NOW + dt.timedelta(hours=1)
+    assert not upload(client, rows[1:]).partial_failure_error.details
+    assert [u.order_id for u in ads.uploads] == ["now", "ahead", "ahead-elsewhere"]
+
+
+def test_an_adjustment_must_be_after_its_conversion_and_not_in_the_future(
+    client: GoogleAdsClient, ads: GoogleAdsEmulator
+) -> None:
+    converted = {f"deal-{i}": NOW - dt.timedelta(days=1, minutes=i) for i in range(1, 5)}
+    upload(
+        client,
+        [conversion(client, order_id=k, conversion_date_time=stamp(t)) for k, t in converted.items()],
+    )
+    assert len(ads.uploads) == 4
+    ads.now = NOW + dt.timedelta(hours=25)
+    second = dt.timedelta(seconds=1)
+    adjusted_at = {
+        "deal-1": converted["deal-1"],  # not after the conversion
+        "deal-2": converted["deal-2"] - second,
+        "deal-3": ads.now + second,
+        "deal-4": converted["deal-4"] + second,
+    }
+
+    response = adjust(
+        client,
+        [
+            {"order_id": k, "adjustment_type": "RETRACTION", "adjustment_date_time": stamp(t)}
+            for k, t in adjusted_at.items()
+        ],
+    )
+
+    assert row_errors(client, response) == {
+        0: "ADJUSTMENT_PRECEDES_CONVERSION",
+        1: "ADJUSTMENT_PRECEDES_CONVERSION",
+        2: "LATER_THAN_MAXIMUM_DATE",
+    }
+    assert [(a.conversion.order_id, a.adjustment_type) for a in ads.adjustments] == [
+        ("deal-4", "RETRACTION")
+    ]
+
+
 def test_more_than_2000_adjustments_fail_the_whole_request(client: GoogleAdsClient) -> None:
     rows = [{"order_id": f"deal-{i}", "adjustment_type": "RETRACTION"} for i in range(2001)]
 

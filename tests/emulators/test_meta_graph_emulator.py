@@ -149,9 +149,37 @@ def test_six_days_old_is_accepted_and_clock_moves_the_limit(meta: MetaGraphEmula
     )
 
 
-def test_event_time_in_the_future_is_rejected(meta: MetaGraphEmulator) -> None:
-    assert send(event(age_seconds=-120))["events_received"] == 1
-    assert "future" in rejected(event(age_seconds=-3600)).body()["error"]["error_user_msg"]
+def test_event_time_in_the_future_rejects_the_whole_request(meta: MetaGraphEmulator) -> None:
+    error = rejected(event("deal-1"), event("deal-2", age_seconds=-1))
+
+    assert error.http_status() == 400
+    assert error.api_error_code() == 100
+    message = error.body()["error"]["error_user_msg"]
+    assert "data[1]" in message and "deal-2" in message and "future" in message
+    assert meta.events == []
+
+
+def test_the_future_is_measured_on_the_emulator_clock(meta: MetaGraphEmulator) -> None:
+    assert send(event("deal-now", age_seconds=0))["events_received"] == 1
+    ahead = event("deal-ahead", age_seconds=-120)
+    assert "future" in rejected(ahead).body()["error"]["error_user_msg"]
+
+    meta.advance(120)
+    assert send(ahead)["events_received"] == 1
+    assert [e.data["event_id"] for e in meta.events] == ["deal-now", "deal-ahead"]
+
+
+def test_a_future_tolerance_can_be_configured() -> None:
+    with MetaGraphEmulator(tokens={TOKEN}, pixels={PIXEL}, max_future_seconds=300) as emulator:
+        emulator.set_time(NOW)
+        body = {"access_token": TOKEN, "data": [{
+            "event_name": "Lead", "action_source": "system_generated",
+            "user_data": {"em": HASHED_EMAIL}, "event_time": NOW + 300,
+        }]}
+        url = f"{emulator.url}/v26.0/{PIXEL}/events"
+        assert httpx.post(url, json=body).status_code == 200
+        body["data"][0]["event_time"] = NOW + 301  # type: ignore[index]
+        assert httpx.post(url, json=body).status_code == 400
 
 
 @pytest.mark.parametrize(

@@ -398,6 +398,11 @@ class GoogleAdsDestination(DestinationBase):
     )
     ca_bundle: Path | None = Field(None, description="CA bundle to trust (TLS).")
     validate_only: bool = Field(False, description="Dry run: Google validates, stores nothing.")
+    file_format: Literal["ads_api", "data_manager"] = Field(
+        "ads_api",
+        description="With transport: file, the body written: what ads_api "
+        "(UploadClickConversionsRequest) or data_manager (IngestEventsRequest) would send.",
+    )
 
     @field_validator("custom_variables")
     @classmethod

@@ -1,8 +1,10 @@
 """Google Data Manager API transport: click conversions as ``IngestEvents`` over REST.
 
-It takes the same ``UploadClickConversionsRequest`` bodies as the Ads API transport (so
-``transport: file`` still shows what the destination decided) and turns each row into a
-Data Manager ``Event`` (docs/data-manager.md). Ingestion is fast-fail and asynchronous: a
+It takes the same ``UploadClickConversionsRequest`` bodies as the Ads API transport and
+turns each row into a Data Manager ``Event`` (docs/data-manager.md). :func:`ingest_bodies`
+is that conversion as a pure function, to the JSON bodies the REST client puts on the wire;
+``transport: file`` with ``file_format: data_manager`` writes them
+(:class:`DataManagerFileTransport`). Ingestion is fast-fail and asynchronous: a
 request is refused whole (400, with field violations naming rows) or accepted with a
 ``request_id`` whose per-reason results :meth:`DataManagerTransport.check_status` reads
 later. There is no per-row result, so accepted rows are SENT with code ``DM_ACCEPTED`` and
@@ -26,9 +28,11 @@ from google.ads.datamanager_v1.services.ingestion_service.transports import (
 )
 from google.api_core import exceptions as core_exceptions
 from google.auth import exceptions as auth_exceptions
+from google.protobuf import json_format
 
 from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
 from revsync.destinations.base import ApiRequest, RequestVerdict
+from revsync.destinations.files import FileTransport
 from revsync.destinations.google_ads_api import (
     ADJUSTMENTS,
     VALIDATED,
@@ -50,6 +54,7 @@ MAX_DESTINATIONS = 10
 ACCEPTED = "DM_ACCEPTED"
 ADJUSTMENTS_UNSUPPORTED = "DM_ADJUSTMENTS_UNSUPPORTED"
 BATCH_REFUSED = "DM_BATCH_REFUSED"
+INGEST_EVENTS = "IngestionService/IngestEvents"
 _ACTION = re.compile(r"customers/(\d+)/conversionActions/(\d+)")
 _EVENT_PATH = re.compile(r"events\.events\[(\d+)\]")
 _DESTINATION_PATH = re.compile(r"destinations\[(\d+)\]")
@@ -159,15 +164,7 @@ class DataManagerTransport:
 
     def send(self, request: ApiRequest) -> list[UploadOutcome]:
         if request.endpoint == ADJUSTMENTS:
-            return [
-                UploadOutcome(
-                    key,
-                    OutcomeStatus.REJECTED,
-                    ADJUSTMENTS_UNSUPPORTED,
-                    "Data Manager IngestEvents cannot restate or retract a conversion",
-                )
-                for key in request.keys
-            ]
+            return _adjustments_unsupported(request.keys)
         body = request.body
         outcomes: list[UploadOutcome] = []
         for chunk in _chunks(body["conversions"], request.keys):
@@ -176,12 +173,7 @@ class DataManagerTransport:
 
     def _ingest(self, chunk: _Chunk, customer: str, validate_only: bool) -> list[UploadOutcome]:
         client = self._connect()
-        message = dm.IngestEventsRequest(
-            destinations=[self._destination(customer, action) for action in chunk.actions],
-            events=chunk.events,
-            encoding=dm.Encoding.HEX,
-            validate_only=validate_only,
-        )
+        message = _ingest_request(chunk, customer, self.config.login_customer_id, validate_only)
 
         def call() -> dm.IngestEventsResponse:
             with self._classified():
@@ -203,18 +195,6 @@ class DataManagerTransport:
             UploadOutcome(k, OutcomeStatus.SENT, ACCEPTED, request_id=request_id)
             for k in chunk.keys
         ]
-
-    def _destination(self, customer: str, action: str) -> dm.Destination:
-        destination = dm.Destination(
-            reference=action,
-            operating_account=dm.ProductAccount(account_type=_GOOGLE_ADS, account_id=customer),
-            product_destination_id=action,
-        )
-        if self.config.login_customer_id:
-            destination.login_account = dm.ProductAccount(
-                account_type=_GOOGLE_ADS, account_id=self.config.login_customer_id
-            )
-        return destination
 
     # --- status ----------------------------------------------------------------------
 
@@ -264,6 +244,90 @@ class DataManagerTransport:
             ) from None
         except core_exceptions.GoogleAPICallError as exc:
             raise PermanentError(f"{where}: {_describe(exc)}") from None
+
+
+class DataManagerFileTransport(FileTransport):
+    """``transport: file`` with ``file_format: data_manager``: appends to
+    ``<output_dir>/<destination>.data_manager.jsonl`` one ``{"endpoint", "body"}`` line per
+    ``IngestEvents`` call that :class:`DataManagerTransport` would make, the body being the
+    exact JSON it would send (:func:`ingest_bodies`). Adjustments are refused as that
+    transport refuses them; nothing is written for them."""
+
+    def __init__(self, config: GoogleAdsConfig) -> None:
+        super().__init__(config.output_dir, config.name, "data_manager")
+        self.login_customer_id = config.login_customer_id
+
+    def send(self, request: ApiRequest) -> list[UploadOutcome]:
+        if request.endpoint == ADJUSTMENTS:
+            return _adjustments_unsupported(request.keys)
+        for body in ingest_bodies(request, self.login_customer_id):
+            self.write(INGEST_EVENTS, body)
+        return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]
+
+
+def ingest_bodies(
+    request: ApiRequest, login_customer_id: str | None = None
+) -> list[dict[str, Any]]:
+    """The ``IngestEventsRequest`` JSON bodies, in order, that :class:`DataManagerTransport`
+    sends for an ``UploadClickConversionsRequest``-style ``request`` (pure).
+
+    One body per chunk of ≤ 2,000 events and ≤ 10 conversion actions, serialised as the REST
+    client serialises it (``MessageToJson`` with integer enums: camelCase keys, RFC 3339
+    timestamps, ``"encoding": 1``). An adjustments request has no Data Manager body: [].
+    """
+    if request.endpoint == ADJUSTMENTS:
+        return []
+    body = request.body
+    validate_only = bool(body.get("validate_only"))
+    return [
+        _wire_body(_ingest_request(chunk, body["customer_id"], login_customer_id, validate_only))
+        for chunk in _chunks(body["conversions"], request.keys)
+    ]
+
+
+def _wire_body(message: dm.IngestEventsRequest) -> dict[str, Any]:
+    """``message`` as the REST transport's JSON body (``transcode_request`` with
+    ``rest_numeric_enums=True``: the whole message, enums as integers)."""
+    body: dict[str, Any] = json_format.MessageToDict(
+        dm.IngestEventsRequest.pb(message), use_integers_for_enums=True
+    )
+    return body
+
+
+def _ingest_request(
+    chunk: _Chunk, customer: str, login_customer_id: str | None, validate_only: bool
+) -> dm.IngestEventsRequest:
+    return dm.IngestEventsRequest(
+        destinations=[_destination(customer, login_customer_id, a) for a in chunk.actions],
+        events=chunk.events,
+        encoding=dm.Encoding.HEX,
+        validate_only=validate_only,
+    )
+
+
+def _destination(customer: str, login_customer_id: str | None, action: str) -> dm.Destination:
+    destination = dm.Destination(
+        reference=action,
+        operating_account=dm.ProductAccount(account_type=_GOOGLE_ADS, account_id=customer),
+        product_destination_id=action,
+    )
+    if login_customer_id:
+        destination.login_account = dm.ProductAccount(
+            account_type=_GOOGLE_ADS, account_id=login_customer_id
+        )
+    return destination
+
+
+def _adjustments_unsupported(keys: Sequence[str]) -> list[UploadOutcome]:
+    return [
+        UploadOutcome(
+            key,
+            OutcomeStatus.REJECTED,
+            ADJUSTMENTS_UNSUPPORTED,
+            "Data Manager IngestEvents cannot restate or retract a conversion",
+        )
+        for key in keys
+    ]
 
 
 def _describe(exc: BaseException) -> str:

@@ -1,4 +1,9 @@
-"""The file transport: writes the exact request bodies as JSONL, one line per request."""
+"""The file transport: writes the exact request bodies as JSONL, one line per request.
+
+For a Google destination with ``file_format: data_manager`` the factory uses
+``revsync.destinations.data_manager.DataManagerFileTransport`` instead, which writes the
+``IngestEvents`` bodies the Data Manager transport would send.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import json
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from revsync.destinations.base import ApiRequest
 from revsync.domain import OutcomeStatus, UploadOutcome
@@ -23,13 +28,17 @@ class FileTransport:
         self._handle: TextIO | None = None
 
     def send(self, request: ApiRequest) -> list[UploadOutcome]:
+        self.write(request.endpoint, request.body)
+        return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]
+
+    def write(self, endpoint: str, body: dict[str, Any]) -> None:
+        """Append one ``{"endpoint", "body"}`` line (a subclass writes a body of its own)."""
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._handle = self.path.open("a", encoding="utf-8")
-        line = {"endpoint": request.endpoint, "body": request.body}
+        line = {"endpoint": endpoint, "body": body}
         self._handle.write(json.dumps(line, separators=(",", ":"), sort_keys=True) + "\n")
         self._handle.flush()
-        return [UploadOutcome(key, OutcomeStatus.SENT) for key in request.keys]
 
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: the output directory exists (or can be made) and is writable."""

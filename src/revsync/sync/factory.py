@@ -77,6 +77,10 @@ def build_destinations(
 
 def _transport(block: GoogleAdsConfig | Ga4Config | MetaConfig, settings: Settings) -> Transport:
     if block.transport == "file":
+        if isinstance(block, GoogleAdsConfig) and block.file_format == "data_manager":
+            from revsync.destinations.data_manager import DataManagerFileTransport
+
+            return DataManagerFileTransport(block)  # the IngestEvents bodies, not the Ads API's
         return FileTransport(block.output_dir, block.name, block.type)
     # Imported here: each SDK is loaded only when a destination uses it.
     if isinstance(block, Ga4Config) and block.transport == "http":
