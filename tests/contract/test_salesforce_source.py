@@ -73,7 +73,7 @@ def config(emu: SalesforceEmulator, tls: TlsFiles, **overrides: Any) -> Salesfor
         "type": "salesforce", "name": "sf", "instance_url": emu.base_url,
         "token_url": f"{emu.base_url}/services/oauth2/token", "ca_bundle": str(tls.ca_cert),
         "currency": "USD", "page_size": 2, "bulk_poll_seconds": 0,
-        "retry_initial_wait_seconds": 0.01,
+        "retry_initial_wait_seconds": 0.01, "timezone": "UTC", "close_time": "12:00",
         "click_id_fields": {"gclid": "GCLID__c"},
         "contact_click_id_fields": {"gclid": "GCLID__c"},
     }  # fmt: skip

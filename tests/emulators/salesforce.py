@@ -39,6 +39,7 @@ TEXT_TYPES = frozenset({"id", "reference", "string", "picklist", "email", "phone
 NUMBER_TYPES = frozenset({"currency", "double", "percent", "int"})
 ID_PREFIXES = {
     "Opportunity": "006", "Contact": "003", "Lead": "00Q", "OpportunityContactRole": "00K",
+    "Organization": "00D",
 }
 SYSTEM_FIELDS = ("CreatedDate", "LastModifiedDate", "SystemModstamp")
 
@@ -91,6 +92,7 @@ STANDARD_FIELDS: dict[str, list[FieldDef]] = {
     "OpportunityContactRole": _fields(
         "IsPrimary:boolean", "Role:picklist", OpportunityId="Opportunity", ContactId="Contact",
     ),
+    "Organization": _fields("Name!:string", "TimeZoneSidKey!:picklist"),
 }
 
 
@@ -362,6 +364,7 @@ class SalesforceEmulator(EmulatorServer):
     daily request budget; ``bulk_polls`` is how many job status reads answer ``InProgress``.
     ``rotate_refresh_tokens`` is the connected app's refresh-token rotation: each refresh
     grant then answers with a new ``refresh_token`` and invalidates the one it was given.
+    ``time_zone`` is the org's default time zone (``Organization.TimeZoneSidKey``).
     """
 
     def __init__(
@@ -377,6 +380,7 @@ class SalesforceEmulator(EmulatorServer):
         won_stages: frozenset[str] = frozenset({"Closed Won"}),
         lost_stages: frozenset[str] = frozenset({"Closed Lost"}),
         rotate_refresh_tokens: bool = True,
+        time_zone: str = "America/Los_Angeles",
     ) -> None:
         super().__init__(tls)
         self.rotate_refresh_tokens = rotate_refresh_tokens
@@ -392,7 +396,7 @@ class SalesforceEmulator(EmulatorServer):
         self.schema: dict[str, dict[str, FieldDef]] = {}
         for sobject, defs in STANDARD_FIELDS.items():
             extra = [FieldDef(n, t) for n, t in (custom_fields or {}).get(sobject, {}).items()]
-            if multi_currency and sobject != "OpportunityContactRole":
+            if multi_currency and sobject not in ("OpportunityContactRole", "Organization"):
                 extra.append(FieldDef("CurrencyIsoCode", "picklist"))
             self.schema[sobject] = {f.name.lower(): f for f in defs + extra}
         self._records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.schema}
@@ -404,6 +408,7 @@ class SalesforceEmulator(EmulatorServer):
         # equality indexes for WHERE field = / IN (...), rebuilt after any write
         self._generation = 0
         self._indexes: dict[tuple[str, str], tuple[int, dict[Any, list[tuple[int, Any]]]]] = {}
+        self.add("Organization", Name="Acme", TimeZoneSidKey=time_zone)
 
     # --- test helpers ----------------------------------------------------------------------
     def add(self, sobject: str, **fields: Any) -> str:

@@ -38,7 +38,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from datetime import time as day_time
 from decimal import Decimal, InvalidOperation
 from itertools import islice, pairwise
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
@@ -57,7 +56,7 @@ from simple_salesforce.exceptions import (
 )
 
 from revsync.collect.parsing import ParseError, click_id, fb_cookie, ga_client_id
-from revsync.config.mapping import SalesforceSource, SourceBase
+from revsync.config.mapping import SalesforceSource
 from revsync.config.settings import Settings
 from revsync.currencies import ISO_4217
 from revsync.destinations.pii import InvalidIdentifier, hash_person
@@ -73,7 +72,7 @@ from revsync.domain import (
 )
 from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
 from revsync.sources import oauth
-from revsync.sources.base import DealPage, backoff_seconds
+from revsync.sources.base import DealPage, backoff_seconds, place_date
 from revsync.sources.refresh_tokens import salesforce_chain
 
 if TYPE_CHECKING:
@@ -99,13 +98,6 @@ _REQUIRED = {
 }
 
 
-def place_date(day: date, config: SourceBase) -> datetime:
-    """A date-only CRM value at the configured local close time, as UTC."""
-    zone = ZoneInfo(config.timezone or "UTC")
-    local = datetime.combine(day, config.close_time or day_time(12, 0), tzinfo=zone)
-    return local.astimezone(UTC)
-
-
 class SalesforceDealSource:
     """Reads Opportunities changed since a watermark; see the module docstring."""
 
@@ -125,10 +117,13 @@ class SalesforceDealSource:
         self._http = oauth.http_session(config.ca_bundle, config.timeout_seconds)
         self._sf: Salesforce | None = None
         self._multi_currency: bool | None = None
+        self._zone: str | None = config.timezone
+        self._now = datetime.now(UTC)
 
     # --- DealSource ------------------------------------------------------------------
 
     def pages(self, watermark: str | None, now: datetime) -> Iterator[DealPage]:
+        self._now = now
         since = None
         if watermark:
             since = datetime.fromisoformat(watermark) - timedelta(
@@ -515,7 +510,7 @@ class SalesforceDealSource:
             status=status,
             amount=amount,
             currency=currency.upper(),
-            close_at=place_date(date.fromisoformat(close), self.config) if close else None,
+            close_at=self._close_at(date.fromisoformat(close)) if close else None,
             modified_at=_timestamp(record["systemmodstamp"]),
             stage=record.get("stagename"),
             pipeline=_text(record.get(pipeline.lower())) if pipeline else None,
@@ -588,6 +583,24 @@ class SalesforceDealSource:
             problems.append(Quarantined(kind, record_id, prefix + field, reason, self.name, detail))
 
         return reject
+
+    def _close_at(self, day: date) -> datetime:
+        """A date-only CloseDate in the org's time zone (``Organization.TimeZoneSidKey``,
+        read once, unless the mapping names a zone); see ``sources.base.place_date``."""
+        if self._zone is None:
+            [org] = self._call(
+                lambda sf: sf.query("SELECT TimeZoneSidKey FROM Organization LIMIT 1")["records"]
+            )
+            zone = str(org.get("TimeZoneSidKey") or "")
+            try:
+                ZoneInfo(zone)
+            except (ValueError, KeyError):
+                raise PermanentError(
+                    f"Salesforce source {self.name!r}: the org's time zone {zone!r} is unknown; "
+                    "set timezone"
+                ) from None
+            self._zone = zone
+        return place_date(day, self._zone, self.config.close_time, self._now)
 
     def _query_in(
         self, select: list[str], sobject: str, key: str, ids: list[str]

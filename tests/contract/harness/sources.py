@@ -304,6 +304,7 @@ class SalesforceAdapter(SourceAdapter):
             "token_url": f"{self.emu.base_url}/services/oauth2/token",
             "ca_bundle": str(self.tls.ca_cert), "page_size": self.caps.page_size,
             "api_budget_share": 1.0, "bulk_poll_seconds": 0,
+            "timezone": "UTC", "close_time": "12:00",  # CLOSE, as every source places it
         })  # fmt: skip
 
     def source(self) -> SalesforceDealSource:
