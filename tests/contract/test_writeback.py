@@ -256,6 +256,27 @@ def test_a_deleted_contact_is_quarantined_and_the_rest_pushed(
     assert run(engine, crm, NOW + timedelta(days=2)).writeback[crm.name]["failed"] == 1
 
 
+def test_a_converted_lead_is_written_on_the_contact_it_became(
+    engine: Engine, tls: TlsFiles, tmp_path: Path
+) -> None:
+    """Salesforce refuses updates to a converted Lead (CANNOT_UPDATE_CONVERTED_LEAD): the
+    values go onto its ConvertedContactId, once, and nothing is retried."""
+    crm = SalesforceCrm(tls)
+    with crm.emu:
+        lead = crm.person(lead=True)
+        contact = crm.person()
+        crm.emu.update("Lead", lead, IsConverted=True, ConvertedContactId=contact)
+        seed(engine, tmp_path, [("v1", T0, PAID)], {"v1": lead})
+
+        summary = run(engine, crm)
+
+        assert summary.status == "ok" and summary.writeback == {"sf": {"pushed": 1, "failed": 0}}
+        assert crm.record(contact)["first_touch_channel"] == "Paid Search"
+        assert crm.record(lead)["first_touch_channel"] is None
+        again = run(engine, crm, NOW + timedelta(days=2))
+        assert again.writeback == {"sf": {"pushed": 0, "failed": 0}}
+
+
 def test_a_field_the_crm_lacks_is_quarantined_per_record(
     engine: Engine, crm: Crm, tmp_path: Path
 ) -> None:

@@ -821,6 +821,8 @@ class SalesforceEmulator(EmulatorServer):
             if record is None or record["IsDeleted"]:
                 error = ("ENTITY_IS_DELETED" if record else "INVALID_CROSS_REFERENCE_KEY",
                          "entity is deleted" if record else "invalid cross reference id")
+            elif sobject == "Lead" and record.get("IsConverted"):
+                error = ("CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")
             else:
                 fields = {k: v for k, v in item.items() if k not in ("attributes", "id", "Id")}
                 candidate = dict(record)

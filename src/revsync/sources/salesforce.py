@@ -286,7 +286,34 @@ class SalesforceDealSource:
                 raise _translate(exc) from None
             for sent, answer in zip(chunk, answers or [], strict=False):
                 results.append(_push_result(str(sent["id"]), answer))
-        return results
+        return self._to_converted_contacts(results, updates)
+
+    def _to_converted_contacts(
+        self, results: list[PushResult], updates: list[dict[str, Any]]
+    ) -> list[PushResult]:
+        """A Lead converted since it was identified refuses updates: its values go onto
+        the Contact it became, and the Lead's result is that write's."""
+        converted = [r.crm_id for r in results if r.code == "CANNOT_UPDATE_CONVERTED_LEAD"]
+        if not converted:
+            return results
+        rows = self._query_in(["Id", "ConvertedContactId"], "Lead", "Id", converted)
+        contact_of = {r["id"]: r.get("convertedcontactid") for r in rows}
+        fields = {str(u["id"]): {k: v for k, v in u.items() if k not in ("attributes", "id")}
+                  for u in updates}  # fmt: skip
+        moved = [AttributionPush(contact, fields[lead]) for lead in converted
+                 if (contact := contact_of.get(lead))]  # fmt: skip
+        answers = {r.crm_id: r for r in self.push_attribution(moved)} if moved else {}
+        out = []
+        for result in results:
+            contact = contact_of.get(result.crm_id) if result.crm_id in converted else None
+            answer = answers.get(contact) if contact else None
+            out.append(result if answer is None else PushResult(
+                result.crm_id, answer.ok, answer.code or ("WRITTEN_TO_CONVERTED_CONTACT"
+                                                          if answer.ok else None),
+                answer.message or (f"the lead was converted: written to contact {contact}"
+                                   if answer.ok else None), answer.field,
+            ))  # fmt: skip
+        return out
 
     # --- session ---------------------------------------------------------------------
 
