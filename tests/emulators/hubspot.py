@@ -285,6 +285,14 @@ class HubSpotEmulator(EmulatorServer):
             self.associate(new_id, contact)
         return new_id
 
+    def purge(self, object_type: str, object_id: str) -> None:
+        """Delete for good (a GDPR deletion, or the recycling bin emptied): no search, list
+        or archived listing shows the record again."""
+        with self._lock:
+            self._records[object_type].pop(object_id, None)
+            self._archived[object_type].pop(object_id, None)
+            self._generation += 1
+
     def archive(self, object_type: str, object_id: str) -> None:
         """Move a record to the recycling bin now, as deleting it in HubSpot does."""
         with self._lock:

@@ -445,6 +445,12 @@ class SalesforceEmulator(EmulatorServer):
         """Soft-delete: hidden from ``query``, still returned by ``queryAll``."""
         self.update(sobject, record_id, IsDeleted=True)
 
+    def purge(self, sobject: str, record_id: str) -> None:
+        """Hard-delete (or empty the recycle bin): gone from ``query`` and ``queryAll``."""
+        with self._lock:
+            del self._records[sobject][record_id]
+            self._generation += 1
+
     def get(self, sobject: str, record_id: str) -> dict[str, Any]:
         """A copy of the stored record (Python-typed values)."""
         with self._lock:

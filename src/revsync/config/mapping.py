@@ -128,6 +128,12 @@ class ApiSource(SourceBase):
     retry_max_wait_seconds: float = Field(
         60.0, ge=0, description="Longest single wait between tries, Retry-After included."
     )
+    reconcile_hours: int = Field(
+        24,
+        ge=0,
+        description="Every this many hours, ask the CRM which won deals with uploads still "
+        "exist (deleted past the recycle bin: treated as lost); 0: never.",
+    )
 
 
 _LOGIN_HOSTS = ("login.salesforce.com", "test.salesforce.com")

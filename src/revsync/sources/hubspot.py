@@ -137,6 +137,7 @@ class HubSpotDealSource:
         self._deals_api = client.crm.deals.basic_api
         self._associations_api = client.crm.associations.v4.batch_api
         self._contacts_api = client.crm.contacts.batch_api
+        self._deal_batch_api = client.crm.deals.batch_api
         self._throttle = _Throttle(config.searches_per_second)
         self._won_stages = {p: set(stages) for p, stages in config.won_stages.items()}
         self._details: dict[str, Any] | None = None
@@ -252,6 +253,22 @@ class HubSpotDealSource:
                     f"{', '.join(unlisted)}: not in won_stages, so their deals are won by "
                     f"{self.config.won_property}; list them to choose their won stages",
                 )
+
+    def missing(self, deal_ids: Sequence[str]) -> set[str]:
+        """Which of ``deal_ids`` HubSpot no longer has (hard-deleted, purged, or archived:
+        a batch read of live deals, 100 a call)."""
+        found: set[str] = set()
+        for start in range(0, len(deal_ids), CONTACTS_PER_CALL):
+            chunk = deal_ids[start : start + CONTACTS_PER_CALL]
+            request = deals.BatchReadInputSimplePublicObjectId(
+                inputs=[{"id": deal_id} for deal_id in chunk], properties=["hs_object_id"]
+            )
+            response = self._call(
+                "deal read", self._deal_batch_api.read, request, archived=False,
+                _request_timeout=self.config.timeout_seconds,
+            )  # fmt: skip
+            found |= {str(item.id) for item in response.results or []}
+        return set(deal_ids) - found
 
     # --- write-back -----------------------------------------------------------------
 

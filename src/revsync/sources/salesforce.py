@@ -288,6 +288,15 @@ class SalesforceDealSource:
                 results.append(_push_result(str(sent["id"]), answer))
         return self._to_converted_contacts(results, updates)
 
+    def missing(self, deal_ids: Sequence[str]) -> set[str]:
+        """Which of ``deal_ids`` the org no longer has: a query by Id (deleted records,
+        in the recycle bin or purged, are not returned)."""
+        try:
+            rows = self._query_in(["Id"], "Opportunity", "Id", list(deal_ids))
+        except (SalesforceError, requests.RequestException) as exc:
+            raise _translate(exc) from None
+        return set(deal_ids) - {str(r["id"]) for r in rows}
+
     def _to_converted_contacts(
         self, results: list[PushResult], updates: list[dict[str, Any]]
     ) -> list[PushResult]:

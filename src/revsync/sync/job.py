@@ -50,6 +50,7 @@ from revsync.store.schema import (
 )
 from revsync.sync import ledger, writeback
 from revsync.sync.planning import plan_destination
+from revsync.sync.reconcile import reconcile
 from revsync.sync.summary import RunSummary
 from revsync.sync.upload import Progress, upload
 
@@ -114,6 +115,9 @@ class SyncJob:
                 lease = self._take(f"source:{source.name}", summary, held)
                 if lease is not None:
                     self._read_source(source, summary, lease)
+                    every = next((getattr(b, "reconcile_hours", 0) for b in self.config.sources
+                                  if b.name == source.name), 0)  # fmt: skip
+                    reconcile(self.engine, source, every, self.clock(), summary, self._plan)
                     readable.append(source)
             if self.replan and not self.stop.is_set():
                 self._replan_stored(summary, {source.name for source in readable})
