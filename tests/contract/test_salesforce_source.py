@@ -470,3 +470,141 @@ def test_which_failures_are_tried_again(emu: SalesforceEmulator, tls: TlsFiles) 
     ):
         with pytest.raises(type(permanent)):
             src._back_off(permanent, 1)
+
+
+# --- contact roles added after a deal was read (issue #12) -----------------------------------
+
+
+def late_role(emu: SalesforceEmulator, opp: str, email: str = "late@example.com") -> str:
+    """A contact a rep links to ``opp`` now; the Opportunity's SystemModstamp stays put."""
+    before = emu.get("Opportunity", opp)["SystemModstamp"]
+    contact = emu.add("Contact", LastName="Late", Email=email)
+    emu.add("OpportunityContactRole", OpportunityId=opp, ContactId=contact, IsPrimary=True,
+            Role="Decision Maker")  # fmt: skip
+    assert emu.get("Opportunity", opp)["SystemModstamp"] == before
+    return contact
+
+
+@pytest.mark.parametrize("bulk", [False, True], ids=["rest", "bulk"])
+def test_a_contact_role_added_after_the_deal_was_read_brings_the_deal_back(
+    emu: SalesforceEmulator, tls: TlsFiles, bulk: bool
+) -> None:
+    late = emu.add("Opportunity", StageName="Closed Won", Amount=500.0, CloseDate="2026-02-27")
+    later = seed(emu, 2, start=T0 + timedelta(hours=1))  # moves the watermark past the overlap
+    options: dict[str, Any] = {"bulk_threshold": 1} if bulk else {}
+    first = read(source(emu, tls, **options))
+    assert {d.id: d.contacts for p in first for d in p.deals}[late] == ()
+    watermark = first[-1].watermark
+    assert watermark == (T0 + timedelta(hours=2)).isoformat()
+
+    emu.set_clock(T0 + timedelta(hours=3))
+    emu.update("Opportunity", later[0], Amount=7.0)  # two changes: Bulk reads them, if asked
+    emu.set_clock(T0 + timedelta(hours=4))
+    contact = late_role(emu, late)
+    jobs = emu.count("POST", "/jobs/query")
+    again = read(source(emu, tls, **options), watermark)
+
+    # The role's deal comes first, on pages that keep the incoming watermark; then the
+    # changed deals; then the watermark moves to the role's stamp, the newest read.
+    assert again[0].deals[0].id == late and again[0].watermark == watermark
+    assert sorted(deal_ids(again)) == sorted([late, *later]) and len(deal_ids(again)) == 3
+    deal = again[0].deals[0]
+    assert (deal.status, deal.amount, deal.modified_at) == (DealStatus.WON, Decimal("500.0"), T0)
+    assert [(c.crm_id, c.is_primary) for c in deal.contacts] == [(contact, True)]
+    assert deal.contacts[0].hashes == hash_person("late@example.com", None)
+    assert again[-1].watermark == (T0 + timedelta(hours=4)).isoformat()
+    assert emu.count("POST", "/jobs/query") - jobs == (2 if bulk else 0)  # the roles: REST
+    # The next run re-reads it only inside the overlap, like any change at the watermark.
+    assert deal_ids(read(source(emu, tls), again[-1].watermark)) == [late]
+    emu.set_clock(T0 + timedelta(hours=5))
+    emu.update("Opportunity", later[1], Amount=8.0)
+    assert deal_ids(read(source(emu, tls), (T0 + timedelta(hours=5)).isoformat())) == [later[1]]
+
+
+def test_a_removed_contact_role_is_seen_and_a_deal_is_read_once_per_run(
+    emu: SalesforceEmulator, tls: TlsFiles
+) -> None:
+    ids = seed(emu, 3)
+    wrong = emu.add("Contact", LastName="Wrong", Email="wrong@example.com")
+    role = emu.add("OpportunityContactRole", OpportunityId=ids[0], ContactId=wrong)
+    watermark = (T0 + timedelta(hours=2)).isoformat()
+    emu.set_clock(T0 + timedelta(hours=3))
+    emu.delete("OpportunityContactRole", role)  # a rep removes the wrong contact
+    emu.update("Opportunity", ids[1], Amount=1.0)  # edited and given a contact: read once
+    late_role(emu, ids[1])
+    again = read(source(emu, tls), watermark)
+    assert deal_ids(again) == [ids[0], ids[2], ids[1]]
+    deals = {d.id: d for p in again for d in p.deals}
+    assert [c.hashes for c in deals[ids[0]].contacts] == [hash_person("p0@example.com",
+                                                                      "+14155550100")]
+    assert len(deals[ids[1]].contacts) == 2 and deals[ids[1]].amount == Decimal("1.0")
+
+
+def test_the_api_budget_running_out_on_the_roles_deals_keeps_the_watermark(
+    tls: TlsFiles,
+) -> None:
+    emu = start(tls, api_limit=100)
+    try:
+        late = emu.add("Opportunity", StageName="Closed Won", Amount=5.0)
+        seed(emu, 1, start=T0 + timedelta(hours=1))
+        watermark = (T0 + timedelta(hours=1)).isoformat()
+        emu.set_clock(T0 + timedelta(hours=2))
+        late_role(emu, late)
+        # describe, the roles query, their deals and their contacts: 4 calls
+        emu.api_usage, emu.api_limit = 0, 4
+        pages = read(source(emu, tls, api_budget_share=1.0), watermark)
+        assert [(deal_ids([p]), p.watermark, p.budget_exhausted) for p in pages] == [
+            ([late], watermark, True)
+        ]
+        emu.api_usage, emu.api_limit = 0, 100  # the next day: the same role is found again
+        assert deal_ids(read(source(emu, tls), watermark))[0] == late
+    finally:
+        emu.stop()
+
+
+def test_sync_job_plans_a_deal_whose_contact_was_added_after_it_was_read(
+    emu: SalesforceEmulator, tls: TlsFiles, tmp_path: Path
+) -> None:
+    late = emu.add("Opportunity", StageName="Closed Won", Amount=300.0, CloseDate="2026-02-27")
+    seed(emu, 1, start=T0 + timedelta(hours=1))  # p0@example.com, a CRM gclid
+    engine = open_store(f"sqlite:///{tmp_path / 'revsync.db'}")
+    (tmp_path / "tp.csv").write_text(
+        "visitor_id,occurred_at,landing_url,consent_ad_user_data\n"
+        "v1,2026-02-20T09:00:00Z,https://x.com/?gclid=CjwLateGclid01,granted\n"
+    )
+    (tmp_path / "leads.csv").write_text("visitor_id,observed_at,email\nv1,2026-02-20T09:05:00Z,"
+                                        "late@example.com\n")  # fmt: skip
+    import_touchpoints(engine, tmp_path / "tp.csv")
+    import_identities(engine, tmp_path / "leads.csv")
+    mapping = RevsyncConfig(
+        sources=[config(emu, tls)],
+        matching={"default_phone_region": "US"},
+        privacy={"unknown_consent": "grant"},  # a CRM click ID alone states no consent
+        destinations=[GoogleAdsDestination(
+            name="gads", type="google_ads", transport="file", output_dir=tmp_path / "out",
+            customer_id="1234567890", conversion_action="42")],
+    )  # fmt: skip
+
+    def run(now: datetime) -> Any:
+        clock = lambda: now  # noqa: E731
+        job = SyncJob(engine, mapping, build_sources(mapping, SETTINGS),
+                      build_destinations(mapping, SETTINGS, clock), clock=clock)  # fmt: skip
+        return job.run()
+
+    def sent() -> list[dict[str, Any]]:
+        lines = (tmp_path / "out" / "gads.google_ads.jsonl").read_text().splitlines()
+        return [c for line in lines for c in json.loads(line)["body"]["conversions"]]
+
+    first = run(T0 + timedelta(hours=2))
+    assert first.status == "ok" and first.deals_read == {"sf": 2}
+    assert dict(first.planned) == {"gads": 1}  # the late deal has no contact: nothing matched
+    assert [c["gclid"] for c in sent()] == ["opp-gclid-0000"]
+
+    emu.set_clock(T0 + timedelta(hours=3))
+    late_role(emu, late)
+    second = run(T0 + timedelta(hours=4))
+    assert second.status == "ok" and dict(second.planned) == {"gads": 1}
+    assert [(c["gclid"], c["conversion_value"]) for c in sent()[1:]] == [("CjwLateGclid01", 300)]
+    third = run(T0 + timedelta(hours=5))
+    assert third.status == "ok" and sum(third.planned.values()) == 0
+    engine.dispose()

@@ -416,7 +416,7 @@ class SalesforceEmulator(EmulatorServer):
         with self._lock:
             prefix = ID_PREFIXES[sobject]
             record_id = _id_with_checksum(f"{prefix}5g{next(self._ids):010d}")
-            now = self.now()
+            now = self.stamp()
             record: dict[str, Any] = {
                 "Id": record_id, "IsDeleted": False,
                 "CreatedDate": now, "LastModifiedDate": now, "SystemModstamp": now,
@@ -434,10 +434,12 @@ class SalesforceEmulator(EmulatorServer):
 
     def update(self, sobject: str, record_id: str, **fields: Any) -> None:
         """Edit a record as a user would mid-run: bumps LastModifiedDate/SystemModstamp to
-        the emulator clock (unless given explicitly)."""
+        the emulator clock (unless given explicitly). Only this record's: as in Salesforce,
+        adding, editing or deleting an OpportunityContactRole leaves its Opportunity's
+        stamps alone."""
         with self._lock:
             record = self._records[sobject][record_id]
-            now = self.now()
+            now = self.stamp()
             record["LastModifiedDate"] = record["SystemModstamp"] = now
             self._write(sobject, record, fields, system=True)
 
@@ -450,6 +452,11 @@ class SalesforceEmulator(EmulatorServer):
         with self._lock:
             del self._records[sobject][record_id]
             self._generation += 1
+
+    def stamp(self) -> dt.datetime:
+        """The emulator clock as Salesforce stores it in a datetime field such as
+        SystemModstamp: whole seconds (the milliseconds are dropped, not rounded)."""
+        return self.now().replace(microsecond=0)
 
     def get(self, sobject: str, record_id: str) -> dict[str, Any]:
         """A copy of the stored record (Python-typed values)."""
@@ -808,7 +815,7 @@ class SalesforceEmulator(EmulatorServer):
         fields = {k: v for k, v in fields.items() if k != "attributes"}
         candidate = dict(record)
         self._write(sobject, candidate, fields, system=False)
-        candidate["LastModifiedDate"] = candidate["SystemModstamp"] = self.now()
+        candidate["LastModifiedDate"] = candidate["SystemModstamp"] = self.stamp()
         record.update(candidate)
         self._generation += 1
 
@@ -847,7 +854,7 @@ class SalesforceEmulator(EmulatorServer):
                         "message": "Record rolled back because not all records were valid and "
                                    "the request was using AllOrNone header", "fields": []}])
             return json_response(200, results)
-        now = self.now()
+        now = self.stamp()
         for record, candidate in staged:
             candidate["LastModifiedDate"] = candidate["SystemModstamp"] = now
             record.update(candidate)

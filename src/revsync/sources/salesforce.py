@@ -5,7 +5,9 @@ chooses REST (``query_all_iter``, ordered by SystemModstamp, Id) or, above
 ``bulk_threshold``, Bulk API 2.0 (unordered: ORDER BY defeats its chunking). Both include
 deleted records (queryAll), and a deleted deal counts as lost, so its uploads get
 retracted. Each page of ``page_size`` deals gets its contacts from OpportunityContactRole
-(primary first) and, when configured, click IDs from the leads they converted from.
+(primary first) and, when configured, click IDs from the leads they converted from. An
+incremental read first reads again the Opportunities whose contact roles changed since the
+watermark (their own SystemModstamp does not move): see ``salesforce_roles``.
 
 Watermarks: a REST page carries its last record's SystemModstamp. A Bulk backfill is read
 in SystemModstamp windows of about ``bulk_threshold`` records each; its pages keep the
@@ -71,14 +73,14 @@ from revsync.domain import (
     Quarantined,
 )
 from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
-from revsync.sources import oauth
+from revsync.sources import oauth, salesforce_roles
 from revsync.sources.base import DealPage, backoff_seconds, place_date
 from revsync.sources.refresh_tokens import salesforce_chain
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from revsync.doctor import CheckResult
+    from revsync.checks import CheckResult
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -132,6 +134,16 @@ class SalesforceDealSource:
         position = watermark
         try:
             select = self._select()
+            # Contacts added or removed since: their Opportunities' stamps did not move.
+            roles = salesforce_roles.changed(self._query_all, since) if since else None
+            if roles:
+                again = salesforce_roles.opportunities(self._query_all, select, roles)
+                while batch := list(islice(again, self.config.page_size)):
+                    deals, problems = self._page(batch)
+                    exhausted = self._over_budget()
+                    yield DealPage(tuple(deals), tuple(problems), position, exhausted)
+                    if exhausted:
+                        return
             total = self._count(since)
             if total <= self.config.bulk_threshold:
                 spans: list[tuple[datetime | None, datetime | None, bool]] = [(since, None, False)]
@@ -156,6 +168,8 @@ class SalesforceDealSource:
                 if bulk and done is not None:
                     position = done.isoformat()
                     yield DealPage((), (), position)
+            if roles is not None and roles.newest and roles.newest > _timestamp(str(position)):
+                yield DealPage((), (), roles.newest.isoformat())  # see salesforce_roles
         except SalesforceRefusedRequest as exc:
             if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED":
                 raise _translate(exc) from None
@@ -170,7 +184,7 @@ class SalesforceDealSource:
 
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: OAuth grant and API access, daily API budget, mapped fields."""
-        from revsync.doctor import budget, fail, ok, skip
+        from revsync.checks import budget, fail, ok, skip
 
         config = self.config
         try:
@@ -482,6 +496,12 @@ class SalesforceDealSource:
             except (SalesforceGeneralError, requests.RequestException) as exc:
                 failures += 1
                 self._back_off(exc, failures)
+
+    def _query_all(self, soql: str) -> list[dict[str, Any]]:
+        """Every flattened record of ``soql``, deleted ones included; tried as ``_call``."""
+        return self._call(
+            lambda sf: [_flatten(r) for r in sf.query_all_iter(soql, include_deleted=True)]
+        )
 
     @staticmethod
     def _rest(sf: Salesforce, soql: str) -> Iterator[dict[str, Any]]:
