@@ -648,7 +648,8 @@ def doctor(
 
     Sources: credentials, mapped fields, API budget. Destinations: credentials,
     conversion actions, pixel, GA4 stream, output directory."""
-    from revsync.doctor import SYMBOLS, Status, failed, run_doctor
+    from revsync.checks import Status
+    from revsync.doctor import SYMBOLS, failed, run_doctor
 
     settings = _settings(None, config)
     mapping = _load(settings)

@@ -28,7 +28,6 @@ from revsync.destinations.google_ads import GoogleAdsDestination
 from revsync.destinations.google_ads_api import (
     GoogleAdsApiTransport,
     GoogleOAuth,
-    google_transport,
 )
 from revsync.destinations.pii import hash_person
 from revsync.destinations.retry import RetryPolicy
@@ -48,7 +47,7 @@ from revsync.domain import (
     UploadOutcome,
 )
 from revsync.errors import ConfigError, PermanentError, TransientError
-from revsync.sync.factory import _transport
+from revsync.sync.factory import _transport, google_transport
 from tests.emulators.data_manager import DataManagerEmulator, EmulatorClock
 from tests.emulators.google_ads import GoogleAdsEmulator
 from tests.emulators.oauth import OAuthEmulator

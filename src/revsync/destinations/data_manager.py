@@ -46,7 +46,7 @@ from revsync.domain import OutcomeStatus, UploadOutcome
 from revsync.errors import PermanentError, RevsyncError, TransientError
 
 if TYPE_CHECKING:
-    from revsync.doctor import CheckResult
+    from revsync.checks import CheckResult
 
 DM_SCOPE = "https://www.googleapis.com/auth/datamanager"
 MAX_EVENTS = 2_000
@@ -127,8 +127,8 @@ class DataManagerTransport:
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: OAuth, then one ``validate_only`` sample event per conversion
         action (account access and action ID; Data Manager cannot show an action's type)."""
+        from revsync.checks import fail, ok, skip
         from revsync.destinations.google_ads import google_datetime
-        from revsync.doctor import fail, ok, skip
 
         config = self.config
         actions = sorted(

@@ -17,7 +17,7 @@ from revsync.destinations.base import ApiRequest
 from revsync.domain import OutcomeStatus, UploadOutcome
 
 if TYPE_CHECKING:
-    from revsync.doctor import CheckResult
+    from revsync.checks import CheckResult
 
 
 class FileTransport:
@@ -42,7 +42,7 @@ class FileTransport:
 
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: the output directory exists (or can be made) and is writable."""
-        from revsync.doctor import fail, ok
+        from revsync.checks import fail, ok
 
         directory = self.path.parent
         try:

@@ -32,7 +32,7 @@ from revsync.destinations.retry import (
 from revsync.domain import OutcomeStatus, UploadOutcome
 
 if TYPE_CHECKING:
-    from revsync.doctor import CheckResult
+    from revsync.checks import CheckResult
 
 _API_SECRET = re.compile(r"(api_secret=)[^&\s\"']*")
 _EVENT_PATH = re.compile(r"^events\[(\d+)\]")
@@ -99,7 +99,7 @@ class Ga4HttpTransport:
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: stream ID format, a sample event through the validation
         server. The api_secret cannot be verified: that server does not check it."""
-        from revsync.doctor import fail, ok, warn
+        from revsync.checks import fail, ok, warn
 
         config = self.config
         yield ok("measurement ID", f"{config.measurement_id} has the web stream format G-…")

@@ -41,12 +41,10 @@ from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
 from revsync.destinations.base import ApiRequest
 from revsync.destinations.retry import RetryPolicy
 from revsync.domain import OutcomeStatus, UploadOutcome
-from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
+from revsync.errors import PermanentError, RevsyncError, TransientError
 
 if TYPE_CHECKING:
-    from revsync.config.settings import Settings
-    from revsync.destinations.base import Transport
-    from revsync.doctor import CheckResult
+    from revsync.checks import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +234,8 @@ class GoogleAdsApiTransport:
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: OAuth + developer token, each conversion action's type and
         status, and a ``validate_only`` sample upload (is this token allowed to upload?)."""
+        from revsync.checks import fail, ok, skip, warn
         from revsync.destinations.google_ads import google_datetime
-        from revsync.doctor import fail, ok, skip, warn
 
         config = self.config
         actions = sorted(
@@ -395,33 +393,3 @@ def _names(exc: GoogleAdsException) -> dict[str, Any]:
 
 def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name).lstrip("_")
-
-
-def google_transport(config: GoogleAdsConfig, settings: Settings) -> Transport:
-    """The transport that ``config.transport`` names, with credentials from ``settings``."""
-    fields = ["google_oauth_client_id", "google_oauth_client_secret", "google_oauth_refresh_token"]
-    if config.transport == "ads_api":
-        fields.append("google_ads_developer_token")
-    values = {name: _plain(getattr(settings, name)) for name in fields}
-    missing = [f"REVSYNC_{name.upper()}" for name in fields if not values[name]]
-    if missing:
-        raise ConfigError(
-            f"destination {config.name!r} (transport: {config.transport}) needs "
-            + ", ".join(missing),
-            [f"destination {config.name!r}: set {env}" for env in missing],
-        )
-    oauth = GoogleOAuth(
-        values["google_oauth_client_id"],
-        values["google_oauth_client_secret"],
-        values["google_oauth_refresh_token"],
-    )
-    if config.transport == "data_manager":
-        from revsync.destinations.data_manager import DataManagerTransport
-
-        return DataManagerTransport(config, oauth)
-    return GoogleAdsApiTransport(config, values["google_ads_developer_token"], oauth)
-
-
-def _plain(value: object) -> str:
-    secret = getattr(value, "get_secret_value", None)
-    return str(secret() if secret else value or "")

@@ -37,7 +37,7 @@ from revsync.domain import OutcomeStatus, UploadOutcome
 from revsync.errors import PermanentError
 
 if TYPE_CHECKING:
-    from revsync.doctor import CheckResult
+    from revsync.checks import CheckResult
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class MetaApiTransport:
 
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: the token reads the pixel (dataset): ``GET /{pixel_id}``."""
-        from revsync.doctor import fail, ok, skip, warn
+        from revsync.checks import fail, ok, skip, warn
 
         config = self.config
         url = f"{config.graph_url.rstrip('/')}/{config.api_version}/{config.pixel_id}"

@@ -37,7 +37,7 @@ from revsync.rows import (
 from revsync.sources.base import DealPage, place_date
 
 if TYPE_CHECKING:
-    from revsync.doctor import CheckResult
+    from revsync.checks import CheckResult
 
 PAGE_SIZE = 1_000
 _KNOWN = {
@@ -101,7 +101,7 @@ class FileDealSource:
 
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: the file is readable and its header has the needed columns."""
-        from revsync.doctor import fail, ok, warn
+        from revsync.checks import fail, ok, warn
 
         path = self.config.path
         try:

@@ -33,17 +33,14 @@ attempts, jittered exponential backoff), and searches are throttled client-side.
 from __future__ import annotations
 
 import dataclasses
-import json
-import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import urllib3
 from hubspot import HubSpot
-from hubspot.crm import associations, contacts, deals
+from hubspot.crm import contacts, deals
 from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInput,
@@ -71,39 +68,39 @@ from revsync.domain import (
 )
 from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
 from revsync.sources.base import DealPage, backoff_seconds, place_date
+from revsync.sources.hubspot_values import (
+    API_ERRORS,
+    MODIFIED,
+    BadValue,
+    Throttle,
+    after_time,
+    api_error,
+    aware,
+    is_true,
+    iso_or_none,
+    join_watermark,
+    millis,
+    modified_of,
+    parse_amount,
+    parse_instant,
+    retry_after_seconds,
+    retryable,
+    split_watermark,
+)
 
 if TYPE_CHECKING:
-    from revsync.doctor import CheckResult
+    from revsync.checks import CheckResult
 
 DEAL_PROPERTIES = (
     "amount", "closedate", "dealstage", "pipeline", "deal_currency_code", "hs_is_closed_won",
     "hs_is_closed", "hs_lastmodifieddate", "hubspot_owner_id", "hs_merged_object_ids",
 )  # fmt: skip
 CONTACT_PROPERTIES = ("email", "phone", "mobilephone", "hs_analytics_source")
-MODIFIED = "hs_lastmodifieddate"
 SEARCH_LIMIT = 200
 LIST_LIMIT = 100  # deals per list request (archived deals)
-_ARCHIVED = ";archived="  # joins the two positions of a watermark
 ASSOCIATIONS_PER_CALL = 1_000
 CONTACTS_PER_CALL = 100
-_API_ERRORS = (deals.ApiException, contacts.ApiException, associations.v4.ApiException)
 _T = TypeVar("_T")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-class _Throttle:
-    """At most ``per_second`` calls a second, spaced evenly (blocks the caller)."""
-
-    def __init__(self, per_second: float) -> None:
-        self.interval = 1.0 / per_second
-        self.next_at = 0.0
-
-    def wait(self) -> None:
-        now = time.monotonic()
-        if now < self.next_at:
-            time.sleep(self.next_at - now)
-            now = self.next_at
-        self.next_at = now + self.interval
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,7 +135,7 @@ class HubSpotDealSource:
         self._associations_api = client.crm.associations.v4.batch_api
         self._contacts_api = client.crm.contacts.batch_api
         self._deal_batch_api = client.crm.deals.batch_api
-        self._throttle = _Throttle(config.searches_per_second)
+        self._throttle = Throttle(config.searches_per_second)
         self._won_stages = {p: set(stages) for p, stages in config.won_stages.items()}
         self._details: dict[str, Any] | None = None
         self._now = datetime.now(UTC)
@@ -147,7 +144,7 @@ class HubSpotDealSource:
 
     def pages(self, watermark: str | None, now: datetime) -> Iterator[DealPage]:
         self._now = now
-        modified, archived = _split_watermark(watermark)
+        modified, archived = split_watermark(watermark)
         overlap = timedelta(minutes=self.config.overlap_minutes)
         since = datetime.fromisoformat(modified) - overlap if modified else None
         # Deleted deals first. Their pages keep the incoming watermark but the last, held
@@ -163,15 +160,15 @@ class HubSpotDealSource:
         if last is not None:
             archived = last.watermark
             if last.deals or last.quarantined:
-                yield dataclasses.replace(last, watermark=_join_watermark(modified, archived))
+                yield dataclasses.replace(last, watermark=join_watermark(modified, archived))
                 told = True
         empty = True
         for raw in self._search(since):
             empty = False
             page = self._page(raw)
-            yield dataclasses.replace(page, watermark=_join_watermark(page.watermark, archived))
+            yield dataclasses.replace(page, watermark=join_watermark(page.watermark, archived))
         if empty and not told:
-            yield DealPage(deals=(), watermark=_join_watermark(modified, archived))
+            yield DealPage(deals=(), watermark=join_watermark(modified, archived))
 
     def close(self) -> None:
         """Close the connection pools of the API clients."""
@@ -180,7 +177,7 @@ class HubSpotDealSource:
 
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: token and scopes, daily API budget, mapped properties, stages."""
-        from revsync.doctor import budget, fail, ok, warn
+        from revsync.checks import budget, fail, ok, warn
 
         get = self._get
         try:
@@ -290,7 +287,7 @@ class HubSpotDealSource:
             ])  # fmt: skip
             response = self._call("contact update", self._update_contacts, request)
             if isinstance(response, contacts.ApiException):
-                message = str(_api_error("contact update", response))
+                message = str(api_error("contact update", response))
                 results += [PushResult(r.crm_id, False, "HTTP 400", message) for r in chunk]
                 continue
             updated = {str(item.id) for item in response.results or []}
@@ -372,15 +369,15 @@ class HubSpotDealSource:
         while True:
             limit = min(size + len(seen_at_cursor), SEARCH_LIMIT)
             response = self._call(
-                "deal search", self._search_page, _after_time(cursor, strict), limit
+                "deal search", self._search_page, after_time(cursor, strict), limit
             )
             results = list(response.results or [])
             fresh = [d for d in results if str(d.id) not in seen_at_cursor]
             paging = response.paging
             more = bool(results) and paging is not None and paging.next is not None
-            last = _modified(results[-1]) if results else None
+            last = modified_of(results[-1]) if results else None
             if more and last is not None and last == cursor and all(
-                _modified(d) == last for d in results
+                modified_of(d) == last for d in results
             ):
                 # More deals share the cursor's timestamp than one page holds past those read.
                 yield from self._drain_tie(last, seen_at_cursor)
@@ -392,7 +389,7 @@ class HubSpotDealSource:
                 return
             if last != cursor:
                 cursor, strict, seen_at_cursor = last, False, set()
-            seen_at_cursor |= {str(d.id) for d in results if _modified(d) == cursor}
+            seen_at_cursor |= {str(d.id) for d in results if modified_of(d) == cursor}
 
     def _drain_tie(self, moment: datetime, read: set[str]) -> Iterator[list[Any]]:
         """Every deal last modified at exactly ``moment`` but those already ``read``, by
@@ -412,11 +409,11 @@ class HubSpotDealSource:
         filters = []
         if since is not None:
             moment, operator = since
-            filters = [{"propertyName": MODIFIED, "operator": operator, "value": _millis(moment)}]
+            filters = [{"propertyName": MODIFIED, "operator": operator, "value": millis(moment)}]
         return self._do_search(filters, MODIFIED, limit)
 
     def _tie_page(self, moment: datetime, after_id: str | None) -> Any:
-        filters = [{"propertyName": MODIFIED, "operator": "EQ", "value": _millis(moment)}]
+        filters = [{"propertyName": MODIFIED, "operator": "EQ", "value": millis(moment)}]
         if after_id is not None:
             filters.append({"propertyName": "hs_object_id", "operator": "GT", "value": after_id})
         return self._do_search(filters, "hs_object_id", self.config.page_size)
@@ -457,7 +454,7 @@ class HubSpotDealSource:
                 _request_timeout=self.config.timeout_seconds,
             )  # fmt: skip
             for raw in response.results or []:
-                at = _aware(raw.archived_at) if raw.archived_at else _modified(raw)
+                at = aware(raw.archived_at) if raw.archived_at else modified_of(raw)
                 newest = at if newest is None else max(newest, at)
                 if since is None or at >= since:
                     deal = self._deal(raw, [], problems, archived_at=at)
@@ -468,9 +465,9 @@ class HubSpotDealSource:
                 break
             after = following.after
             if len(deals_out) >= self.config.page_size:
-                yield DealPage(tuple(deals_out), tuple(problems), _iso(newest))
+                yield DealPage(tuple(deals_out), tuple(problems), iso_or_none(newest))
                 deals_out, problems = [], []
-        yield DealPage(tuple(deals_out), tuple(problems), _iso(newest))
+        yield DealPage(tuple(deals_out), tuple(problems), iso_or_none(newest))
 
     # --- one page -------------------------------------------------------------------
 
@@ -501,7 +498,7 @@ class HubSpotDealSource:
         return DealPage(
             deals=tuple(out),
             quarantined=tuple(problems),
-            watermark=_modified(raw[-1]).isoformat(),
+            watermark=modified_of(raw[-1]).isoformat(),
         )
 
     def _associated_contacts(self, deal_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -590,16 +587,16 @@ class HubSpotDealSource:
         props: dict[str, Any] = raw.properties or {}
         status = DealStatus.LOST if archived_at else self._status(props)
         try:
-            amount = _amount(props.get("amount"))
+            amount = parse_amount(props.get("amount"))
             if status is DealStatus.WON and amount is None:
-                raise _Bad("amount", "a won deal needs an amount")
+                raise BadValue("amount", "a won deal needs an amount")
             currency = (props.get("deal_currency_code") or self._default_currency()).upper()
             if currency not in ISO_4217:
-                raise _Bad("deal_currency_code", f"{currency} is not an ISO 4217 code")
+                raise BadValue("deal_currency_code", f"{currency} is not an ISO 4217 code")
             close_at = self._close_at(props.get("closedate"))
             if status is DealStatus.WON and close_at is None:
-                raise _Bad("closedate", "a won deal needs a close date")
-        except _Bad as bad:
+                raise BadValue("closedate", "a won deal needs a close date")
+        except BadValue as bad:
             if archived_at is None:
                 problems.append(Quarantined("deal", deal_id, bad.field, bad.reason, self.name))
                 return None
@@ -624,7 +621,7 @@ class HubSpotDealSource:
             amount=amount,
             currency=currency,
             close_at=close_at,
-            modified_at=_modified(raw),
+            modified_at=modified_of(raw),
             stage=props.get("dealstage"),
             pipeline=props.get("pipeline"),
             owner=props.get("hubspot_owner_id"),
@@ -643,18 +640,18 @@ class HubSpotDealSource:
         if stages is not None:
             won = props.get("dealstage") in stages
         else:  # a pipeline won_stages does not list: HubSpot's own won flag
-            won = _true(props.get(self.config.won_property))
+            won = is_true(props.get(self.config.won_property))
         if won:
             return DealStatus.WON
-        return DealStatus.LOST if _true(props.get("hs_is_closed")) else DealStatus.OPEN
+        return DealStatus.LOST if is_true(props.get("hs_is_closed")) else DealStatus.OPEN
 
     def _close_at(self, value: str | None) -> datetime | None:
         if value in (None, ""):
             return None
         try:
-            moment = _instant(str(value))
+            moment = parse_instant(str(value))
         except ValueError:
-            raise _Bad("closedate", f"{value!r} is not a date or date-time") from None
+            raise BadValue("closedate", f"{value!r} is not a date or date-time") from None
         if isinstance(moment, datetime):
             return moment
         return place_date(moment, self._timezone(), self.config.close_time, self._now)
@@ -687,133 +684,17 @@ class HubSpotDealSource:
         retrying = Retrying(
             stop=stop_after_attempt(self.config.max_attempts),
             wait=self._wait,
-            retry=retry_if_exception(_retryable),
+            retry=retry_if_exception(retryable),
             reraise=True,
         )
         try:
             return retrying(fn, *args, **kwargs)
         except urllib3.exceptions.HTTPError as exc:
             raise TransientError(f"HubSpot {what}: {type(exc).__name__}") from None
-        except _API_ERRORS as exc:
-            raise _api_error(what, exc) from None
+        except API_ERRORS as exc:
+            raise api_error(what, exc) from None
 
     def _wait(self, state: RetryCallState) -> float:
         """Exponential backoff with jitter, at least ``Retry-After``, at most the cap."""
-        retry_after = _retry_after(state.outcome.exception()) if state.outcome else None
+        retry_after = retry_after_seconds(state.outcome.exception()) if state.outcome else None
         return backoff_seconds(self.config, state.attempt_number, retry_after or 0.0)
-
-
-class _Bad(ValueError):
-    def __init__(self, field: str, reason: str) -> None:
-        super().__init__(f"{field}: {reason}")
-        self.field, self.reason = field, reason
-
-
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, urllib3.exceptions.HTTPError):
-        return True
-    status = getattr(exc, "status", None) if isinstance(exc, _API_ERRORS) else None
-    return isinstance(status, int) and (status in (0, 429) or status >= 500)
-
-
-def _retry_after(exc: BaseException | None) -> float | None:
-    headers = getattr(exc, "headers", None)
-    value = headers.get("Retry-After") if headers is not None else None
-    try:
-        return max(0.0, float(value)) if value is not None else None
-    except ValueError:
-        return None
-
-
-def _api_error(what: str, exc: Exception) -> RevsyncError:
-    """A revsync error for an SDK exception: its status and HubSpot's category and message."""
-    status = getattr(exc, "status", None)
-    try:
-        body = json.loads(getattr(exc, "body", None) or b"{}")
-    except ValueError:
-        body = {}
-    category = body.get("category", "") if isinstance(body, dict) else ""
-    if status in (401, 403):
-        return PermanentError(
-            f"HubSpot {what}: HTTP {status} {category}; check REVSYNC_HUBSPOT_ACCESS_TOKEN "
-            "and the private app's scopes (crm.objects.deals.read, crm.objects.contacts.read; "
-            "crm.objects.contacts.write with push_attribution)"
-        )
-    message = str(body.get("message", ""))[:300] if isinstance(body, dict) else ""
-    text = f"HubSpot {what}: HTTP {status} {category}: {message}".rstrip(": ")
-    if _retryable(exc):
-        seconds = _retry_after(exc)
-        retry_at = datetime.now(UTC) + timedelta(seconds=seconds) if seconds else None
-        return TransientError(text, retry_at)
-    return PermanentError(text)
-
-
-def _true(value: Any) -> bool:
-    return str(value).strip().lower() == "true"
-
-
-def _amount(value: Any) -> Decimal | None:
-    if value in (None, ""):
-        return None
-    try:
-        amount = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise _Bad("amount", f"{value!r} is not a number") from None
-    if not amount.is_finite():
-        raise _Bad("amount", f"{value!r} is not a number")
-    if amount < 0:
-        raise _Bad("amount", f"{amount} is negative")
-    return amount
-
-
-def _instant(value: str) -> datetime | date:
-    """Epoch milliseconds or ISO 8601 as aware UTC; a bare ISO date stays a ``date``."""
-    text = value.strip()
-    if text.lstrip("-").isdigit():
-        return datetime.fromtimestamp(int(text) / 1000, UTC)
-    if len(text) == 10:
-        return date.fromisoformat(text)
-    moment = datetime.fromisoformat(text)
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _after_time(cursor: datetime | None, strict: bool) -> tuple[datetime, str] | None:
-    """The search's lower bound on ``hs_lastmodifieddate``: from ``cursor`` on, or after it."""
-    return None if cursor is None else (cursor, "GT" if strict else "GTE")
-
-
-def _millis(moment: datetime) -> str:
-    return str((moment - _EPOCH) // timedelta(milliseconds=1))
-
-
-def _split_watermark(watermark: str | None) -> tuple[str | None, str | None]:
-    """``(last hs_lastmodifieddate read, newest archivedAt seen)`` of a watermark: the
-    first alone is written as before (an ISO time), so older watermarks still read."""
-    if not watermark:
-        return None, None
-    modified, _, archived = watermark.partition(_ARCHIVED)
-    return modified or None, archived or None
-
-
-def _join_watermark(modified: str | None, archived: str | None) -> str | None:
-    if archived is None:
-        return modified
-    return f"{modified or ''}{_ARCHIVED}{archived}"
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def _modified(raw: Any) -> datetime:
-    """A search result's ``hs_lastmodifieddate`` (its ``updatedAt`` if absent), aware UTC."""
-    value = (raw.properties or {}).get(MODIFIED)
-    if value:
-        moment = _instant(str(value))
-        if isinstance(moment, datetime):
-            return moment
-    return _aware(raw.updated_at)

@@ -16,7 +16,7 @@ from revsync.store.engine import create_store_engine, needs_upgrade
 from revsync.store.schema import conversions, leases, runs
 
 if TYPE_CHECKING:
-    from revsync.doctor import CheckResult
+    from revsync.checks import CheckResult
 
 
 class StoreHealth:
@@ -28,7 +28,7 @@ class StoreHealth:
         self._engine: Engine | None = None
 
     def check(self) -> Iterator[CheckResult]:
-        from revsync.doctor import fail, ok, warn
+        from revsync.checks import fail, ok, warn
 
         url = make_url(self.url)
         where = url.render_as_string(hide_password=True)

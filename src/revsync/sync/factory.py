@@ -94,9 +94,7 @@ def _transport(block: GoogleAdsConfig | Ga4Config | MetaConfig, settings: Settin
         token = _secret(settings, "meta_access_token", block.name, "a Conversions API token")
         return MetaApiTransport(block, token)
     if isinstance(block, GoogleAdsConfig):
-        from revsync.destinations.google_ads_api import google_transport  # imports google-ads
-
-        return google_transport(block, settings)
+        return google_transport(block, settings)  # imports google-ads
     raise ConfigError(
         f"destination {block.name!r}: transport {block.transport!r} is not available in this "
         "build; use `transport: file`"
@@ -113,3 +111,35 @@ def _secret(settings: Settings, field: str, destination: str, what: str) -> Secr
         )
     assert isinstance(value, SecretStr)
     return value
+
+
+def google_transport(config: GoogleAdsConfig, settings: Settings) -> Transport:
+    """The transport that ``config.transport`` names, with credentials from ``settings``."""
+    fields = ["google_oauth_client_id", "google_oauth_client_secret", "google_oauth_refresh_token"]
+    if config.transport == "ads_api":
+        fields.append("google_ads_developer_token")
+    values = {name: _plain(getattr(settings, name)) for name in fields}
+    missing = [f"REVSYNC_{name.upper()}" for name in fields if not values[name]]
+    if missing:
+        raise ConfigError(
+            f"destination {config.name!r} (transport: {config.transport}) needs "
+            + ", ".join(missing),
+            [f"destination {config.name!r}: set {env}" for env in missing],
+        )
+    from revsync.destinations.google_ads_api import GoogleAdsApiTransport, GoogleOAuth
+
+    oauth = GoogleOAuth(
+        values["google_oauth_client_id"],
+        values["google_oauth_client_secret"],
+        values["google_oauth_refresh_token"],
+    )
+    if config.transport == "data_manager":
+        from revsync.destinations.data_manager import DataManagerTransport
+
+        return DataManagerTransport(config, oauth)
+    return GoogleAdsApiTransport(config, values["google_ads_developer_token"], oauth)
+
+
+def _plain(value: object) -> str:
+    secret = getattr(value, "get_secret_value", None)
+    return str(secret() if secret else value or "")
