@@ -39,3 +39,20 @@ def test_a_date_only_close_is_the_end_of_that_day_in_the_orgs_zone(
     early = datetime(2026, 2, 27, 20, 0, tzinfo=UTC)
     [deal] = [d for page in mapped.pages(None, early) for d in page.deals]
     assert deal.close_at == early  # 21:00 in Berlin: the day has not ended
+
+
+def test_a_mobile_phone_counts_and_an_unseen_contact_hints_at_permissions(
+    emu: SalesforceEmulator, tls: TlsFiles
+) -> None:
+    opp = emu.add("Opportunity", Amount=100.0, CloseDate="2026-02-27", StageName="Closed Won")
+    mobile = emu.add("Contact", LastName="M", MobilePhone="(415) 555-0199")
+    emu.add("OpportunityContactRole", OpportunityId=opp, ContactId=mobile, IsPrimary=True)
+    hidden = emu.add("Contact", LastName="H")
+    emu.add("OpportunityContactRole", OpportunityId=opp, ContactId=hidden)
+    emu.purge("Contact", hidden)  # as a contact the integration user cannot see: no record
+    pages = list(source(emu, tls).pages(None, T0))
+    [deal] = [d for p in pages for d in p.deals]
+    [contact] = deal.contacts
+    assert contact.crm_id == mobile and contact.hashes.phone is not None
+    [problem] = [q for p in pages for q in p.quarantined]
+    assert problem.field == "ContactId" and "not visible to revsync's integration user" in problem.reason

@@ -219,7 +219,7 @@ class SalesforceDealSource:
                             *config.fields, *([config.pipeline_field] if config.pipeline_field
                                               else [])],
             "OpportunityContactRole": ["OpportunityId", "ContactId", "IsPrimary"],
-            "Contact": ["Email", "Phone", *config.contact_click_id_fields.values()],
+            "Contact": ["Email", "Phone", "MobilePhone", *config.contact_click_id_fields.values()],
             "Lead": ["ConvertedContactId", *config.lead_click_id_fields.values()]
             if config.lead_click_id_fields else [],
         }  # fmt: skip
@@ -581,7 +581,8 @@ class SalesforceDealSource:
     ) -> dict[str, list[Contact]]:
         click_fields = {k: f"Contact.{v}" for k, v in self.config.contact_click_id_fields.items()}
         select = _unique(["OpportunityId", "ContactId", "IsPrimary", "Contact.IsDeleted",
-                          "Contact.Email", "Contact.Phone", *click_fields.values()])  # fmt: skip
+                          "Contact.Email", "Contact.Phone", "Contact.MobilePhone",
+                          *click_fields.values()])  # fmt: skip
         roles = self._query_in(select, "OpportunityContactRole", "OpportunityId", opp_ids)
         contact_ids = sorted({r["contactid"] for r in roles if r.get("contactid")})
         from_leads = self._lead_click_ids(contact_ids, problems)
@@ -591,9 +592,12 @@ class SalesforceDealSource:
             mine = by_opp.setdefault(opp_id, {})
             deleted = role.get("contact.isdeleted")
             if not contact_id or deleted is None or _boolean(deleted):
+                reason = ("the contact role's contact is deleted" if deleted is not None else
+                          "the contact role's contact is not found: deleted, or not visible to "
+                          "revsync's integration user (check its sharing and profile)")
                 problems.append(Quarantined(
-                    "contact", opp_id, "ContactId", "the contact role's contact is deleted",
-                    self.name, {"contact_id": contact_id or ""},
+                    "contact", opp_id, "ContactId", reason, self.name,
+                    {"contact_id": contact_id or ""},
                 ))  # fmt: skip
                 continue
             if contact_id in mine:
@@ -677,7 +681,8 @@ class SalesforceDealSource:
     ) -> PersonHashes:
         """Hash email and phone; a bad one is quarantined and the contact kept without it."""
         values = {"email": _text(role.get("contact.email")),
-                  "phone": _text(role.get("contact.phone"))}  # fmt: skip
+                  "phone": _text(role.get("contact.phone"))
+                  or _text(role.get("contact.mobilephone"))}  # fmt: skip
         while True:
             try:
                 return hash_person(values["email"], values["phone"], self.default_phone_region)
