@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -14,6 +14,7 @@ import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from simple_salesforce.exceptions import SalesforceGeneralError
+from sqlalchemy import Engine
 
 from revsync.collect.importer import import_identities, import_touchpoints
 from revsync.config.mapping import GoogleAdsDestination, RevsyncConfig, SalesforceSource
@@ -26,6 +27,7 @@ from revsync.sources.salesforce import SalesforceDealSource
 from revsync.store.engine import open_store
 from revsync.sync.factory import build_destinations, build_sources
 from revsync.sync.job import SyncJob
+from revsync.sync.summary import RunSummary
 from tests.emulators.salesforce import SalesforceEmulator
 from tests.emulators.tls import TlsFiles, make_tls_files
 
@@ -409,17 +411,19 @@ def test_close_date_is_placed_in_the_account_time_zone(
     assert deal.close_at == datetime(2026, 2, 28, 1, 30, tzinfo=UTC)  # PST is UTC-8
 
 
-def test_sync_job_twice_plans_nothing_new(
-    emu: SalesforceEmulator, tls: TlsFiles, tmp_path: Path
-) -> None:
-    seed(emu, 3)
+def web_visit_and_sync(
+    emu: SalesforceEmulator, tls: TlsFiles, tmp_path: Path, gclid: str, email: str
+) -> tuple[Engine, Callable[[datetime], RunSummary]]:
+    """A store holding one web visit (a Google click, consent granted) by ``email``, and a
+    sync of the org to a Google file destination at a given time."""
     engine = open_store(f"sqlite:///{tmp_path / 'revsync.db'}")
     (tmp_path / "tp.csv").write_text(
         "visitor_id,occurred_at,landing_url,consent_ad_user_data\n"
-        "v1,2026-02-20T09:00:00Z,https://x.com/?gclid=CjwGclid0001,granted\n"
+        f"v1,2026-02-20T09:00:00Z,https://x.com/?gclid={gclid},granted\n"
     )
-    (tmp_path / "leads.csv").write_text("visitor_id,observed_at,email\nv1,2026-02-20T09:05:00Z,"
-                                        "p1@example.com\n")  # fmt: skip
+    (tmp_path / "leads.csv").write_text(
+        f"visitor_id,observed_at,email\nv1,2026-02-20T09:05:00Z,{email}\n"
+    )
     import_touchpoints(engine, tmp_path / "tp.csv")
     import_identities(engine, tmp_path / "leads.csv")
     mapping = RevsyncConfig(
@@ -431,12 +435,20 @@ def test_sync_job_twice_plans_nothing_new(
             customer_id="1234567890", conversion_action="42")],
     )  # fmt: skip
 
-    def run(now: datetime) -> Any:
+    def run(now: datetime) -> RunSummary:
         clock = lambda: now  # noqa: E731
         job = SyncJob(engine, mapping, build_sources(mapping, SETTINGS),
                       build_destinations(mapping, SETTINGS, clock), clock=clock)  # fmt: skip
         return job.run()
 
+    return engine, run
+
+
+def test_sync_job_twice_plans_nothing_new(
+    emu: SalesforceEmulator, tls: TlsFiles, tmp_path: Path
+) -> None:
+    seed(emu, 3)
+    engine, run = web_visit_and_sync(emu, tls, tmp_path, "CjwGclid0001", "p1@example.com")
     first = run(emu.now() + timedelta(hours=1))
     assert first.status == "ok" and first.deals_read == {"sf": 3}
     assert dict(first.planned) == {"gads": 3}  # one CRM or web click credited per deal
@@ -567,29 +579,7 @@ def test_sync_job_plans_a_deal_whose_contact_was_added_after_it_was_read(
 ) -> None:
     late = emu.add("Opportunity", StageName="Closed Won", Amount=300.0, CloseDate="2026-02-27")
     seed(emu, 1, start=T0 + timedelta(hours=1))  # p0@example.com, a CRM gclid
-    engine = open_store(f"sqlite:///{tmp_path / 'revsync.db'}")
-    (tmp_path / "tp.csv").write_text(
-        "visitor_id,occurred_at,landing_url,consent_ad_user_data\n"
-        "v1,2026-02-20T09:00:00Z,https://x.com/?gclid=CjwLateGclid01,granted\n"
-    )
-    (tmp_path / "leads.csv").write_text("visitor_id,observed_at,email\nv1,2026-02-20T09:05:00Z,"
-                                        "late@example.com\n")  # fmt: skip
-    import_touchpoints(engine, tmp_path / "tp.csv")
-    import_identities(engine, tmp_path / "leads.csv")
-    mapping = RevsyncConfig(
-        sources=[config(emu, tls)],
-        matching={"default_phone_region": "US"},
-        privacy={"unknown_consent": "grant"},  # a CRM click ID alone states no consent
-        destinations=[GoogleAdsDestination(
-            name="gads", type="google_ads", transport="file", output_dir=tmp_path / "out",
-            customer_id="1234567890", conversion_action="42")],
-    )  # fmt: skip
-
-    def run(now: datetime) -> Any:
-        clock = lambda: now  # noqa: E731
-        job = SyncJob(engine, mapping, build_sources(mapping, SETTINGS),
-                      build_destinations(mapping, SETTINGS, clock), clock=clock)  # fmt: skip
-        return job.run()
+    engine, run = web_visit_and_sync(emu, tls, tmp_path, "CjwLateGclid01", "late@example.com")
 
     def sent() -> list[dict[str, Any]]:
         lines = (tmp_path / "out" / "gads.google_ads.jsonl").read_text().splitlines()
