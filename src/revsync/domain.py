@@ -66,6 +66,7 @@ class OutcomeStatus(StrEnum):
     RETRY = "retry"  # transient: retried no earlier than ``retry_after``
     VALIDATED = "validated"  # a dry run (validate_only, test events) passed; nothing stored
     SKIPPED = "skipped"  # revsync decided not to send it (e.g. too old for Meta): no request
+    UNKNOWN = "unknown"  # may have been processed (no dedup at the platform): never re-sent
 
 
 @dataclass(frozen=True, slots=True)

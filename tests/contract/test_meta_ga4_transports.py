@@ -150,10 +150,10 @@ def meta_destination(
 
 
 def ga4_destination(emulator: GA4MPEmulator, policy: RetryPolicy, **config: Any) -> Ga4Destination:
-    block = Ga4Config(
-        type="ga4", name="ga4", measurement_id=MEASUREMENT_ID, base_url=emulator.url,
-        timeout_seconds=5, **config,
-    )  # fmt: skip
+    block = Ga4Config(**{
+        "type": "ga4", "name": "ga4", "measurement_id": MEASUREMENT_ID,
+        "base_url": emulator.url, "timeout_seconds": 5, **config,
+    })  # fmt: skip
     transport = Ga4HttpTransport(block, SecretStr(API_SECRET), retry=policy)
     return Ga4Destination(block, "last_touch", transport, clock=lambda: NOW_DT)
 
@@ -374,16 +374,39 @@ def test_ga4_retries_429_then_succeeds(
     assert ga4.calls == 3 and len(sleeps) == 2 and min(sleeps) >= 0.9
 
 
-def test_ga4_server_errors_that_persist_leave_rows_to_retry(
+def test_ga4_a_5xx_is_an_uncertain_send_held_as_unknown_never_retried(
     ga4: GA4MPEmulator, policy: RetryPolicy
 ) -> None:
+    """GA4 does not deduplicate: a 5xx may come after the events were recorded, so the
+    rows are held as unknown (an operator settles them), never sent again by revsync."""
     destination = ga4_destination(ga4, policy)
-    ga4.fail_next(3, status=503)
+    ga4.process_then_fail(1, status=503)
 
-    outcomes = destination.send(planned(destination, 2))
+    rows = planned(destination, 2)
+    outcomes = destination.send(rows)
 
-    assert statuses(outcomes) == {(OutcomeStatus.RETRY, "GA4_HTTP_503")}
-    assert ga4.calls == 3 and ga4.events == []
+    assert statuses(outcomes) == {(OutcomeStatus.UNKNOWN, "GA4_HTTP_503")}
+    assert "may have recorded the events" in (outcomes[0].message or "")
+    assert ga4.calls == 1 and len(ga4.events) == 2  # recorded once, not re-sent
+
+
+def test_ga4_an_answer_after_the_timeout_is_held_as_unknown(
+    ga4: GA4MPEmulator, policy: RetryPolicy
+) -> None:
+    destination = ga4_destination(ga4, policy, timeout_seconds=0.3)
+    ga4.process_then_stall(1.0)
+
+    outcomes = destination.send(planned(destination, 1))
+
+    assert statuses(outcomes) == {(OutcomeStatus.UNKNOWN, "GA4_UNCERTAIN")}
+    assert ga4.calls == 1 and len(ga4.events) == 1
+
+
+def test_ga4_a_refused_connection_is_safe_to_retry(policy: RetryPolicy) -> None:
+    with GA4MPEmulator(streams={MEASUREMENT_ID: API_SECRET}) as emulator:
+        destination = ga4_destination(emulator, policy)
+    outcomes = destination.send(planned(destination, 1))  # the emulator is gone: refused
+    assert statuses(outcomes) == {(OutcomeStatus.RETRY, "GA4_NETWORK")}
 
 
 def test_ga4_other_4xx_rejects_every_row_once(ga4: GA4MPEmulator, policy: RetryPolicy) -> None:

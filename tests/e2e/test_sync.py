@@ -264,7 +264,8 @@ def test_an_overlapping_run_leaves_a_live_runs_destination_alone_until_its_lease
     assert ga4_state() == "sending" and len(second.warnings) == 1
     # The other run died: once its lease has expired, the row is an interrupted send.
     third = run(engine, config, NOW + timedelta(minutes=10))
-    assert ga4_state() == "unknown" and third.warnings == []
+    assert ga4_state() == "unknown" and third.status == "partial"  # said, not hidden
+    assert [w.split(":")[0] for w in third.warnings] == ["ga4"] and "1 unknown" in third.warnings[0]
     assert "ga4.ga4.jsonl" not in requests_in(tmp_path / "out")  # never sent twice
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(leases)).scalar_one() == 0

@@ -79,6 +79,9 @@ class EmulatorServer(LoopbackServer):
         self._frozen_time: float | None = None
         self.log: list[Exchange] = []
         self.internal_errors: list[str] = []
+        # (status to answer instead, seconds to stall) for the next requests, each of which
+        # is handled first: the platform processed it, only its answer goes wrong
+        self._after_handling: list[tuple[int | None, float]] = []
 
     @property
     def url(self) -> str:
@@ -127,6 +130,15 @@ class EmulatorServer(LoopbackServer):
         headers = {} if retry_after is None else {"Retry-After": str(retry_after)}
         self.inject(Response.json(status, body, headers), times)
 
+    def process_then_fail(self, times: int = 1, status: int = 500) -> None:
+        """Handle the next ``times`` requests (events are recorded), then answer ``status``."""
+        self._after_handling += [(status, 0.0)] * times
+
+    def process_then_stall(self, seconds: float, times: int = 1) -> None:
+        """Handle the next ``times`` requests, then answer only after ``seconds`` (past a
+        client's read timeout, the answer is lost though the events were recorded)."""
+        self._after_handling += [(None, seconds)] * times
+
     def inject(self, response: Response, times: int = 1) -> None:
         """Answer the next ``times`` requests with exactly ``response``."""
         self._add_fault(response, times)
@@ -147,6 +159,7 @@ class EmulatorServer(LoopbackServer):
         parts = urlsplit(target)
         query = parse_qs(parts.query, keep_blank_values=True)
         request = Request(method, parts.path, query, headers, body, received_at=self.now())
+        stall = 0.0
         with self._lock:
             response = self._take_fault(request.path)
             if response is None:
@@ -155,5 +168,11 @@ class EmulatorServer(LoopbackServer):
                 except Exception:
                     self.internal_errors.append(traceback.format_exc())
                     response = Response.json(500, {"error": {"message": "emulator error"}})
+                if self._after_handling:
+                    status, stall = self._after_handling.pop(0)
+                    if status is not None:
+                        response = Response.json(status, self.fault_payload(status))
             self.log.append(Exchange(request, response))
-            return response
+        if stall:
+            time.sleep(stall)
+        return response

@@ -25,6 +25,7 @@ from revsync.destinations.retry import (
     RejectedCall,
     RetryableCall,
     RetryPolicy,
+    UncertainCall,
     failure_outcomes,
     retry_after,
     scrub,
@@ -35,6 +36,10 @@ if TYPE_CHECKING:
     from revsync.checks import CheckResult
 
 _API_SECRET = re.compile(r"(api_secret=)[^&\s\"']*")
+# Failures that prove the request was not sent; any other may have reached GA4, which does
+# not deduplicate: such rows are held as unknown, never sent again by revsync itself.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
+_UNCERTAIN = "GA4 may have recorded the events: held as unknown (revsync ledger settle)"
 _EVENT_PATH = re.compile(r"^events\[(\d+)\]")
 _EVENT_DESCRIPTION = re.compile(r"Event at index: \[(\d+)\]")
 
@@ -58,7 +63,9 @@ def _mask_httpx_logs() -> None:
 class Ga4HttpTransport:
     """Posts ``Ga4Destination`` request bodies to the Measurement Protocol.
 
-    Production: 2xx -> SENT for every row; 429/5xx/network errors -> retried, then RETRY;
+    Production: 2xx -> SENT for every row; 429 and failures to connect -> retried, then
+    RETRY; a 5xx, a timeout or a reset after the request was sent -> UNKNOWN at once (GA4
+    may have recorded the events and does not deduplicate: an operator settles them);
     other 4xx -> REJECTED for every row (``GA4_HTTP_<status>``).
 
     Validate mode: each validation message is mapped to the event it names (``fieldPath``
@@ -90,7 +97,7 @@ class Ga4HttpTransport:
             response = self._retry.call(
                 lambda: self._post(url, request.body), f"ga4 destination {self.config.name!r}"
             )
-        except (RetryableCall, RejectedCall) as error:
+        except (RetryableCall, RejectedCall, UncertainCall) as error:
             return failure_outcomes(request.keys, error)
         if self.config.validate_only:
             return self._validation_outcomes(request.keys, response)
@@ -139,15 +146,22 @@ class Ga4HttpTransport:
         secret = self._secret.get_secret_value()
         try:
             response = self._client.post(url, json=body, timeout=self.config.timeout_seconds)
-        except httpx.TransportError as error:
+        except _NOT_SENT as error:  # the request never reached GA4: safe to send again
             message = scrub(f"{type(error).__name__} reaching {self.config.base_url}", secret)
             raise RetryableCall("GA4_NETWORK", message) from None
+        except httpx.TransportError as error:  # sent, or partly: GA4 may hold the events
+            message = scrub(f"{type(error).__name__} after sending to {self.config.base_url}; "
+                            f"{_UNCERTAIN}", secret)  # fmt: skip
+            raise UncertainCall("GA4_UNCERTAIN", message) from None
         status = response.status_code
-        if status == 429 or status >= 500:
+        if status == 429:  # refused before processing
             message = scrub(f"HTTP {status}: {response.text[:200]}", secret)
             raise RetryableCall(
                 f"GA4_HTTP_{status}", message, retry_after(response.headers.get("Retry-After"))
             )
+        if status >= 500:
+            message = scrub(f"HTTP {status}: {response.text[:200]}; {_UNCERTAIN}", secret)
+            raise UncertainCall(f"GA4_HTTP_{status}", message)
         if not response.is_success:
             raise RejectedCall(
                 f"GA4_HTTP_{status}", scrub(f"HTTP {status}: {response.text[:200]}", secret)

@@ -26,6 +26,7 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception_type,
+    retry_if_not_exception_type,
     stop_after_attempt,
     stop_any,
     wait_exponential_jitter,
@@ -53,6 +54,17 @@ class RetryableCall(TransientError):
         self.code = code
 
 
+class UncertainCall(TransientError):
+    """A call whose request may have been processed though no good answer came (a 5xx, a
+    timeout or a reset after the body was sent). A platform that deduplicates retries it
+    as a ``RetryableCall``; one that does not (GA4) must never send it again by itself:
+    the rows become ``unknown`` for an operator to settle. Never retried in process."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class RejectedCall(PermanentError):
     """A permanent failure of one API call: the whole request was refused."""
 
@@ -62,9 +74,11 @@ class RejectedCall(PermanentError):
 
 
 def failure_outcomes(
-    keys: Sequence[str], error: RetryableCall | RejectedCall
+    keys: Sequence[str], error: RetryableCall | RejectedCall | UncertainCall
 ) -> list[UploadOutcome]:
     """The same outcome for every row of a request that failed as a whole."""
+    if isinstance(error, UncertainCall):
+        return [UploadOutcome(key, OutcomeStatus.UNKNOWN, error.code, str(error)) for key in keys]
     if isinstance(error, RetryableCall):
         return [
             UploadOutcome(key, OutcomeStatus.RETRY, error.code, str(error), error.retry_after)
@@ -122,7 +136,8 @@ class RetryPolicy:
         retrying = Retrying(
             stop=stop_any(stop_after_attempt(self.attempts), _ServerWaitOver(self.max_wait)),
             wait=self._wait,
-            retry=retry_if_exception_type(TransientError),
+            retry=retry_if_exception_type(TransientError)
+            & retry_if_not_exception_type(UncertainCall),
             sleep=self.sleep,
             reraise=True,
             before_sleep=lambda state: _log_retry(what, state),

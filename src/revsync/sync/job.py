@@ -49,6 +49,7 @@ from revsync.store.schema import (
     runs,
 )
 from revsync.sync import ledger, writeback
+from revsync.sync.ledger import State
 from revsync.sync.planning import plan_destination
 from revsync.sync.reconcile import reconcile
 from revsync.sync.summary import RunSummary
@@ -138,7 +139,7 @@ class SyncJob:
                     "stopped on request after the page or batch in progress; "
                     "the next run carries on from there"
                 )
-            elif summary.rejected or summary.quarantined:
+            elif summary.rejected or summary.quarantined or self._undelivered(summary):
                 summary.status = "partial"
             else:
                 summary.status = "ok"
@@ -169,6 +170,24 @@ class SyncJob:
             summary.seconds = time.perf_counter() - started
             self._record(summary)
         return summary
+
+    def _undelivered(self, summary: RunSummary) -> bool:
+        """Warn about rows still ``failed`` (sent again by a later run) or ``unknown`` (an
+        operator settles them) at this run's destinations; whether there are any."""
+        names = {d.name for d in self.destinations}
+        with self.engine.connect() as conn:
+            counts = ledger.counts(conn, None)
+        found = False
+        for name, states in sorted(counts.items()):
+            failed, unknown = states.get(State.FAILED, 0), states.get(State.UNKNOWN, 0)
+            if name not in names or not (failed or unknown):
+                continue
+            found = True
+            summary.warnings.append(
+                f"{name}: {failed} row(s) failed, sent again by a later run; {unknown} "
+                "unknown (may have reached the platform): see revsync ledger show --state"
+            )
+        return found
 
     def _record(self, summary: RunSummary) -> None:
         """Store the run's summary; a store gone away fails the run, it does not raise."""

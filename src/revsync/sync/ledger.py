@@ -4,8 +4,9 @@ planned -> sending -> sent | rejected(code) | failed(attempts, next_attempt_at)
                    -> validated (a dry run passed: due again on the next run)
                    -> skipped (revsync decided not to send it: too old for the platform)
 skipped (when planned: no consent, nothing credited, ...) -> planned (the deal changed)
-failed  -> sending (when due)                 sending -> unknown (after a crash,
-                                              where the platform does not dedupe)
+failed  -> sending (when due)                 sending -> unknown (after a crash, or an
+                                              uncertain send, where the platform does not
+                                              dedupe: never sent again by revsync itself)
 sending -> planned (the destination failed as a whole: nothing was decided)
 
 An operator settles what revsync cannot decide (``revsync ledger``): unknown -> sent (the
@@ -251,9 +252,10 @@ def record_outcomes(conn: Connection, outcomes: Sequence[UploadOutcome], now: da
                 "next_attempt_at": None,
                 "request_id": outcome.request_id,
             }
-        elif outcome.status is OutcomeStatus.SKIPPED:
+        elif outcome.status in (OutcomeStatus.SKIPPED, OutcomeStatus.UNKNOWN):
+            state = State.SKIPPED if outcome.status is OutcomeStatus.SKIPPED else State.UNKNOWN
             values = {
-                "state": State.SKIPPED.value, "error_code": outcome.code,
+                "state": state.value, "error_code": outcome.code,
                 "error_message": outcome.message, "next_attempt_at": None,
             }  # fmt: skip
             conn.execute(update(conversions).where(row.key == outcome.key).values(

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 
 from revsync.destinations.base import Destination, ReadsRequestStatus, RequestVerdict
+from revsync.destinations.retry import UncertainCall
 from revsync.domain import OutcomeStatus, UploadOutcome
 from revsync.errors import RevsyncError, TransientError
 from revsync.store.leases import Lease
@@ -58,10 +59,12 @@ def upload(
         try:
             outcomes = destination.send(batch)
         except TransientError as exc:
+            # An uncertain send is sent again only where the platform deduplicates.
+            status = (OutcomeStatus.UNKNOWN
+                      if isinstance(exc, UncertainCall) and not destination.resend_safe
+                      else OutcomeStatus.RETRY)  # fmt: skip
             outcomes = [
-                UploadOutcome(
-                    c.key, OutcomeStatus.RETRY, type(exc).__name__, str(exc), exc.retry_after
-                )
+                UploadOutcome(c.key, status, type(exc).__name__, str(exc), exc.retry_after)
                 for c in batch
             ]
         except RevsyncError as exc:
