@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
 
-from revsync.store.leases import Lease, LeaseLost
+from revsync.store.leases import Lease, LeaseLost, holder_is_dead
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TTL = timedelta(minutes=10)
@@ -90,3 +94,28 @@ def test_concurrent_takers_get_it_once(engine: Engine) -> None:
         assert {holder for holder in results.values() if holder} == {
             f"run {winners[0]}, until 2026-11-25 12:10:00 UTC"
         }
+
+
+def _owner_of(process: subprocess.Popen[bytes]) -> str:
+    """The owner string a run in ``process`` would write (its PID and start time)."""
+    start = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    return f"run 7 on {socket.gethostname()} (pid {process.pid}, start {start})"
+
+
+def test_a_dead_runs_lease_on_this_host_is_taken_over_at_once(engine: Engine) -> None:
+    """A run restarted right after a crash must not wait out the dead run's lease: the
+    holder is provably gone (same host, its process ended)."""
+    clock = lambda: T0  # noqa: E731
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        alive = _owner_of(worker)
+        assert lease(engine, alive, clock).take() is None
+        assert lease(engine, "run 8 on this host", clock).take() is not None  # alive: held
+    finally:
+        worker.kill()
+        worker.wait()
+    assert holder_is_dead(alive)
+    assert lease(engine, "run 8 on this host", clock).take() is None  # taken over at once
+    # A run on another host is never known dead: its lease is waited out.
+    assert lease(engine, "run 9 elsewhere", clock, "source:crm").take() is None
+    assert not holder_is_dead("run 9 on another-host (pid 1, start 5)")

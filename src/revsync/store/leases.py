@@ -7,14 +7,17 @@ commits once another run has taken it over, and a :class:`Heartbeat` renews it i
 so a long wait (a Bulk job, a batch's retries) does not let it expire; it is dropped when
 done. A run that dies leaves its leases to expire after their time to live; only then may
 another run take them — and treat the rows left ``sending`` as interrupted rather than as
-another run's batch in flight.
+another run's batch in flight — unless the holder ran on the same host and its process is
+provably gone (PID free, or reused by a later process): then its leases are taken at once.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,8 +40,35 @@ class LeaseLost(RevsyncError):
 
 
 def run_owner(run_id: int) -> str:
-    """How a run names itself in the leases it holds."""
-    return f"run {run_id} on {socket.gethostname()} (pid {os.getpid()})"
+    """How a run names itself in the leases it holds: its host, PID and the PID's start
+    time, so a run on the same host can tell that the holder is dead."""
+    pid = os.getpid()
+    return f"run {run_id} on {socket.gethostname()} (pid {pid}, start {_started(pid)})"
+
+
+_OWNER = re.compile(r"^run \d+ on (?P<host>\S+) \(pid (?P<pid>\d+)(?:, start (?P<start>\w+))?\)$")
+
+
+def _started(pid: int) -> str:
+    """The process's start time in clock ticks since boot (``/proc``), or ``?``."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def holder_is_dead(owner: str) -> bool:
+    """Whether ``owner`` is a run on this host whose process is gone (its PID is free, or
+    taken by a process that started later). A run on another host is never known dead."""
+    found = _OWNER.match(owner)
+    if found is None or found["host"] != socket.gethostname():
+        return False
+    pid = int(found["pid"])
+    if not os.path.exists(f"/proc/{pid}"):
+        return sys.platform.startswith("linux")
+    start = found["start"]
+    return start not in (None, "?") and _started(pid) not in ("?", start)
 
 
 @dataclass(frozen=True)
@@ -70,6 +100,16 @@ class Lease:
             owner, until = conn.execute(
                 select(leases.c.owner, leases.c.expires_at).where(leases.c.name == self.name)
             ).one()
+            if owner != self.owner and holder_is_dead(owner):
+                log.warning("%s: %s is gone; taking its lease over at once", self.name, owner)
+                conn.execute(
+                    update(leases)
+                    .where(leases.c.name == self.name, leases.c.owner == owner)
+                    .values(owner=self.owner, expires_at=now + self.ttl)
+                )
+                owner, until = conn.execute(
+                    select(leases.c.owner, leases.c.expires_at).where(leases.c.name == self.name)
+                ).one()
         return None if owner == self.owner else f"{owner}, until {until:%Y-%m-%d %H:%M:%S} UTC"
 
     def renew(self, conn: Connection) -> None:
