@@ -81,7 +81,7 @@ def _command(ctx: typer.Context) -> None:
     ctx.call_on_close(gc.unfreeze)
 
 
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL, EXIT_STOPPED = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL, EXIT_STOPPED, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 
 ConfigOption = Annotated[
     Path | None,
@@ -291,6 +291,8 @@ def _exit_code(summary: RunSummary) -> int:
         return EXIT_FAILED
     if summary.status == "stopped":
         return EXIT_STOPPED
+    if summary.status == "busy":
+        return EXIT_BUSY
     return EXIT_PARTIAL if summary.status == "partial" else EXIT_OK
 
 

@@ -119,3 +119,15 @@ def test_a_dead_runs_lease_on_this_host_is_taken_over_at_once(engine: Engine) ->
     # A run on another host is never known dead: its lease is waited out.
     assert lease(engine, "run 9 elsewhere", clock, "source:crm").take() is None
     assert not holder_is_dead("run 9 on another-host (pid 1, start 5)")
+
+
+def test_a_run_that_others_leave_nothing_to_do_says_so(engine: Engine, tmp_path: Path) -> None:
+    from tests.e2e.test_sync import NOW, one_won_deal, run
+
+    config = one_won_deal(engine, tmp_path)
+    names = ["source:crm", "destination:gads", "destination:ga4", "destination:meta"]
+    for name in names:  # another live run, on another host, holds everything
+        assert Lease(engine, name, "run 99 on elsewhere (pid 7)", TTL, lambda: NOW).take() is None
+    summary = run(engine, config, NOW + timedelta(minutes=1))
+    assert summary.status == "busy" and sum(summary.planned.values()) == 0
+    assert "nothing done" in summary.warnings[-1]

@@ -139,6 +139,12 @@ class SyncJob:
                     "stopped on request after the page or batch in progress; "
                     "the next run carries on from there"
                 )
+            elif not held and (self.sources or self.destinations):
+                summary.status = "busy"  # every source and destination held by other runs
+                summary.warnings.append(
+                    "nothing done: other runs hold every source and destination; "
+                    "the next run carries on"
+                )
             elif summary.rejected or summary.quarantined or self._undelivered(summary):
                 summary.status = "partial"
             else:

@@ -16,7 +16,7 @@ class RunSummary:
     """What a run did; ``as_dict`` is the ``--json`` output."""
 
     run_id: int = 0
-    status: str = "running"  # then ok, partial, stopped, failed or config_error
+    status: str = "running"  # then ok, partial, stopped, busy, failed or config_error
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     seconds: float = 0.0
     deals_read: dict[str, int] = field(default_factory=lambda: defaultdict(int))
