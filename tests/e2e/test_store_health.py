@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, insert
 
 from revsync.doctor import Status
@@ -72,3 +73,32 @@ def test_no_store_yet_and_an_unreachable_one(tmp_path: Path) -> None:
     [(check, status, detail)] = results("postgresql://revsync:pw@127.0.0.1:1/nowhere")
     assert (check, status) == ("store", Status.FAIL)
     assert detail == "cannot reach postgresql://revsync:***@127.0.0.1:1/nowhere: OperationalError"
+
+
+def test_a_migration_cut_short_leaves_a_sqlite_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All or nothing: a process dying mid-migration (here a migration that fails after
+    creating a table) leaves no half-made schema that every later command trips over."""
+    import shutil
+
+    from sqlalchemy import create_engine, inspect
+
+    from revsync.store import engine as store_engine
+
+    scripts = tmp_path / "migrations"
+    shutil.copytree(store_engine.MIGRATIONS, scripts)
+    (scripts / "versions" / "0099_dies.py").write_text(
+        'revision = "0099"\ndown_revision = "0007"\nbranch_labels = None\ndepends_on = None\n\n'
+        "from alembic import op\nimport sqlalchemy as sa\n\n\n"
+        "def upgrade() -> None:\n"
+        '    op.create_table("half", sa.Column("id", sa.Integer, primary_key=True))\n'
+        '    raise RuntimeError("killed")\n'
+    )
+    monkeypatch.setattr(store_engine, "MIGRATIONS", scripts)
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with pytest.raises(RuntimeError, match="killed"):
+        store_engine.open_store(url)
+    assert inspect(create_engine(url)).get_table_names() == []  # nothing half-made
+    monkeypatch.undo()
+    store_engine.open_store(url).dispose()  # the real migrations then apply cleanly

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from revsync.errors import ConfigError, TransientError
+from revsync.errors import ConfigError, PermanentError, TransientError
 
 if TYPE_CHECKING:  # Alembic is imported when migrations are looked at, not by every process
     from alembic.config import Config
@@ -66,10 +66,36 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine) -> None:
-    """Apply every pending migration."""
+    """Apply every pending migration, all or nothing: on SQLite too, where the driver
+    leaves DDL outside any transaction unless told otherwise, a process killed mid-way
+    leaves the store as it was."""
     from alembic import command
 
-    command.upgrade(alembic_config(engine), "head")
+    migrating = _transactional(engine)
+    try:
+        command.upgrade(alembic_config(migrating), "head")
+    finally:
+        if migrating is not engine:
+            migrating.dispose()
+
+
+def _transactional(engine: Engine) -> Engine:
+    """For a SQLite file, an engine on it whose transactions are real ones (``BEGIN`` is
+    issued, DDL included: SQLAlchemy's documented recipe for pysqlite); else ``engine``."""
+    if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return engine
+    migrating = create_engine(engine.url, connect_args={"timeout": 30})
+
+    @event.listens_for(migrating, "connect")
+    def _connect(dbapi_connection: Any, record: Any) -> None:
+        _sqlite_pragmas(dbapi_connection, record)
+        dbapi_connection.isolation_level = None  # the driver issues no BEGIN of its own
+
+    @event.listens_for(migrating, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return migrating
 
 
 def needs_upgrade(engine: Engine) -> bool:
@@ -84,12 +110,22 @@ def needs_upgrade(engine: Engine) -> bool:
 def open_store(url: str) -> Engine:
     """Engine for ``url`` with the schema at the newest migration."""
     engine = create_store_engine(url)
+    where = engine.url.render_as_string(hide_password=True)
     try:
-        if needs_upgrade(engine):
-            upgrade(engine)
+        pending = needs_upgrade(engine)
     except OperationalError as exc:
         engine.dispose()
-        where = engine.url.render_as_string(hide_password=True)
         reason = type(exc.orig).__name__
         raise TransientError(f"cannot reach the store at {where}: {reason}") from None
+    if pending:
+        try:
+            upgrade(engine)
+        except OperationalError as exc:
+            engine.dispose()
+            detail = str(exc.orig).splitlines()[0][:200]
+            raise PermanentError(
+                f"the store at {where} is reachable but its schema is not one revsync can "
+                f"migrate ({type(exc.orig).__name__}: {detail}); its alembic_version table "
+                "names the migration it is at"
+            ) from None
     return engine
