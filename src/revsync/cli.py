@@ -799,6 +799,7 @@ def ledger_settle(
     state: Annotated[str, typer.Option(help="unknown, failed or rejected.")],
     to: Annotated[str, typer.Option("--as", help="sent (unknown only) or planned.")],
     deal: Annotated[str | None, typer.Option(help="Only this CRM deal's rows.")] = None,
+    key: Annotated[str | None, typer.Option(help="Only the row with this key.")] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Make the change (else: say what).")] = False,
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
@@ -820,8 +821,9 @@ def ledger_settle(
         raise _fail_config(ConfigError(f"--as {to!r}: {state} rows settle as {allowed}"))
     engine = _engine(_settings(database_url, config))
     with engine.connect() as conn, conn.begin() as transaction:
-        moved = ledger.settle(conn, destination, source, target, datetime.now(UTC), deal)
-        what = f"{moved:,} {state} row(s) of {destination}" + (f", deal {deal}," if deal else "")
+        moved = ledger.settle(conn, destination, source, target, datetime.now(UTC), deal, key)
+        what = (f"{moved:,} {state} row(s) of {destination}" + (f", deal {deal}," if deal else "")
+                + (f", key {key}," if key else ""))  # fmt: skip
         if yes:
             transaction.commit()
             out.print(f"settled {what} as {to}", highlight=False)

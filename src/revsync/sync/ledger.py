@@ -366,10 +366,11 @@ def settle(
     to_state: State,
     now: datetime,
     deal_id: str | None = None,
+    key: str | None = None,
 ) -> int:
-    """Move ``destination``'s rows in ``from_state`` (of one deal, or all) to ``to_state``;
-    the number moved. Rows sent again start with no attempts and no error. ``ValueError``
-    for a move an operator may not make."""
+    """Move ``destination``'s rows in ``from_state`` (of one deal, one row by ``key``, or
+    all) to ``to_state``; the number moved. Rows sent again start with no attempts and no
+    error. ``ValueError`` for a move an operator may not make."""
     if to_state not in OPERATOR_MOVES.get(from_state, ()):
         raise ValueError(f"{from_state.value} rows cannot be settled as {to_state.value}")
     values: dict[str, object] = {"state": to_state.value, "updated_at": now}
@@ -381,4 +382,6 @@ def settle(
     )
     if deal_id is not None:
         query = query.where(conversions.c.deal_id == deal_id)
+    if key is not None:
+        query = query.where(conversions.c.key == key)
     return conn.execute(query.values(**values)).rowcount or 0
