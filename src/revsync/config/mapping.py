@@ -370,6 +370,12 @@ class DestinationBase(Named):
     sources: list[str] = Field(
         default_factory=list, description="Only deals of these sources (default: all)."
     )
+    retry_budget_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="Seconds a run may spend on batches that end in retries (429 storms, "
+        "5xx bursts) before the rest waits for the next run; 0: no limit.",
+    )
 
 
 class GoogleAdsDestination(DestinationBase):

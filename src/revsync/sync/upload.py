@@ -4,6 +4,7 @@ outcome, and read back the verdicts of requests the platform processes later."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -48,7 +49,16 @@ def upload(
         )
     _read_back(engine, destination, summary, clock)
     sent = 0
+    config = getattr(destination, "config", None)
+    budget = float(getattr(config, "retry_budget_seconds", 0) or 0)
+    retrying = 0.0  # seconds spent on batches that ended in retries, this run
     while not stopping():
+        if budget and retrying > budget:
+            summary.warnings.append(
+                f"{destination.name}: {retrying:.0f} s spent on retries this run (budget "
+                f"{budget:.0f} s); the rest waits for the next run"
+            )
+            break
         now = clock()
         with engine.begin() as conn:
             lease.renew(conn)
@@ -56,6 +66,7 @@ def upload(
             if not batch:
                 break
             ledger.mark_sending(conn, [c.key for c in batch], now)
+        started = time.monotonic()
         try:
             outcomes = destination.send(batch)
         except TransientError as exc:
@@ -81,6 +92,8 @@ def upload(
         ]
         with engine.begin() as conn:
             ledger.record_outcomes(conn, outcomes, clock())
+        if any(o.status is OutcomeStatus.RETRY for o in outcomes):
+            retrying += time.monotonic() - started
         tally = summary.results.setdefault(destination.name, {})
         for outcome in outcomes:
             tally[outcome.status.value] = tally.get(outcome.status.value, 0) + 1
