@@ -55,3 +55,15 @@ def engine(store_url: str) -> Iterator[Engine]:
     engine = open_store(store_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _forget_rotated_refresh_tokens() -> Iterator[None]:
+    """A rotated Salesforce refresh token is kept in the process for the next run; each
+    test's emulator is a new org (possibly on an earlier test's port), so none carries
+    over from one test to another."""
+    from revsync.sources import refresh_tokens
+
+    refresh_tokens._NEWEST.clear()
+    yield
+    refresh_tokens._NEWEST.clear()

@@ -64,3 +64,16 @@ def test_a_429_storm_stops_at_the_runs_retry_budget(engine: Engine) -> None:
     with engine.connect() as conn:
         planned = conn.execute(select(conversions.c.key).where(conversions.c.state == "planned"))
         assert len(planned.all()) == 8
+
+
+def test_an_interrupted_ga4_row_says_what_is_known_of_its_request(engine: Engine) -> None:
+    """For an operator deciding on an unknown row: when the send began, and that the run
+    stopped before the answer (the request may or may not have gone out)."""
+    began = NOW + timedelta(minutes=1)
+    with engine.begin() as conn:
+        ledger.add_planned(conn, [row("c" * 32)], 1, NOW)
+        ledger.mark_sending(conn, ["c" * 32], began)
+        assert ledger.recover_interrupted(conn, "ga4", False, NOW + timedelta(hours=1)) == 1
+        [found] = ledger.rows_in(conn, "ga4", ledger.State.UNKNOWN, None, 10)
+    assert found["error_code"] == "INTERRUPTED" and "may or may not" in str(found["error_message"])
+    assert found["updated_at"].replace(tzinfo=UTC) == began

@@ -27,6 +27,10 @@ from revsync.store.queries import upsert
 from revsync.store.schema import conversions
 
 MAX_ATTEMPTS = 8
+INTERRUPTED = (
+    "a run stopped after it began sending this row (at the time shown as updated) and "
+    "before it recorded the answer: the request may or may not have reached the platform"
+)
 _NOT_SENT = ("rejected", "skipped")  # rows that never reach the platform
 # A skipped row planned again (or skipped for another reason) takes the new row's values.
 _REPLANNED = ("touchpoint_id", "state", "value", "currency", "event_time", "payload",
@@ -165,13 +169,15 @@ def recover_interrupted(
 ) -> int:
     """Rows left ``sending`` by a crash: back to planned if the platform dedupes on the
     key, else ``unknown`` for an operator to decide (never sent twice silently)."""
-    state = State.PLANNED if resend_safe else State.UNKNOWN
-    result = conn.execute(
-        update(conversions)
-        .where(conversions.c.destination == destination, conversions.c.state == State.SENDING)
-        .values(state=state.value, updated_at=now)
+    query = update(conversions).where(
+        conversions.c.destination == destination, conversions.c.state == State.SENDING
     )
-    return result.rowcount or 0
+    if resend_safe:
+        values: dict[str, object] = {"state": State.PLANNED.value, "updated_at": now}
+    else:  # ``updated_at`` stays the time the send began: what an operator checks against
+        values = {"state": State.UNKNOWN.value, "error_code": "INTERRUPTED",
+                  "error_message": INTERRUPTED}  # fmt: skip
+    return conn.execute(query.values(**values)).rowcount or 0
 
 
 def due(
