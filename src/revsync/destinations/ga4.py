@@ -63,21 +63,12 @@ class Ga4Destination(PlatformDestination[Ga4Config]):
     ) -> Conversion | None:
         if kind is not ConversionKind.RETRACTION or original.action != "purchase":
             return None  # GA4 has no restatement, and only a purchase has a refund
-        return Conversion(
+        return replace(
+            original,
             key=conversion_key(original.key, kind),
-            destination=self.name,
-            platform=self.platform,
             kind=kind,
-            source=original.source,
-            deal_id=original.deal_id,
             action="refund",
             event_time=self.adjusted_time(original, now),
-            value=original.value,
-            currency=original.currency,
-            touchpoint_id=original.touchpoint_id,
-            click_ids=original.click_ids,
-            person=original.person,
-            consent=original.consent,
             original_key=original.key,
         )
 

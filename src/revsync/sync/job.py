@@ -182,9 +182,9 @@ class SyncJob:
         operator settles them) at this run's destinations; whether there are any."""
         names = {d.name for d in self.destinations}
         with self.engine.connect() as conn:
-            counts = ledger.counts(conn, None)
+            summary.ledger = ledger.counts(conn, None)  # nothing changes after the uploads
         found = False
-        for name, states in sorted(counts.items()):
+        for name, states in sorted(summary.ledger.items()):
             failed, unknown = states.get(State.FAILED, 0), states.get(State.UNKNOWN, 0)
             if name not in names or not (failed or unknown):
                 continue
@@ -199,7 +199,7 @@ class SyncJob:
         """Store the run's summary; a store gone away fails the run, it does not raise."""
         try:
             with self.engine.begin() as conn:
-                summary.ledger = ledger.counts(conn, None)
+                summary.ledger = summary.ledger or ledger.counts(conn, None)
                 conn.execute(
                     update(runs)
                     .where(runs.c.id == summary.run_id)

@@ -42,11 +42,9 @@ def plan_destination(
     """The conversions and adjustments ``destination`` gets for this page; skips are written
     to the ledger and counted in ``summary``."""
     merged = {j.deal.id: _merged_from(j.deal) for j in journeys}
-    gone = [Deal(j.deal.source, m, j.deal.status, None, j.deal.currency, None, j.deal.modified_at)
-            for j in journeys for m in merged[j.deal.id]]  # fmt: skip
-    existing = _ledger_of(
-        conn, [j.deal for j in journeys] + list(not_won) + gone, destination.name
-    )
+    wanted = [(d.source, d.id) for d in [*(j.deal for j in journeys), *not_won]]
+    wanted += [(j.deal.source, m) for j in journeys for m in merged[j.deal.id]]
+    existing = _ledger_of(conn, wanted, destination.name)
     planned: list[Conversion] = []
     skipped: list[tuple[Conversion, str, str]] = []
     for journey in journeys:
@@ -69,11 +67,12 @@ def plan_destination(
 
 
 def _ledger_of(
-    conn: Connection, deals: Sequence[Deal], destination: str
+    conn: Connection, deals: Sequence[tuple[str, str]], destination: str
 ) -> dict[tuple[str, str], list[dict[str, object]]]:
+    """The ledger rows at ``destination`` of these ``(source, deal id)``s."""
     by_source: dict[str, list[str]] = defaultdict(list)
-    for deal in deals:
-        by_source[deal.source].append(deal.id)
+    for source, deal_id in deals:
+        by_source[source].append(deal_id)
     out: dict[tuple[str, str], list[dict[str, object]]] = {}
     for source, ids in by_source.items():
         for (deal_id, dest), rows in ledger.deal_ledger(conn, source, ids).items():
