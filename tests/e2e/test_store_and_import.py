@@ -119,8 +119,20 @@ def test_import_missing_file_is_a_clear_error(engine: Engine, tmp_path: Path) ->
         import_touchpoints(engine, tmp_path / "missing.csv")
 
 
-def test_non_utf8_file_is_a_clear_error_not_a_traceback(engine: Engine, tmp_path: Path) -> None:
+def test_non_utf8_byte_rejects_its_row_and_utf16_refuses_the_file(
+    engine: Engine, tmp_path: Path
+) -> None:
     path = tmp_path / "latin1.csv"
-    path.write_bytes("visitor_id,occurred_at\nv\xe9,2026-11-01T00:00:00Z\n".encode("latin-1"))
-    with pytest.raises(ConfigError, match=r"latin1.csv: not UTF-8 text"):
-        import_touchpoints(engine, path)
+    path.write_bytes(
+        "visitor_id,occurred_at\nv\xe9,2026-11-01T00:00:00Z\nv2,2026-11-01T00:00:00Z\n".encode(
+            "latin-1"
+        )
+    )
+    report = import_touchpoints(engine, path)
+    assert (report.imported, report.rejected) == (1, 1)
+    assert "row 2: visitor_id: is not UTF-8 text (byte 0xE9)" in report.errors[0]
+    wide = tmp_path / "utf16.csv"
+    wide.write_text("visitor_id,occurred_at\nv1,2026-11-01T00:00:00Z\n", encoding="utf-16")
+    with pytest.raises(ConfigError, match=r"utf16.csv: not UTF-8 text"):
+        import_touchpoints(engine, wide)
+    assert not (tmp_path / "utf16.rejects.csv").exists()

@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, String, Table
+from sqlalchemy.exc import (
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
 
 from revsync.collect.parsing import (
     ParseError,
@@ -27,7 +34,9 @@ from revsync.collect.parsing import (
 )
 from revsync.config.mapping import ChannelRule, PrivacyConfig
 from revsync.destinations.pii import InvalidIdentifier, hash_person
-from revsync.rows import RejectsWriter, RowError, boolean, file_format, read_rows, text, timestamp
+from revsync.errors import ConfigError
+from revsync.privacy import mask_text
+from revsync.rows import RejectsWriter, RowError, boolean, read_rows, text, timestamp
 from revsync.store.queries import upsert
 from revsync.store.schema import identities, touchpoints, visitors
 
@@ -57,6 +66,32 @@ def truncate_ip(value: str) -> str:
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
+def _limits(table: Table) -> dict[str, int]:
+    return {
+        c.name: c.type.length
+        for c in table.columns
+        if isinstance(c.type, String) and c.type.length is not None
+    }
+
+
+_TOUCHPOINT_LIMITS = _limits(touchpoints)
+_IDENTITY_LIMITS = _limits(identities)
+_TEXT_LIMIT = 255  # UTM fields: longer values are cut, not refused
+
+
+def _cut(value: str | None) -> str | None:
+    return value[:_TEXT_LIMIT] if value else value
+
+
+def _fits(row: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
+    """``row`` if every text value fits its column (the store would refuse it otherwise)."""
+    for name, limit in limits.items():
+        value = row.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise RowError(name, f"is longer than {limit} characters")
+    return row
+
+
 def touchpoint_row(
     row: dict[str, Any], rules: Sequence[ChannelRule], privacy: PrivacyConfig
 ) -> dict[str, Any]:
@@ -68,7 +103,7 @@ def touchpoint_row(
     try:
         landing = parse_landing(landing_url, referrer)
     except ParseError as exc:
-        raise RowError("landing_url", str(exc)) from None
+        raise RowError(exc.field or "landing_url", str(exc)) from None
     clicks = dict(landing.click_ids)
     for name in ("gclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "li_fat_id"):
         try:
@@ -91,16 +126,16 @@ def touchpoint_row(
         raise RowError(str(exc).split(" ")[0], str(exc)) from None
     if fbc is None and "fbclid" in clicks:
         fbc = fbc_from_fbclid(clicks["fbclid"], occurred)
-    source = (text(row, "utm_source") or landing.source or "").lower() or None
-    medium = (text(row, "utm_medium") or landing.medium or "").lower() or None
-    campaign = text(row, "utm_campaign") or landing.campaign
+    source = (_cut(text(row, "utm_source") or landing.source) or "").lower() or None
+    medium = (_cut(text(row, "utm_medium") or landing.medium) or "").lower() or None
+    campaign = _cut(text(row, "utm_campaign") or landing.campaign)
     ip = text(row, "ip")
     if ip is not None:
         try:
             ip = ip if privacy.keep_full_ip else truncate_ip(ip)
         except ValueError:
             raise RowError("ip", f"{ip!r} is not an IP address") from None
-    return {
+    return _fits({
         "id": touchpoint_id(visitor, occurred.isoformat(), landing_url),
         "visitor_id": visitor,
         "occurred_at": occurred,
@@ -108,8 +143,8 @@ def touchpoint_row(
         "source": source,
         "medium": medium,
         "campaign": campaign,
-        "term": text(row, "utm_term") or landing.term,
-        "content": text(row, "utm_content") or landing.content,
+        "term": _cut(text(row, "utm_term") or landing.term),
+        "content": _cut(text(row, "utm_content") or landing.content),
         "landing_url": landing_url,
         "referrer": referrer,
         "gclid": clicks.get("gclid"),
@@ -126,7 +161,7 @@ def touchpoint_row(
         "consent_ad_personalization": boolean(row, "consent_ad_personalization"),
         "user_agent": text(row, "user_agent"),
         "ip": ip,
-    }
+    }, _TOUCHPOINT_LIMITS)  # fmt: skip
 
 
 def identity_row(row: dict[str, Any], default_region: str | None) -> dict[str, Any]:
@@ -143,7 +178,7 @@ def identity_row(row: dict[str, Any], default_region: str | None) -> dict[str, A
         name, _, reason = str(exc).partition(": ")
         raise RowError(name, reason) from None
     key = f"{visitor}|{hashes.email}|{hashes.phone}|{crm_id}"
-    return {
+    return _fits({
         "id": hashlib.sha256(key.encode()).hexdigest()[:40],
         "visitor_id": visitor,
         "observed_at": observed,
@@ -153,7 +188,7 @@ def identity_row(row: dict[str, Any], default_region: str | None) -> dict[str, A
         "phone_sha256": hashes.phone,
         "phone_meta_sha256": hashes.phone_meta,
         "crm_id": crm_id,
-    }
+    }, _IDENTITY_LIMITS)  # fmt: skip
 
 
 def import_touchpoints(
@@ -187,46 +222,79 @@ def _import(
     validate: Callable[[dict[str, Any]], dict[str, Any]],
     store: Callable[[Any, list[dict[str, Any]]], None],
 ) -> ImportReport:
-    fmt = file_format(path)
+    reader = read_rows(path)  # a file that cannot be read at all is refused here
     rejects = rejects or path.with_name(f"{path.stem}.rejects{path.suffix}")
+    if rejects.is_dir():
+        raise ConfigError(f"{rejects}: is a directory; give a file for the rejects")
     report = ImportReport()
-    batch: list[dict[str, Any]] = []
-    with RejectsWriter(rejects, fmt) as writer:
-        for number, row in read_rows(path):
-            report.read += 1
-            if isinstance(row, RowError):
-                writer.write(number, None, str(row))
-                _note(report, path, number, str(row))
-                continue
-            try:
-                batch.append(validate(row))
-            except RowError as exc:
-                writer.write(number, row, str(exc))
-                _note(report, path, number, str(exc))
-                continue
-            if len(batch) >= BATCH_ROWS:
-                report.imported += _flush(engine, store, batch)
-        report.imported += _flush(engine, store, batch)
+    batch = _Batch(engine, store)
+    with RejectsWriter(rejects, reader.fmt, reader.columns) as writer:
+
+        def reject(number: int, row: dict[str, Any] | None, error: RowError) -> None:
+            writer.write(number, row, error)
+            if len(report.errors) < 20:
+                report.errors.append(f"{path.name}: row {number}: {mask_text(str(error))}")
+
+        batch.reject = reject
+        try:
+            for number, row in reader:
+                report.read += 1
+                if isinstance(row, RowError):
+                    reject(number, row.content, row)
+                    continue
+                try:
+                    batch.add(number, row, validate(row))
+                except RowError as exc:
+                    reject(number, row, exc)
+        finally:  # rows read before an error are kept
+            batch.flush()
+        report.imported = batch.stored
         report.rejected = writer.count
     report.rejects_file = rejects if report.rejected else None
     return report
 
 
-def _note(report: ImportReport, path: Path, number: int, message: str) -> None:
-    if len(report.errors) < 20:
-        report.errors.append(f"{path.name}: row {number}: {message}")
+class _Batch:
+    """Validated rows stored ``BATCH_ROWS`` at a time; a chunk the store refuses is split
+    until the refused row is found and rejected, so one bad row never costs the chunk."""
+
+    def __init__(self, engine: Engine, store: Callable[[Any, list[dict[str, Any]]], None]) -> None:
+        self.engine, self.store = engine, store
+        self.rows: list[tuple[int, dict[str, Any], dict[str, Any]]] = []
+        self.stored = 0
+        self.reject: Callable[[int, dict[str, Any] | None, RowError], None] = _no_reject
+
+    def add(self, number: int, row: dict[str, Any], stored: dict[str, Any]) -> None:
+        self.rows.append((number, row, stored))
+        if len(self.rows) >= BATCH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        rows, self.rows = self.rows, []
+        if rows:
+            self._store(rows)
+
+    def _store(self, rows: list[tuple[int, dict[str, Any], dict[str, Any]]]) -> None:
+        try:
+            with self.engine.begin() as conn:
+                self.store(conn, [stored for _, _, stored in rows])
+        except (DataError, IntegrityError, StatementError) as exc:
+            if isinstance(exc, OperationalError | InterfaceError):
+                raise
+            if len(rows) == 1:
+                number, row, _ = rows[0]
+                reason = f"the store refused it ({type(getattr(exc, 'orig', exc)).__name__})"
+                self.reject(number, row, RowError("(row)", reason))
+                return
+            middle = len(rows) // 2
+            self._store(rows[:middle])
+            self._store(rows[middle:])
+            return
+        self.stored += len(rows)
 
 
-def _flush(
-    engine: Engine, store: Callable[[Any, list[dict[str, Any]]], None], batch: list[dict[str, Any]]
-) -> int:
-    if not batch:
-        return 0
-    count = len(batch)
-    with engine.begin() as conn:
-        store(conn, batch)
-    batch.clear()
-    return count
+def _no_reject(number: int, row: dict[str, Any] | None, error: RowError) -> None:
+    raise error
 
 
 def _ensure_visitors(conn: Any, rows: list[dict[str, Any]], time_field: str) -> None:

@@ -10,7 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from revsync.config.mapping import ChannelRule
 from revsync.domain import Channel
@@ -25,7 +25,22 @@ UTM_PARAMS = ("utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_conte
 
 
 class ParseError(ValueError):
-    """A value that is not what its field says; the message names the problem."""
+    """A value that is not what its field says; the message names the problem and
+    ``field`` (when known) the field."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _split(name: str, url: str) -> SplitResult:
+    """``urlsplit`` that raises ``ParseError`` naming ``name`` for a malformed URL."""
+    try:
+        parts = urlsplit(url)
+        parts.hostname  # noqa: B018 - a bracketed host is checked when read
+    except ValueError as exc:
+        raise ParseError(f"{name} is not a valid URL ({str(exc)[:100]})", name) from None
+    return parts
 
 
 def click_id(name: str, value: str | None) -> str | None:
@@ -81,13 +96,18 @@ class Landing:
 def parse_landing(url: str | None, referrer: str | None) -> Landing:
     """Read UTM fields and click IDs from a landing URL; fill source/medium from the
     referrer (or auto-tagging) when UTM fields are absent."""
-    params: dict[str, list[str]] = parse_qs(urlsplit(url).query) if url else {}
+    params: dict[str, list[str]] = parse_qs(_split("landing_url", url).query) if url else {}
+    if referrer:
+        _split("referrer", referrer)
 
     def first(name: str) -> str | None:
         values = params.get(name)
         return values[0].strip() if values and values[0].strip() else None
 
-    clicks = {name: value for name in CLICK_PARAMS if (value := click_id(name, first(name)))}
+    try:
+        clicks = {name: value for name in CLICK_PARAMS if (value := click_id(name, first(name)))}
+    except ParseError as exc:
+        raise ParseError(str(exc), "landing_url") from None
     source, medium = first("utm_source"), first("utm_medium")
     if source is None and medium is None:
         source, medium = _implied_source_medium(clicks, referrer)
@@ -108,7 +128,7 @@ def _implied_source_medium(
         return "google", "cpc"
     if "msclkid" in clicks:
         return "bing", "cpc"
-    host = (urlsplit(referrer).hostname or "") if referrer else ""
+    host = (_split("referrer", referrer).hostname or "") if referrer else ""
     host = host.removeprefix("www.").removeprefix("m.").removeprefix("l.").removeprefix("lm.")
     if not host:
         return None, None
