@@ -94,7 +94,10 @@ DatabaseOption = Annotated[
 
 
 def _settings(database_url: str | None = None, config: Path | None = None) -> Settings:
-    settings = load_settings()
+    try:
+        settings = load_settings()
+    except ConfigError as exc:  # a bad REVSYNC_* value: named, never echoed
+        raise _fail_config(exc) from None
     updates: dict[str, Any] = {}
     if database_url:
         updates["database_url"] = database_url
@@ -112,8 +115,10 @@ def _settings(database_url: str | None = None, config: Path | None = None) -> Se
 
 
 def _fail_config(exc: ConfigError) -> typer.Exit:
-    for problem in exc.problems:
-        err.print(f"[red]error[/red] {problem}", highlight=False, markup=True, soft_wrap=True)
+    from rich.markup import escape
+
+    for problem in exc.problems:  # escaped: a problem quotes the file's own text
+        err.print(f"[red]error[/red] {escape(problem)}", highlight=False, soft_wrap=True)
     return typer.Exit(EXIT_CONFIG)
 
 
@@ -357,6 +362,9 @@ def worker(
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("run skipped: %s", problem)
+            return
+        except Exception:  # a bug, not the admin's: the worker still lives to the next tick
+            log.exception("run skipped: could not start a run with %s", settings.config)
             return
         summary = job.run()
         if as_json:

@@ -88,7 +88,8 @@ def test_duplicate_names_rejected(tmp_path: Path) -> None:
         tmp_path,
         "sources:\n  - {name: crm, type: file, path: a.csv}\n  - {name: crm, type: file, path: b.csv}\n",
     )
-    assert any("duplicate source name(s): crm" in p for p in found)
+    (problem,) = found  # at the second block's name, not line 1
+    assert problem.endswith("revsync.yaml:3: sources[1].name: duplicate name 'crm' (sources[0])")
 
 
 def test_secrets_are_secretstr_and_never_printed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,9 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import MarkedYAMLError
 
 from revsync.config.mapping import (
     FileSource,
@@ -20,6 +18,8 @@ from revsync.config.mapping import (
     RevsyncConfig,
     SalesforceSource,
 )
+from revsync.config.reading import format_key_path, item_line, key_line, plain, read_document
+from revsync.config.rules import LocatedValueError
 from revsync.errors import ConfigError
 
 _BLOCKS: dict[str, type[BaseModel]] = {
@@ -37,43 +37,32 @@ def load_config(path: Path) -> RevsyncConfig:
 
     Relative file paths inside the mapping are resolved against the file's folder.
     """
+    document = read_document(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (hint: run `revsync init {path}`)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    try:
-        document = YAML(typ="rt").load(text)
-    except MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = f"{path}{line}: invalid YAML: {exc.problem}"
-        raise ConfigError(problem) from None
-    if not isinstance(document, CommentedMap):
-        raise ConfigError(f"{path}:1: the mapping file must be a YAML mapping (key: value)")
-    try:
-        config = RevsyncConfig.model_validate(_plain(document))
+        config = RevsyncConfig.model_validate(plain(document, path))
     except ValidationError as exc:
-        problems = [_describe(path, document, error) for error in exc.errors()]
+        problems = [p for error in exc.errors() for p in _describe(path, document, error)]
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from None
-    return _resolve_paths(config, path.parent)
+    config = _resolve_paths(config, path.parent)
+    problems = _file_problems(path, document, config)
+    if problems:
+        raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
+    return config
 
 
-def _plain(node: Any) -> Any:
-    if isinstance(node, CommentedMap):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, CommentedSeq):
-        return [_plain(v) for v in node]
-    return node
-
-
-def _describe(path: Path, document: CommentedMap, error: Any) -> str:
-    keys, line, parent_model = _locate(document, tuple(error["loc"]))
-    key_path = _format_key_path(keys) or "(top level)"
-    message = error["msg"]
-    hint = _hint(error, keys, parent_model)
-    return f"{path}:{line}: {key_path}: {message}" + (f" (hint: {hint})" if hint else "")
+def _describe(path: Path, document: CommentedMap, error: Any) -> list[str]:
+    cause = error.get("ctx", {}).get("error")
+    if isinstance(cause, LocatedValueError):  # a rule across blocks: each at its own key
+        located = [(tuple(error["loc"]) + loc, message) for loc, message in cause.problems]
+    else:
+        located = [(tuple(error["loc"]), error["msg"])]
+    out = []
+    for loc, message in located:
+        keys, line, parent_model = _locate(document, loc)
+        key_path = format_key_path(keys) or "(top level)"
+        hint = _hint(error, keys, parent_model) if len(located) == 1 else ""
+        out.append(f"{path}:{line}: {key_path}: {message}" + (f" (hint: {hint})" if hint else ""))
+    return out
 
 
 def _locate(
@@ -97,7 +86,7 @@ def _locate(
             owner = model
             keys.append(part)
             if part in node:
-                line = node.lc.key(part)[0] + 1
+                line = key_line(node, part) or line
                 model = _field_model(model, part)
                 node = node[part]
             else:
@@ -105,7 +94,7 @@ def _locate(
         elif isinstance(node, CommentedSeq) and isinstance(part, int):
             keys.append(part)
             if 0 <= part < len(node):
-                line = node.lc.item(part)[0] + 1
+                line = item_line(node, part) or line
                 node = node[part]
         else:
             keys.append(part)
@@ -127,13 +116,6 @@ def _field_model(model: type[BaseModel] | None, name: str) -> type[BaseModel] | 
 
 def _block_model(tag: str) -> type[BaseModel] | None:
     return _BLOCKS.get(tag)
-
-
-def _format_key_path(keys: list[str | int]) -> str:
-    out = ""
-    for key in keys:
-        out += f"[{key}]" if isinstance(key, int) else (f".{key}" if out else key)
-    return out
 
 
 def _hint(error: Any, keys: list[str | int], model: type[BaseModel] | None) -> str:
@@ -172,3 +154,23 @@ def _resolve_paths(config: RevsyncConfig, base: Path) -> RevsyncConfig:
     sources = [fix(fix(s, "path"), "ca_bundle") for s in config.sources]
     destinations = [fix(fix(d, "output_dir"), "ca_bundle") for d in config.destinations]
     return config.model_copy(update={"sources": sources, "destinations": destinations})
+
+
+def _file_problems(path: Path, document: CommentedMap, config: RevsyncConfig) -> list[str]:
+    """What the file system already says is wrong: an export that is a folder, an output
+    folder that is a file."""
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for i, source in enumerate(config.sources):
+        export = getattr(source, "path", None)
+        if isinstance(export, Path) and export.is_dir():
+            found.append((("sources", i, "path"), f"{export} is a folder; name the export file"))
+    for i, dest in enumerate(config.destinations):
+        if dest.output_dir.exists() and not dest.output_dir.is_dir():
+            found.append(
+                (("destinations", i, "output_dir"), f"{dest.output_dir} is a file, not a folder")
+            )
+    out = []
+    for loc, message in found:
+        keys, line, _ = _locate(document, loc)
+        out.append(f"{path}:{line}: {format_key_path(keys)}: {message}")
+    return out

@@ -7,13 +7,14 @@ and CA bundle is configurable (sandboxes, proxies, EU endpoints, local emulators
 from __future__ import annotations
 
 import re
-from datetime import date, time
+from datetime import date
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from revsync.attribution.models import ModelName
+from revsync.config import rules
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 ATTRIBUTION_KEYS = tuple(
@@ -54,7 +55,12 @@ def _attribution_fields(value: dict[str, str], pattern: re.Pattern[str]) -> dict
 
 
 class Block(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        return rules.no_bool_numbers(cls, data)
 
 
 class Named(Block):
@@ -75,39 +81,29 @@ class Named(Block):
 
 class SourceBase(Named):
     name: str = Field(description="Unique name of this source; keys its deals and watermark.")
-    timezone: str | None = Field(
+    timezone: rules.TimeZoneName | None = Field(
         None,
         description="IANA time zone for dates without a time; default: the CRM account's own "
         "(HubSpot portal, Salesforce org), UTC for files.",
     )
-    close_time: time | None = Field(
+    close_time: rules.ClockTime | None = Field(
         None,
-        description="Local time at which a date-only close date is placed; default: the end "
-        "of that day. Never later than the run's time.",
+        description='Local time ("HH:MM", quoted) at which a date-only close date is placed; '
+        "default: the end of that day. Never later than the run's time.",
     )
     overlap_minutes: int = Field(
-        10, ge=0, description="Re-read this much before the watermark (CRM clocks drift)."
+        10,
+        ge=0,
+        le=525_600,
+        description="Re-read this much before the watermark (CRM clocks drift); max a year.",
     )
-
-    @field_validator("timezone")
-    @classmethod
-    def _valid_timezone(cls, value: str | None) -> str | None:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        if value is None:
-            return None
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown IANA time zone {value!r}") from None
-        return value
 
 
 class FileSource(SourceBase):
     """A CSV or JSONL export of deals, one row per deal and contact."""
 
     type: Literal["file"]
-    path: Path = Field(description="CSV or JSONL export; relative to the mapping file.")
+    path: rules.ExportPath = Field(description="CSV or JSONL export; relative to the mapping file.")
     won_stages: list[str] = Field(
         default_factory=list,
         description="Stages that mean won when the export has no `status` column.",
@@ -131,6 +127,7 @@ class ApiSource(SourceBase):
     reconcile_hours: int = Field(
         24,
         ge=0,
+        le=8_760,
         description="Every this many hours, ask the CRM which won deals with uploads still "
         "exist (deleted past the recycle bin: treated as lost); 0: never.",
     )
@@ -143,15 +140,15 @@ class SalesforceSource(ApiSource):
     """Salesforce Opportunities through the REST API (simple-salesforce)."""
 
     type: Literal["salesforce"]
-    instance_url: str = Field(description="https://yourorg.my.salesforce.com")
-    token_url: str = Field(
+    instance_url: rules.WebUrl = Field(description="https://yourorg.my.salesforce.com")
+    token_url: rules.WebUrl = Field(
         "https://login.salesforce.com/services/oauth2/token",
         description="OAuth token endpoint (test.salesforce.com for sandboxes).",
     )
     auth: Literal["refresh_token", "jwt", "client_credentials"] = Field(
         "refresh_token", description="OAuth flow; credentials come from REVSYNC_SALESFORCE_*."
     )
-    api_version: str = Field("59.0", description="REST API version.")
+    api_version: rules.SalesforceApiVersion = Field("59.0", description='REST API version, "59.0".')
     ca_bundle: Path | None = Field(None, description="CA bundle to trust instead of certifi.")
     won_field: str = Field("IsWon", description="Boolean Opportunity field that means won.")
     click_id_fields: dict[str, str] = Field(
@@ -180,7 +177,7 @@ class SalesforceSource(ApiSource):
         description="Org currency (ISO 4217) of a single-currency org; required there. "
         "Multi-currency orgs (Opportunity.CurrencyIsoCode exists) use each record's currency.",
     )
-    jwt_audience: str | None = Field(
+    jwt_audience: rules.WebUrl | None = Field(
         None,
         description="`aud` of JWT bearer assertions; default: https://login.salesforce.com "
         "(https://test.salesforce.com for a sandbox token URL), never the My Domain.",
@@ -260,7 +257,7 @@ class HubSpotSource(ApiSource):
     """HubSpot deals through CRM v3 search (hubspot-api-client)."""
 
     type: Literal["hubspot"]
-    host: str = Field("https://api.hubapi.com", description="API host.")
+    host: rules.WebUrl = Field("https://api.hubapi.com", description="API host.")
     won_property: str = Field(
         "hs_is_closed_won", description="Boolean deal property that means won."
     )
@@ -400,12 +397,14 @@ class GoogleAdsDestination(DestinationBase):
         "pipeline, stage, owner, or a CRM field kept on the deal.",
     )
     click_window_days: int = Field(90, ge=1, le=90, description="Click-through window.")
-    account_timezone: str = Field("UTC", description="The Google Ads account's time zone.")
+    account_timezone: rules.TimeZoneName = Field(
+        "UTC", description="The Google Ads account's time zone."
+    )
     endpoint: str = Field("googleads.googleapis.com", description="Google Ads API host[:port].")
     data_manager_endpoint: str = Field(
         "datamanager.googleapis.com", description="Data Manager API host[:port]."
     )
-    token_uri: str = Field(
+    token_uri: rules.WebUrl = Field(
         "https://oauth2.googleapis.com/token", description="OAuth 2 token endpoint."
     )
     ca_bundle: Path | None = Field(None, description="CA bundle to trust (TLS).")
@@ -442,7 +441,7 @@ class Ga4Destination(DestinationBase):
     transport: Literal["http", "file"] = Field("http", description="http | file")
     measurement_id: str = Field(description="Web stream measurement ID, G-XXXXXXX.")
     event_name: str = Field("close_convert_lead", description="close_convert_lead or purchase.")
-    base_url: str = Field(
+    base_url: rules.WebUrl = Field(
         "https://www.google-analytics.com",
         description="MP host; https://region1.google-analytics.com for EU collection.",
     )
@@ -472,10 +471,10 @@ class MetaDestination(DestinationBase):
     transport: Literal["api", "file"] = Field("api", description="api | file")
     pixel_id: str = Field(description="Dataset (pixel) ID.")
     event_name: str = Field("Purchase", description="Purchase or a CRM stage name.")
-    graph_url: str = Field("https://graph.facebook.com", description="Graph API base URL.")
-    api_version: str = Field("v26.0", description="Graph API version.")
+    graph_url: rules.WebUrl = Field("https://graph.facebook.com", description="Graph API base URL.")
+    api_version: rules.GraphApiVersion = Field("v26.0", description="Graph API version.")
     test_event_code: str | None = Field(None, description="Send to Test Events only.")
-    data_processing_options: list[str] = Field(
+    data_processing_options: list[Literal["LDU"]] = Field(
         default_factory=list, description='Limited Data Use: ["LDU"]; empty for none.'
     )
     data_processing_country: int | None = Field(None, description="0 = geolocate; 1 = USA.")
@@ -505,11 +504,12 @@ class MatchingConfig(Block):
     lookback_days: int = Field(
         90, ge=1, le=540, description="Journey window before the first lead event."
     )
-    default_phone_region: str | None = Field(
+    default_phone_region: rules.PhoneRegion | None = Field(
         None, description="ISO-3166 region for phone numbers without a country code, e.g. US."
     )
     keys: list[MatchKey] = Field(
         default_factory=lambda: list(_DEFAULT_KEYS),
+        min_length=1,
         description="Which identifiers link a deal's contacts to visitors.",
     )
 
@@ -599,18 +599,23 @@ class RevsyncConfig(Block):
 
     @model_validator(mode="after")
     def _unique_names(self) -> RevsyncConfig:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
         for kind, names in (
-            ("source", [s.name for s in self.sources]),
-            ("destination", [d.name for d in self.destinations]),
+            ("sources", [s.name for s in self.sources]),
+            ("destinations", [d.name for d in self.destinations]),
         ):
-            dupes = sorted({n for n in names if names.count(n) > 1})
-            if dupes:
-                raise ValueError(f"duplicate {kind} name(s): {', '.join(dupes)}")
-        known = {s.name for s in self.sources}
-        for dest in self.destinations:
-            unknown = sorted(set(dest.sources) - known)
-            if unknown:
-                raise ValueError(
-                    f"destination {dest.name!r} names unknown source(s): {', '.join(unknown)}"
-                )
+            for i, name in enumerate(names):
+                if name in names[:i]:
+                    first = f"{kind}[{names.index(name)}]"
+                    problems.append(((kind, i, "name"), f"duplicate name {name!r} ({first})"))
+        known = [s.name for s in self.sources]
+        for i, dest in enumerate(self.destinations):
+            for j, source in enumerate(dest.sources):
+                if source not in known:
+                    problems.append(
+                        (("destinations", i, "sources", j),
+                         f"unknown source {source!r}; known: {', '.join(known) or 'none'}")
+                    )  # fmt: skip
+        if problems:
+            raise rules.LocatedValueError(problems)
         return self

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from revsync.errors import ConfigError
+
 DEFAULT_DATABASE_URL = "sqlite:///revsync.db"
+_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -27,7 +30,9 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the store; postgresql+psycopg://… in production.",
     )
     config: Path = Field(Path("revsync.yaml"), description="Path of the mapping file.")
-    log_level: str = Field("INFO", description="Python logging level.")
+    log_level: str = Field(
+        "INFO", description="Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
     lease_seconds: int = Field(
         600,
         ge=30,
@@ -42,6 +47,14 @@ class Settings(BaseSettings):
         "(a Salesforce refresh token rotated by the connected app). Comma-separated to "
         "rotate keys: the first encrypts, each one decrypts.",
     )
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in _LEVELS:
+            raise ValueError(f"use one of {', '.join(_LEVELS)}")
+        return level
 
     google_ads_developer_token: SecretStr | None = None
     google_oauth_client_id: str | None = None
@@ -58,12 +71,28 @@ class Settings(BaseSettings):
 
 
 def load_settings(secrets_dir: Path | None = None) -> Settings:
-    """Settings from the environment, plus secret files when ``secrets_dir`` exists."""
+    """Settings from the environment, plus secret files when ``secrets_dir`` exists.
+
+    A bad value is a ``ConfigError`` naming its variable, never echoing the value.
+    """
     if secrets_dir is None:
         import os
 
         env_dir = os.environ.get("REVSYNC_SECRETS_DIR")
         secrets_dir = Path(env_dir) if env_dir else None
-    if secrets_dir is not None and secrets_dir.is_dir():
-        return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
-    return Settings()
+    try:
+        if secrets_dir is not None and secrets_dir.is_dir():
+            return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
+        return Settings()
+    except ValidationError as exc:
+        problems = [
+            f"REVSYNC_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+            + (f" (hint: {hint})" if (hint := _description(error["loc"])) else "")
+            for error in exc.errors()
+        ]
+        raise ConfigError(f"{len(problems)} bad setting(s)", problems) from None
+
+
+def _description(loc: tuple[int | str, ...]) -> str:
+    field = Settings.model_fields.get(str(loc[0])) if loc else None
+    return (field.description or "") if field is not None else ""

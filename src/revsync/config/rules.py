@@ -1,0 +1,135 @@
+"""Value rules of the mapping file that a plain type cannot say: zones, times, URLs, regions.
+
+Each is an annotated type (``TimeZoneName``, ``ClockTime``, ``WebUrl``, …) so that
+``mapping.py`` states a field's rule in its annotation and pydantic reports a failure at
+that field's key path.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import re
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, get_args
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BeforeValidator
+
+EXPORT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+"""What a file source reads (see ``rows.file_format``)."""
+
+
+class LocatedValueError(ValueError):
+    """A model-level problem that belongs to keys below the model (cross-block rules).
+
+    ``problems`` holds ``(key path below the model, message)`` pairs; the loader reports
+    each at its own line.
+    """
+
+    def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]) -> None:
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
+@functools.cache
+def _zones() -> frozenset[str]:
+    from zoneinfo import available_timezones
+
+    return frozenset(available_timezones())
+
+
+def _zone(value: str) -> str:
+    if value in _zones():
+        return value
+    if len(value) > 64 or not value.isprintable():
+        raise ValueError("not an IANA time zone name (those look like America/New_York)")
+    inside = sorted(zone for zone in _zones() if zone.startswith(f"{value}/"))
+    if inside:
+        raise ValueError(f"{value!r} is a region, not a zone; name one, e.g. {inside[0]}")
+    close = difflib.get_close_matches(value, sorted(_zones()), n=1)
+    hint = f"; did you mean {close[0]}?" if close else " (e.g. America/New_York, UTC)"
+    raise ValueError(f"unknown IANA time zone {value!r}{hint}")
+
+
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):[0-5]\d(:[0-5]\d)?$")
+
+
+def _clock(value: Any) -> Any:
+    if value is None or isinstance(value, time):
+        return value
+    if isinstance(value, str) and _CLOCK.match(value):
+        return value
+    raise ValueError('a local time as a quoted "HH:MM" string, e.g. "17:00"')
+
+
+def _url(value: str) -> str:
+    try:
+        parts = urlsplit(value)
+        port_ok = parts.port is None or parts.port > 0
+    except ValueError:
+        parts, port_ok = None, False
+    if (
+        parts is None
+        or not port_ok
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() for c in value)
+    ):
+        raise ValueError("an http:// or https:// URL with a host, e.g. https://api.example.com")
+    return value
+
+
+def _region(value: str) -> str:
+    import phonenumbers
+
+    region = value.upper()
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        raise ValueError(
+            f"{value!r} is not a 2-letter region phonenumbers knows (e.g. US, GB, DE); "
+            "numbers without a country code are read in this region"
+        )
+    return region
+
+
+def _pattern(regex: str, example: str) -> Any:
+    compiled = re.compile(regex)
+
+    def check(value: str) -> str:
+        if not compiled.match(value):
+            raise ValueError(f"looks like {example}")
+        return value
+
+    return check
+
+
+def _export_path(value: Path) -> Path:
+    if "\0" in str(value):
+        raise ValueError("a path cannot contain a NUL character")
+    if value.suffix.lower() not in EXPORT_SUFFIXES:
+        raise ValueError(f"unknown file type {value.suffix!r}; use .csv or .jsonl")
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_zone)]
+ClockTime = Annotated[time, BeforeValidator(_clock)]
+WebUrl = Annotated[str, AfterValidator(_url)]
+PhoneRegion = Annotated[str, AfterValidator(_region)]
+SalesforceApiVersion = Annotated[str, AfterValidator(_pattern(r"^\d{2,3}\.\d$", '"59.0"'))]
+GraphApiVersion = Annotated[str, AfterValidator(_pattern(r"^v\d{1,3}\.\d{1,2}$", '"v26.0"'))]
+ExportPath = Annotated[Path, AfterValidator(_export_path)]
+
+
+def no_bool_numbers(cls: Any, data: Any) -> Any:
+    """``true``/``false`` where a number belongs fails as text (pydantic would read 1/0)."""
+    if not isinstance(data, dict):
+        return data
+    out = dict(data)
+    for name, value in data.items():
+        field = cls.model_fields.get(name) if isinstance(name, str) else None
+        if isinstance(value, bool) and field is not None:
+            kinds = {field.annotation, *get_args(field.annotation)}
+            if kinds & {int, float} and bool not in kinds:
+                out[name] = str(value).lower()
+    return out
