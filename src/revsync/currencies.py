@@ -1,4 +1,4 @@
-"""ISO 4217 active currency codes."""
+"""ISO 4217 active currency codes and their minor units."""
 
 ISO_4217 = frozenset(
     """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD
@@ -10,3 +10,16 @@ ISO_4217 = frozenset(
     TMT TND TOP TRY TTD TWD TZS UAH UGX USD UYU UZS VES VND VUV WST XAF XCD XCG XOF XPF YER
     ZAR ZMW ZWG""".split()
 )
+
+_ZERO_DECIMALS = frozenset(
+    "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split()
+)
+_THREE_DECIMALS = frozenset("BHD IQD JOD KWD LYD OMR TND".split())
+
+
+def minor_units(code: str) -> int:
+    """Digits after the decimal point of a currency (ISO 4217 minor unit): JPY 0, KWD 3,
+    most others 2."""
+    if code in _ZERO_DECIMALS:
+        return 0
+    return 3 if code in _THREE_DECIMALS else 2

@@ -13,7 +13,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, TextIO, cast
 
 MASK = "***"
 _PII_COLUMN = re.compile(r"e-?mail|phone|mobile", re.IGNORECASE)
@@ -67,9 +67,9 @@ def _owner_only(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
 
 
-def open_private(path: Path, mode: str = "w", **kwargs: Any) -> IO[Any]:
-    """``open`` that creates the file readable and writable by its owner only."""
-    return open(path, mode, opener=_owner_only, **kwargs)
+def open_private(path: Path, mode: str = "w", **kwargs: Any) -> TextIO:
+    """``open`` (text) that creates the file readable and writable by its owner only."""
+    return cast(TextIO, open(path, mode, opener=_owner_only, **kwargs))
 
 
 def create_private(path: Path) -> None:

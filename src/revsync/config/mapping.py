@@ -108,6 +108,17 @@ class FileSource(SourceBase):
         default_factory=list,
         description="Stages that mean won when the export has no `status` column.",
     )
+    fields: list[str] = Field(
+        default_factory=list,
+        description="Extra export columns kept as deal fields (names match case-insensitively);"
+        " other unknown columns are not stored.",
+    )
+    max_amount: int = Field(
+        1_000_000_000_000,
+        gt=0,
+        le=10**13,
+        description="Largest believable deal amount; a row above it is quarantined.",
+    )
 
 
 class ApiSource(SourceBase):

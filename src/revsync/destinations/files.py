@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from revsync.destinations.base import ApiRequest
 from revsync.domain import OutcomeStatus, UploadOutcome
+from revsync.privacy import open_private
 
 if TYPE_CHECKING:
     from revsync.checks import CheckResult
@@ -35,7 +36,7 @@ class FileTransport:
         """Append one ``{"endpoint", "body"}`` line (a subclass writes a body of its own)."""
         if self._handle is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("a", encoding="utf-8")
+            self._handle = open_private(self.path, "a", encoding="utf-8")
         line = {"endpoint": endpoint, "body": body}
         self._handle.write(json.dumps(line, separators=(",", ":"), sort_keys=True) + "\n")
         self._handle.flush()

@@ -6,11 +6,14 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from revsync.config.mapping import ApiSource
-from revsync.domain import Deal, Quarantined
+from revsync.currencies import minor_units
+from revsync.domain import Deal, DealStatus, Quarantined
+from revsync.rows import RowError
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +60,37 @@ def place_date(day: date, zone: str, close_time: time | None, now: datetime) -> 
     ``now``."""
     local = datetime.combine(day, close_time or END_OF_DAY, tzinfo=ZoneInfo(zone))
     return min(local.astimezone(UTC), now)
+
+
+def checked_amount(amount: Decimal, currency: str, limit: int | Decimal) -> Decimal:
+    """``amount`` rounded (half up) to ``currency``'s minor unit; ``RowError`` unless it is
+    finite, not negative and at most ``limit``."""
+    if not amount.is_finite():
+        raise RowError("amount", f"{amount} is not a finite number")
+    if amount < 0:
+        raise RowError("amount", f"{amount:.6g} is negative")
+    if amount > limit:
+        raise RowError(
+            "amount", f"{amount:.6g} is above the largest believable amount ({limit:,}; max_amount)"
+        )
+    return amount.quantize(Decimal(1).scaleb(-minor_units(currency)), rounding=ROUND_HALF_UP)
+
+
+def unsendable_won(
+    status: DealStatus, amount: Decimal, closed: date | datetime | None, zone: str, now: datetime
+) -> RowError | None:
+    """Why a won deal must not be uploaded (worth 0, or closing after the run's time in the
+    account's ``zone``), or ``None``."""
+    if status is not DealStatus.WON:
+        return None
+    if amount == 0:
+        return RowError("amount", "a won deal worth 0 is not uploaded")
+    if isinstance(closed, datetime):
+        future = closed > now
+    else:
+        future = closed is not None and closed > now.astimezone(ZoneInfo(zone)).date()
+    if future:
+        when = closed.isoformat() if closed is not None else ""
+        return RowError("close_date", f"{when} is after the run's time; a won deal is uploaded "
+                        "once it has closed")  # fmt: skip
+    return None

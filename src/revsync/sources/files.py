@@ -5,12 +5,20 @@ Columns: ``deal_id`` (required), ``status`` (won/lost/open) or ``stage`` with th
 ``close_time`` in its ``timezone``, or a date-time with offset), ``modified_at``,
 ``pipeline``, ``owner``; per contact ``contact_id``, ``email``, ``phone``, ``is_primary``;
 click IDs written on the CRM record: ``gclid``, ``gbraid``, ``wbraid``, ``fbclid``,
-``ga_client_id``. Extra columns are kept as deal fields.
+``ga_client_id``. Column names are case-insensitive; of the other columns only those the
+mapping's ``fields`` names are kept (as deal fields), the rest is never stored.
+
+A row that cannot be read, or a deal with a bad value, is quarantined with its row number
+and the rest goes on. Rows of one deal that disagree on the deal's own columns are
+versions: the newest ``modified_at`` wins and the older are quarantined; without a newest,
+the deal is quarantined. Amounts are finite, at most ``max_amount`` and rounded to the
+currency's minor unit; a won deal worth 0 or closing after the run's time is quarantined.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -24,17 +32,17 @@ from revsync.currencies import ISO_4217
 from revsync.destinations.pii import InvalidIdentifier, hash_person
 from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes, Quarantined
 from revsync.errors import ConfigError
+from revsync.privacy import mask_text
 from revsync.rows import (
     RowError,
     boolean,
     date_or_timestamp,
     decimal,
-    file_format,
     read_rows,
     text,
     timestamp,
 )
-from revsync.sources.base import DealPage, place_date
+from revsync.sources.base import DealPage, checked_amount, place_date, unsendable_won
 
 if TYPE_CHECKING:
     from revsync.checks import CheckResult
@@ -55,11 +63,23 @@ def close_moment(value: date | datetime, config: FileSource, now: datetime) -> d
 
 
 @dataclass
-class _DealDraft:
-    first_row: int
+class _Version:
+    """The rows of one deal that agree on its deal-level columns."""
+
+    rows: list[int]
     header: dict[str, Any]
     contacts: dict[str, Contact] = field(default_factory=dict)
     problems: list[Quarantined] = field(default_factory=list)
+
+
+_DEAL_COLUMNS = ("status", "stage", "amount", "currency", "close_date", "modified_at",
+                 "pipeline", "owner")  # fmt: skip
+_ID_LIMIT = 64  # the store's deal and contact ID columns
+_TEXT_LIMIT = 255  # stage, pipeline, owner: longer values are cut
+
+
+def _plain(value: Any) -> str:
+    return "" if value is None else value.strip() if isinstance(value, str) else repr(value)
 
 
 class FileDealSource:
@@ -80,8 +100,8 @@ class FileDealSource:
         problems: list[Quarantined] = []
         drafts, unreadable = self._drafts()
         problems.extend(unreadable)
-        for deal_id, draft in drafts.items():
-            deal = self._deal(deal_id, draft, now, problems)
+        for deal_id, versions in drafts.items():
+            deal = self._deal(deal_id, versions, now, problems)
             if deal is not None and (since is None or deal.modified_at >= since):
                 deals.append(deal)
         deals.sort(key=lambda d: (d.modified_at, d.id))
@@ -126,72 +146,146 @@ class FileDealSource:
             keys = ", ".join(sorted(columns & _MATCHABLE))
             yield ok("columns", f"needed columns present; matching on {keys}")
 
-    def _drafts(self) -> tuple[dict[str, _DealDraft], list[Quarantined]]:
-        drafts: dict[str, _DealDraft] = {}
+    def _drafts(self) -> tuple[dict[str, dict[tuple[str, ...], _Version]], list[Quarantined]]:
+        drafts: dict[str, dict[tuple[str, ...], _Version]] = {}
         problems: list[Quarantined] = []
+        kept = tuple(name.lower() for name in self.config.fields)
         for number, row in read_rows(self.config.path):
             if isinstance(row, RowError):
                 problems.append(self._problem(f"row {number}", row.field, str(row), number))
                 continue
-            deal_id = text(row, "deal_id")
-            if deal_id is None:
-                problems.append(self._problem(f"row {number}", "deal_id", "is required", number))
-                continue
-            draft = drafts.setdefault(deal_id, _DealDraft(first_row=number, header=row))
-            contact_id = text(row, "contact_id")
-            if contact_id is None:
-                continue
             try:
-                hashes = hash_person(
-                    text(row, "email"), text(row, "phone"), self.default_phone_region
-                )
-            except InvalidIdentifier as exc:
-                name, _, reason = str(exc).partition(": ")
-                draft.problems.append(
-                    Quarantined("contact", contact_id, name, reason, self.name, {"row": number})
-                )
-                hashes = PersonHashes()
-            try:
-                clicks = _click_ids(row)
-                primary = bool(boolean(row, "is_primary"))
+                deal_id = text(row, "deal_id", required=True)
+                assert deal_id is not None
+                if len(deal_id) > _ID_LIMIT:
+                    raise RowError("deal_id", f"is longer than {_ID_LIMIT} characters")
             except RowError as exc:
-                draft.problems.append(
-                    Quarantined(
-                        "contact", contact_id, exc.field, str(exc), self.name, {"row": number}
-                    )
-                )
-                clicks, primary = ClickIds(), False
-            draft.contacts[contact_id] = Contact(contact_id, hashes, primary, clicks)
+                problems.append(self._problem(f"row {number}", exc.field, str(exc), number))
+                continue
+            key = tuple(_plain(row.get(name)) for name in (*_DEAL_COLUMNS, *kept))
+            versions = drafts.setdefault(deal_id, {})
+            if versions and not any(key):  # a contact row that leaves the deal's columns blank
+                key = next(iter(versions))
+            version = versions.setdefault(key, _Version([], row))
+            version.rows.append(number)
+            self._contact(row, number, version)
         return drafts, problems
 
+    def _contact(self, row: dict[str, Any], number: int, version: _Version) -> None:
+        try:
+            contact_id = text(row, "contact_id")
+            if contact_id is not None and len(contact_id) > _ID_LIMIT:
+                raise RowError("contact_id", f"is longer than {_ID_LIMIT} characters")
+        except RowError as exc:
+            version.problems.append(self._problem(f"row {number}", exc.field, str(exc), number))
+            return
+        if contact_id is None:
+            return
+        problem = None
+        try:
+            hashes = hash_person(text(row, "email"), text(row, "phone"), self.default_phone_region)
+        except (InvalidIdentifier, RowError) as exc:
+            name, _, reason = str(exc).partition(": ")
+            problem = (name, reason)
+            hashes = PersonHashes()
+        if problem is not None:
+            version.problems.append(
+                Quarantined("contact", contact_id, *problem, self.name, {"row": number})
+            )
+        try:
+            clicks = _click_ids(row)
+            primary = bool(boolean(row, "is_primary"))
+        except RowError as exc:
+            version.problems.append(
+                Quarantined(
+                    "contact", contact_id, exc.field, mask_text(exc.reason), self.name,
+                    {"row": number},
+                )
+            )  # fmt: skip
+            clicks, primary = ClickIds(), False
+        version.contacts[contact_id] = Contact(contact_id, hashes, primary, clicks)
+
+    def _winner(
+        self, deal_id: str, versions: dict[tuple[str, ...], _Version], problems: list[Quarantined]
+    ) -> _Version | None:
+        """The one version of a deal to use: the newest ``modified_at``; the older ones
+        are quarantined. Versions that tie quarantine the deal."""
+        if len(versions) == 1:
+            return next(iter(versions.values()))
+        dated: list[tuple[datetime | None, _Version]] = []
+        for version in versions.values():
+            try:
+                dated.append((timestamp(version.header, "modified_at"), version))
+            except RowError:
+                dated.append((None, version))
+        newest = max((moment for moment, _ in dated if moment is not None), default=None)
+        top = [version for moment, version in dated if moment == newest]
+        if len(top) > 1:
+            first, second = top[0], top[1]
+            differ = [
+                name for name in sorted({*first.header, *second.header})
+                if name not in ("contact_id", "email", "phone", "is_primary")
+                and _plain(first.header.get(name)) != _plain(second.header.get(name))
+            ]  # fmt: skip
+            reason = (
+                f"rows {first.rows[0]} and {second.rows[0]} disagree on {', '.join(differ)} "
+                "with no newer modified_at; the deal is left out"
+            )
+            field_name = differ[0] if differ else "deal_id"
+            problems.append(self._problem(deal_id, field_name, reason, first.rows[0]))
+            return None
+        winner = top[0]
+        for _, version in dated:
+            if version is not winner:
+                reason = (f"row {version.rows[0]} is an older version of this deal than row "
+                          f"{winner.rows[0]} (modified_at); ignored")  # fmt: skip
+                problems.append(self._problem(deal_id, "modified_at", reason, version.rows[0]))
+        return winner
+
     def _deal(
-        self, deal_id: str, draft: _DealDraft, now: datetime, problems: list[Quarantined]
+        self,
+        deal_id: str,
+        versions: dict[tuple[str, ...], _Version],
+        now: datetime,
+        problems: list[Quarantined],
     ) -> Deal | None:
-        row = draft.header
-        problems.extend(draft.problems)
+        version = self._winner(deal_id, versions, problems)
+        if version is None:
+            return None
+        row = version.header
+        problems.extend(version.problems)
         try:
             status = self._status(row)
             amount = decimal(row, "amount")
             if status is DealStatus.WON and amount is None:
                 raise RowError("amount", "a won deal needs an amount")
-            if amount is not None and amount < 0:
-                raise RowError("amount", f"{amount} is negative")
             currency = (text(row, "currency") or "").upper()
             if currency not in ISO_4217:
-                raise RowError("currency", f"{currency or '(empty)'} is not an ISO 4217 code")
+                raise RowError(
+                    "currency", f"{(currency or '(empty)')[:20]} is not an ISO 4217 code"
+                )
+            if amount is not None:
+                amount = checked_amount(amount, currency, self.config.max_amount)
             closed = date_or_timestamp(row, "close_date")
             if status is DealStatus.WON and closed is None:
                 raise RowError("close_date", "a won deal needs a close date")
+            unsendable = unsendable_won(
+                status, amount or Decimal(0), closed, self.config.timezone or "UTC", now
+            )
+            if unsendable is not None:
+                raise unsendable
             modified = timestamp(row, "modified_at") or now
             clicks = (
                 _click_ids(row)
                 if "contact_id" not in row or not row.get("contact_id")
                 else ClickIds()
             )
+            fields = self._fields(row)
+            stage, pipeline, owner = (_cut(text(row, n)) for n in ("stage", "pipeline", "owner"))
         except RowError as exc:
-            problems.append(self._problem(deal_id, exc.field, str(exc), draft.first_row))
+            problems.append(self._problem(deal_id, exc.field, str(exc), version.rows[0]))
             return None
-        contacts = sorted(draft.contacts.values(), key=lambda c: (not c.is_primary, c.crm_id))
+        contacts = sorted(version.contacts.values(), key=lambda c: (not c.is_primary, c.crm_id))
         return Deal(
             source=self.name,
             id=deal_id,
@@ -200,13 +294,24 @@ class FileDealSource:
             currency=currency,
             close_at=close_moment(closed, self.config, now) if closed is not None else None,
             modified_at=modified,
-            stage=text(row, "stage"),
-            pipeline=text(row, "pipeline"),
-            owner=text(row, "owner"),
+            stage=stage,
+            pipeline=pipeline,
+            owner=owner,
             contacts=tuple(contacts),
             click_ids=clicks,
-            fields={k: str(v) for k, v in row.items() if k not in _KNOWN and v not in (None, "")},
+            fields=fields,
         )
+
+    def _fields(self, row: dict[str, Any]) -> dict[str, str]:
+        """The extra columns the mapping names (case-insensitive), under its spelling."""
+        fields = {}
+        for name in self.config.fields:
+            value = row.get(name.lower())
+            if isinstance(value, list | dict):
+                raise RowError(name.lower(), "must be text, not a JSON array or object")
+            if value is not None and value != "":
+                fields[name] = value.strip() if isinstance(value, str) else json.dumps(value)
+        return fields
 
     def _status(self, row: dict[str, Any]) -> DealStatus:
         raw = text(row, "status")
@@ -221,7 +326,7 @@ class FileDealSource:
         return DealStatus.WON if stage in self.config.won_stages else DealStatus.OPEN
 
     def _problem(self, record: str, field_name: str, reason: str, number: int) -> Quarantined:
-        reason = reason.removeprefix(f"{field_name}: ")
+        reason = mask_text(reason.removeprefix(f"{field_name}: "))
         return Quarantined("deal", record, field_name, reason, self.name, {"row": number})
 
 
@@ -232,18 +337,22 @@ _MATCHABLE = frozenset(
 
 
 def _columns(path: Path) -> set[str]:
-    """The header of a CSV, or the keys of a JSONL file's first 100 rows."""
-    fmt = file_format(path)
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        if fmt == "csv":
-            return {c.strip() for c in next(csv.reader(handle), [])}
+    """The header of a CSV, or the keys of a JSONL file's first 100 rows (folded)."""
+    reader = read_rows(path)
+    if reader.fmt == "csv":
+        reader.close()
+        return set(reader.columns)
     columns: set[str] = set()
-    for number, row in read_rows(path):
+    for number, row in reader:
         if isinstance(row, dict):
             columns |= set(row)
         if number >= 100:
             break
     return columns
+
+
+def _cut(value: str | None) -> str | None:
+    return value[:_TEXT_LIMIT] if value else value
 
 
 def _click_ids(row: dict[str, Any]) -> ClickIds:

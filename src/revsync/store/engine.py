@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from revsync.errors import ConfigError, PermanentError, TransientError
+from revsync.privacy import create_private
 
 if TYPE_CHECKING:  # Alembic is imported when migrations are looked at, not by every process
     from alembic.config import Config
@@ -26,8 +27,9 @@ def create_store_engine(url: str) -> Engine:
         raise ConfigError("REVSYNC_DATABASE_URL is not a valid SQLAlchemy URL") from None
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
-        if database and database != ":memory:":
+        if database and database != ":memory:" and not database.startswith("file:"):
             Path(database).parent.mkdir(parents=True, exist_ok=True)
+            create_private(Path(database))  # SQLite gives -wal and -shm the same mode
         engine = create_engine(parsed, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
