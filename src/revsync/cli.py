@@ -117,8 +117,9 @@ def _settings(database_url: str | None = None, config: Path | None = None) -> Se
 def _fail_config(exc: ConfigError) -> typer.Exit:
     from rich.markup import escape
 
-    for problem in exc.problems:  # escaped: a problem quotes the file's own text
-        err.print(f"[red]error[/red] {escape(problem)}", highlight=False, soft_wrap=True)
+    for problem in exc.problems:  # escaped: a problem quotes the file's text; no ":100:" emoji
+        err.print(f"[red]error[/red] {escape(problem)}", highlight=False, soft_wrap=True,
+                  emoji=False)  # fmt: skip
     return typer.Exit(EXIT_CONFIG)
 
 
@@ -544,9 +545,8 @@ def config_validate(
         mapping = load_config(path)
     except ConfigError as exc:
         raise _fail_config(exc) from None
-    out.print(
-        f"{path}: OK — {len(mapping.sources)} source(s), {len(mapping.destinations)} destination(s)"
-    )
+    counts = f"{len(mapping.sources)} source(s), {len(mapping.destinations)} destination(s)"
+    out.print(f"{path}: OK — {counts}", markup=False, emoji=False, highlight=False)
 
 
 @app.command()

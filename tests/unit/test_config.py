@@ -57,7 +57,7 @@ def test_every_problem_names_line_key_path_and_hint(tmp_path: Path) -> None:
 
 def test_unknown_block_type_lists_the_choices(tmp_path: Path) -> None:
     (problem,) = problems(tmp_path, "sources:\n  - name: crm\n    type: pipedrive\n")
-    assert ":2: sources[0]" in problem
+    assert ":3: sources[0].type" in problem
     assert "'file', 'salesforce', 'hubspot'" in problem
 
 

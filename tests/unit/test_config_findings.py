@@ -131,10 +131,21 @@ FINDINGS: dict[str, tuple[Callable[[Path], tuple[bytes, int]], str, str]] = {
     "duplicate_yaml_key": (
         swap("  default_phone_region: US", "  default_phone_region: US\n  lookback_days: 30", 1),
         "matching.lookback_days: duplicate key (first at line", "keep one"),
-    # found by tests/unit/test_config_fuzz.py: rich markup in a quoted value
+    # found by tests/unit/test_config_fuzz.py and the property tests
     "markup_in_a_quoted_value": (
         swap("sources: []   ", 'sources: ["[/red]"]'),
         "destinations[0].sources[0]", "unknown source '[/red]'"),
+    "a_problem_at_line_100_is_not_an_emoji": (
+        lambda folder: (("\n" * 99 + "bogus: 1\nsources: []\n").encode(), 100),
+        "bogus", "Extra inputs are not permitted"),
+    "an_impossible_date": (
+        swap("start_date: null", "start_date: 2026-13-01"),
+        "start_date", "not a valid timestamp value"),
+    "a_core_tag_on_the_wrong_text": (
+        swap("version: 1", "version: !!int one"), "version", "not a valid int value"),
+    "version_true": (swap("version: 1", "version: true"), "version", "Input should be 1"),
+    "a_bad_block_type_at_its_type_line": (
+        swap("    type: ga4", "    type: ga5"), "destinations[1].type", "'google_ads', 'ga4'"),
 }  # fmt: skip
 
 

@@ -54,6 +54,8 @@ def _describe(path: Path, document: CommentedMap, error: Any) -> list[str]:
     cause = error.get("ctx", {}).get("error")
     if isinstance(cause, LocatedValueError):  # a rule across blocks: each at its own key
         located = [(tuple(error["loc"]) + loc, message) for loc, message in cause.problems]
+    elif error["type"] == "union_tag_invalid":  # at the block's `type:` line
+        located = [((*error["loc"], "type"), error["msg"])]
     else:
         located = [(tuple(error["loc"]), error["msg"])]
     out = []

@@ -25,6 +25,7 @@ from ruamel.yaml.events import (
     NodeEvent,
     ScalarEvent,
 )
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from revsync.errors import ConfigError
 
@@ -56,6 +57,8 @@ def read_document(path: Path) -> CommentedMap:
         raise ConfigError(_marked(path, exc)) from None
     except YAMLError as exc:  # unmarked: the problem is the file as a whole
         raise ConfigError(f"{path}:1: invalid YAML: {type(exc).__name__}") from None
+    except (ValueError, TypeError, ArithmeticError):  # a scalar ruamel cannot build
+        raise ConfigError(_unbuildable(path, text)) from None
     if not isinstance(document, CommentedMap):
         raise ConfigError(f"{path}:1: the mapping file must be a YAML mapping (key: value)")
     return document
@@ -215,6 +218,32 @@ def _check_events(path: Path, text: str) -> None:
         raise ConfigError(_marked(path, exc)) from None
     except YAMLError as exc:
         raise ConfigError(f"{path}:1: invalid YAML: {type(exc).__name__}") from None
+
+
+def _unbuildable(path: Path, text: str) -> str:
+    """Which scalar failed to build (``2026-13-01``, ``!!int x``): its line and key path,
+    never its value."""
+    yaml = YAML(typ="rt")
+    todo: list[tuple[Node, list[str | int]]] = [(yaml.compose(text), [])]
+    seen: set[int] = set()  # an alias is the same node: visit it once
+    while todo:
+        node, keys = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            todo += [(v, [*keys, k.value if isinstance(k, ScalarNode) else "?"])
+                     for k, v in node.value]  # fmt: skip
+        elif isinstance(node, SequenceNode):
+            todo += [(v, [*keys, i]) for i, v in enumerate(node.value)]
+        elif isinstance(node, ScalarNode):
+            try:
+                yaml.constructor.construct_object(node, deep=True)
+            except (ValueError, TypeError, ArithmeticError, YAMLError):
+                kind = str(node.tag).rsplit(":", 1)[-1]
+                where = format_key_path(keys) or "(top level)"
+                return f"{path}:{node.start_mark.line + 1}: {where}: not a valid {kind} value"
+    return f"{path}:1: invalid YAML: a value that cannot be read"
 
 
 def _marked(path: Path, exc: MarkedYAMLError) -> str:

@@ -12,7 +12,7 @@ import functools
 import re
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BeforeValidator
@@ -121,6 +121,16 @@ GraphApiVersion = Annotated[str, AfterValidator(_pattern(r"^v\d{1,3}\.\d{1,2}$",
 ExportPath = Annotated[Path, AfterValidator(_export_path)]
 
 
+def _numeric(annotation: Any) -> bool:
+    """int or float (optional or not), or a Literal of numbers such as ``version: 1``."""
+    kinds = {annotation, *get_args(annotation)}
+    if get_origin(annotation) is Literal:
+        return all(
+            isinstance(k, int | float) and not isinstance(k, bool) for k in kinds - {annotation}
+        )
+    return bool(kinds & {int, float}) and bool not in kinds
+
+
 def no_bool_numbers(cls: Any, data: Any) -> Any:
     """``true``/``false`` where a number belongs fails as text (pydantic would read 1/0)."""
     if not isinstance(data, dict):
@@ -128,8 +138,6 @@ def no_bool_numbers(cls: Any, data: Any) -> Any:
     out = dict(data)
     for name, value in data.items():
         field = cls.model_fields.get(name) if isinstance(name, str) else None
-        if isinstance(value, bool) and field is not None:
-            kinds = {field.annotation, *get_args(field.annotation)}
-            if kinds & {int, float} and bool not in kinds:
-                out[name] = str(value).lower()
+        if isinstance(value, bool) and field is not None and _numeric(field.annotation):
+            out[name] = str(value).lower()
     return out
