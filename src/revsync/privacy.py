@@ -17,22 +17,26 @@ from typing import Any, TextIO, cast
 
 MASK = "***"
 _PII_COLUMN = re.compile(r"e-?mail|phone|mobile", re.IGNORECASE)
-_EMAIL_LIKE = re.compile(r"[^\s,;<>()\[\]\"'`]*(?:@|%40)[^\s,;<>()\[\]\"'`]*")
-_PHONE_LIKE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().\-/]{5,}\d(?![\w.:])")
-_DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_WORD_CHAR = r"[^\s,;<>()\[\]\"'`]"
+# Both patterns start only where a token or run starts, so they stay linear in the text.
+_EMAIL_LIKE = re.compile(rf"(?<!{_WORD_CHAR}){_WORD_CHAR}*(?:@|%40){_WORD_CHAR}*")
+_PHONE_RUN = re.compile(r"(?<![\w.])[+(]?[0-9][0-9\s().\-/]*+")
+_DATE_LIKE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _phone(match: re.Match[str]) -> str:
     found = match.group()
-    digits = sum(c.isdigit() for c in found)
-    return found if digits < 7 or _DATE_LIKE.fullmatch(found.strip()) else MASK
+    number = found.rstrip(" \t\r\n.-/()")
+    if sum(c.isdigit() for c in number) < 7 or _DATE_LIKE.match(number):
+        return found
+    return MASK + found[len(number) :]
 
 
 def mask_text(value: str) -> str:
     """``value`` with email-like and phone-like parts replaced by ``***``."""
     if "@" in value or "%40" in value:
         value = _EMAIL_LIKE.sub(MASK, value)
-    return _PHONE_LIKE.sub(_phone, value)
+    return _PHONE_RUN.sub(_phone, value)
 
 
 def is_pii_column(name: str) -> bool:

@@ -185,6 +185,7 @@ _SHOPPING_SITES = frozenset(["amazon", "ebay", "etsy", "shopify", "walmart", "go
 _PAID_MEDIUM = re.compile(r"^(.*cp.*|ppc|retargeting|paid.*)$")
 _DISPLAY_MEDIUM = frozenset({"display", "banner", "expandable", "interstitial", "cpm"})
 _EMAIL = re.compile(r"email|e-mail|e_mail|e mail")
+_VALUE_LIMIT = 255
 
 
 def channel_of(
@@ -193,7 +194,11 @@ def channel_of(
     campaign: str | None,
     rules: Sequence[ChannelRule] = (),
 ) -> str:
-    """The channel of a session: the first matching admin rule, else GA4's default group."""
+    """The channel of a session: the first matching admin rule, else GA4's default group.
+
+    Only the first 255 characters of each value count (the store keeps no more, and the
+    patterns stay linear)."""
+    source, medium, campaign = (v[:_VALUE_LIMIT] if v else v for v in (source, medium, campaign))
     for rule in rules:
         if _rule_matches(rule, source, medium, campaign):
             return rule.channel

@@ -44,6 +44,7 @@ from revsync.domain import PersonHashes
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _GMAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com"})
+_EMAIL_LIMIT = 254  # RFC 5321's longest address; also keeps the pattern linear
 
 
 class InvalidIdentifier(ValueError):
@@ -59,6 +60,8 @@ def is_sha256_hex(value: str) -> bool:
 
 
 def _checked(email: str) -> str:
+    if len(email) > _EMAIL_LIMIT:
+        raise InvalidIdentifier(f"longer than {_EMAIL_LIMIT} characters")
     if not _EMAIL.match(email):
         raise InvalidIdentifier("not an email address")
     return email
