@@ -479,7 +479,11 @@ def _import(
     kind: str, file: Path, rejects: Path | None, config: Path | None, url: str | None
 ) -> None:
     settings = _settings(url, config)
-    mapping = _load(settings) if settings.config.exists() else RevsyncConfig(sources=[])
+    try:
+        present = settings.config.exists()
+    except (OSError, ValueError):  # a name too long to look up: the loader says so, exit 2
+        present = True
+    mapping = _load(settings) if present else RevsyncConfig(sources=[])
     engine = _engine(settings)
     try:
         if kind == "touchpoints":

@@ -144,6 +144,16 @@ FINDINGS: dict[str, tuple[Callable[[Path], tuple[bytes, int]], str, str]] = {
     "a_core_tag_on_the_wrong_text": (
         swap("version: 1", "version: !!int one"), "version", "not a valid int value"),
     "version_true": (swap("version: 1", "version: true"), "version", "Input should be 1"),
+    # found in review: accepted, then a crash at sync
+    "export_name_over_255_bytes": (
+        swap("path: deals.csv", "path: " + "d" * 300 + ".csv"),
+        "sources[0].path", "longer than 255 bytes"),
+    "output_dir_with_nul": (
+        swap("output_dir: out", 'output_dir: "out\\0"'),
+        "destinations[0].output_dir", "NUL character"),
+    "timeout_too_long_for_a_socket": (
+        swap("    timeout_seconds: 30\n    sources", "    timeout_seconds: 1e300\n    sources"),
+        "destinations[0].timeout_seconds", "less than or equal to 3600"),
     "a_bad_block_type_at_its_type_line": (
         swap("    type: ga4", "    type: ga5"), "destinations[1].type", "'google_ads', 'ga4'"),
 }  # fmt: skip
@@ -242,3 +252,17 @@ def test_what_the_rules_still_accept(tmp_path: Path) -> None:
         first.close_time,
     )
     assert config.matching.default_phone_region == "GB"
+
+
+def test_a_mapping_path_too_long_to_look_up_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found in review: ``import`` asked whether the file exists, and crashed on the answer."""
+    (tmp_path / "ids.csv").write_text("visitor_id,observed_at,email\n")
+    monkeypatch.setenv("REVSYNC_CONFIG", str(tmp_path / ("m" * 300 + ".yaml")))
+    url = f"sqlite:///{tmp_path / 'revsync.db'}"
+    for command in (["import", "identities", str(tmp_path / "ids.csv"), "--database-url", url],
+                    ["config", "validate"], ["sync", "--database-url", url]):  # fmt: skip
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, (command, result.output, result.exception)
+        assert "File name too long" in result.output

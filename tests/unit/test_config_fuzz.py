@@ -30,7 +30,7 @@ _NUMBER_BAD = ["true", "-1", "ten", "[]", "{a: 1}", ".inf", ".nan", "99999999999
 BAD: dict[str, list[str]] = {
     "name": ["Bad Name", "''", "5", "'[/red]'", "x" * 41, "[a]"],
     "type": ["pipedrive", "5", "null", "'[b]'"],
-    "path": ["deals.xlsx", "deals", "'.'", "5"],
+    "path": ["deals.xlsx", "deals", "'.'", "5", "x" * 300 + ".csv", '"a\\0.csv"'],
     "timezone": ["America", "Nowhere/Land", "Z" * 300, "5", "Europe", "UTC+1", "'a\\0b'"],
     "close_time": ["1700", "'25:00'", "5pm", "true", "17:00:00:00", "'17:0'", "[17]"],
     "overlap_minutes": [*_NUMBER_BAD, "1.5", "1000000"],
@@ -50,8 +50,8 @@ BAD: dict[str, list[str]] = {
     "value_mode": ["half", "true"],
     "since": ["yesterday", "'2026-00-01'"],
     "batch_size": ["0", "true", "-5", "x"],
-    "timeout_seconds": ["0", "-1", "true", ".inf", SECRET],
-    "retry_budget_seconds": ["-1", "true", ".nan"],
+    "timeout_seconds": ["0", "-1", "true", ".inf", "1e300", SECRET],
+    "retry_budget_seconds": ["-1", "true", ".nan", "1e300"],
     "customer_id": ["abc", "'12a'", "[1]", SECRET],
     "login_customer_id": ["abc", "[1]"],
     "conversion_action": ["abc", "{}"],
@@ -78,7 +78,7 @@ BAD: dict[str, list[str]] = {
     "data_processing_state": ["x", "[1]"],
     "version": ["2", "'one'", "true"],
     "sources": ["5", "[5]", "{a: b}", "[nope]"],
-    "output_dir": ["[1]", "{}"],
+    "output_dir": ["[1]", "{}", '"a\\0b"', "o" * 256],
 }
 # validators on a whole block report at the block, not the key's own line
 _BLOCK_LEVEL = {"first_share", "last_share", "source", "medium", "campaign", "auth"}

@@ -164,10 +164,10 @@ def _file_problems(path: Path, document: CommentedMap, config: RevsyncConfig) ->
     found: list[tuple[tuple[str | int, ...], str]] = []
     for i, source in enumerate(config.sources):
         export = getattr(source, "path", None)
-        if isinstance(export, Path) and export.is_dir():
+        if isinstance(export, Path) and _kind(export) == "folder":
             found.append((("sources", i, "path"), f"{export} is a folder; name the export file"))
     for i, dest in enumerate(config.destinations):
-        if dest.output_dir.exists() and not dest.output_dir.is_dir():
+        if _kind(dest.output_dir) == "file":
             found.append(
                 (("destinations", i, "output_dir"), f"{dest.output_dir} is a file, not a folder")
             )
@@ -176,3 +176,14 @@ def _file_problems(path: Path, document: CommentedMap, config: RevsyncConfig) ->
         keys, line, _ = _locate(document, loc)
         out.append(f"{path}:{line}: {format_key_path(keys)}: {message}")
     return out
+
+
+def _kind(path: Path) -> str | None:
+    """folder, file, or None when absent or unreadable (the run that needs it will say)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    return "folder" if stat.S_ISDIR(mode) else "file"

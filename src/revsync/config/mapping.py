@@ -130,10 +130,10 @@ class ApiSource(SourceBase):
         description="Tries per call on 429, 5xx and connection errors (a read resumes).",
     )
     retry_initial_wait_seconds: float = Field(
-        1.0, ge=0, description="First backoff wait (doubles, with jitter) without Retry-After."
+        1.0, ge=0, le=3600, description="First backoff wait (doubles, jitter) without Retry-After."
     )
     retry_max_wait_seconds: float = Field(
-        60.0, ge=0, description="Longest single wait between tries, Retry-After included."
+        60.0, ge=0, le=3600, description="Longest wait between tries, Retry-After included."
     )
     reconcile_hours: int = Field(
         24,
@@ -160,7 +160,9 @@ class SalesforceSource(ApiSource):
         "refresh_token", description="OAuth flow; credentials come from REVSYNC_SALESFORCE_*."
     )
     api_version: rules.SalesforceApiVersion = Field("59.0", description='REST API version, "59.0".')
-    ca_bundle: Path | None = Field(None, description="CA bundle to trust instead of certifi.")
+    ca_bundle: rules.LocalPath | None = Field(
+        None, description="CA bundle to trust instead of certifi."
+    )
     won_field: str = Field("IsWon", description="Boolean Opportunity field that means won.")
     click_id_fields: dict[str, str] = Field(
         default_factory=dict,
@@ -194,9 +196,9 @@ class SalesforceSource(ApiSource):
         "(https://test.salesforce.com for a sandbox token URL), never the My Domain.",
     )
     page_size: int = Field(200, ge=1, le=2000, description="Deals per page (one transaction).")
-    timeout_seconds: float = Field(60.0, gt=0, description="Timeout of every API call.")
+    timeout_seconds: float = Field(60.0, gt=0, le=3600, description="Timeout of every API call.")
     bulk_poll_seconds: int = Field(
-        5, ge=0, description="Wait between Bulk API 2.0 job status polls."
+        5, ge=0, le=3600, description="Wait between Bulk API 2.0 job status polls."
     )
     fields: list[str] = Field(
         default_factory=list, description="Extra Opportunity fields kept on each deal."
@@ -304,9 +306,9 @@ class HubSpotSource(ApiSource):
     )
     page_size: int = Field(200, ge=1, le=200, description="Deals per search request.")
     searches_per_second: float = Field(
-        4.0, gt=0, description="Client-side limit on search requests (HubSpot allows ~5/s)."
+        4.0, ge=0.01, description="Client-side limit on search requests (HubSpot allows ~5/s)."
     )
-    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of every API call.")
+    timeout_seconds: float = Field(30.0, gt=0, le=3600, description="Timeout of every API call.")
     read_archived: bool = Field(
         True,
         description="List deleted (archived) deals each run so a deleted won deal counts as "
@@ -368,10 +370,10 @@ class DestinationBase(Named):
         None,
         description="Deals closed before this date are not planned here (default: start_date).",
     )
-    output_dir: Path = Field(
+    output_dir: rules.LocalPath = Field(
         Path("out"), description="Where the file transport writes request bodies (JSONL)."
     )
-    timeout_seconds: float = Field(30.0, gt=0, description="Timeout of every API call.")
+    timeout_seconds: float = Field(30.0, gt=0, le=3600, description="Timeout of every API call.")
     batch_size: int | None = Field(
         None, ge=1, description="Rows per request; default and maximum: the platform limit."
     )
@@ -381,6 +383,7 @@ class DestinationBase(Named):
     retry_budget_seconds: float = Field(
         300.0,
         ge=0,
+        le=86_400,
         description="Seconds a run may spend on batches that end in retries (429 storms, "
         "5xx bursts) before the rest waits for the next run; 0: no limit.",
     )
@@ -418,7 +421,7 @@ class GoogleAdsDestination(DestinationBase):
     token_uri: rules.WebUrl = Field(
         "https://oauth2.googleapis.com/token", description="OAuth 2 token endpoint."
     )
-    ca_bundle: Path | None = Field(None, description="CA bundle to trust (TLS).")
+    ca_bundle: rules.LocalPath | None = Field(None, description="CA bundle to trust (TLS).")
     validate_only: bool = Field(False, description="Dry run: Google validates, stores nothing.")
     file_format: Literal["ads_api", "data_manager"] = Field(
         "ads_api",

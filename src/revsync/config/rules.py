@@ -104,9 +104,16 @@ def _pattern(regex: str, example: str) -> Any:
     return check
 
 
-def _export_path(value: Path) -> Path:
+def _local_path(value: Path) -> Path:
     if "\0" in str(value):
         raise ValueError("a path cannot contain a NUL character")
+    if any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in value.parts):
+        raise ValueError("a file or folder name longer than 255 bytes")
+    return value
+
+
+def _export_path(value: Path) -> Path:
+    _local_path(value)
     if value.suffix.lower() not in EXPORT_SUFFIXES:
         raise ValueError(f"unknown file type {value.suffix!r}; use .csv or .jsonl")
     return value
@@ -119,6 +126,7 @@ PhoneRegion = Annotated[str, AfterValidator(_region)]
 SalesforceApiVersion = Annotated[str, AfterValidator(_pattern(r"^\d{2,3}\.\d$", '"59.0"'))]
 GraphApiVersion = Annotated[str, AfterValidator(_pattern(r"^v\d{1,3}\.\d{1,2}$", '"v26.0"'))]
 ExportPath = Annotated[Path, AfterValidator(_export_path)]
+LocalPath = Annotated[Path, AfterValidator(_local_path)]
 
 
 def _numeric(annotation: Any) -> bool:
