@@ -225,6 +225,7 @@ def _import(
     reader = read_rows(path)  # a file that cannot be read at all is refused here
     rejects = rejects or path.with_name(f"{path.stem}.rejects{path.suffix}")
     if rejects.is_dir():
+        reader.close()
         raise ConfigError(f"{rejects}: is a directory; give a file for the rejects")
     report = ImportReport()
     batch = _Batch(engine, store)
