@@ -154,3 +154,36 @@ def test_file_source_quarantines_or_reads_any_export(
     for page in pages:
         for deal in page.deals:
             assert deal.amount.is_finite() and deal.amount >= 0
+
+
+moments = st.datetimes(timezones=st.timezones()).map(lambda m: m.isoformat())
+deal_values = st.fixed_dictionaries({
+    "deal_id": st.text(min_size=1, max_size=70), "status": st.sampled_from(["won", "lost", "open", "?"]),
+    "amount": st.decimals().map(str) | st.floats().map(str) | st.text(max_size=8),
+    "currency": st.sampled_from(["USD", "JPY", "KWD", "usd", "XYZ", ""]),
+    "close_date": moments | st.dates().map(str) | st.text(max_size=12),
+    "modified_at": moments, "contact_id": st.text(max_size=70), "email": st.emails() | st.text(),
+})  # fmt: skip
+
+
+@FAST
+@given(rows=st.lists(deal_values, min_size=1, max_size=6), fmt=st.sampled_from(["csv", "jsonl"]))
+def test_file_source_with_any_values_keeps_only_sane_deals(
+    tmp_path_factory: Any, rows: list[dict[str, str]], fmt: str
+) -> None:
+    import csv
+
+    path = tmp_path_factory.mktemp("values") / f"deals.{fmt}"
+    with path.open("w", newline="", encoding="utf-8", errors="surrogatepass") as handle:
+        if fmt == "csv":
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        else:
+            handle.write("\n".join(json.dumps(row) for row in rows))
+    source = FileDealSource(FileSource(name="crm", type="file", path=path), "US")
+    for page in source.pages(None, NOW):
+        for deal in page.deals:
+            assert 0 <= deal.amount <= 10**12 and deal.amount == round(deal.amount, 3)
+            assert deal.status != "won" or (deal.amount > 0 and deal.close_at is not None
+                                             and deal.close_at <= NOW)  # fmt: skip
