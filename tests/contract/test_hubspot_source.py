@@ -543,3 +543,44 @@ def test_a_deal_with_more_associated_contacts_than_a_page_gets_them_all(
              if r.path.endswith("/associations/deals/contacts/batch/read")]  # fmt: skip
     assert [len(inputs) for inputs in reads] == [2, 1, 1]  # both deals, then big twice more
     assert all("after" in item for inputs in reads[1:] for item in inputs)
+
+
+def test_a_crm_deal_with_an_unbelievable_zero_or_future_won_amount_is_not_uploaded(
+    emu: HubSpotEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The amount rules hold for API sources as for exports: finite, at most max_amount,
+    rounded to the currency's minor unit; a won deal worth 0 or closing after the run is
+    quarantined. Before, 1e20 was sent to Google and JPY 100.999 went unrounded."""
+    monkeypatch.setenv("REVSYNC_HUBSPOT_ACCESS_TOKEN", TOKEN)
+    won = {"dealstage": "closedwon", "closedate": T0 - timedelta(hours=2)}
+    ids = {}
+    for name, amount, extra in (
+        ("huge", "1e20", {}), ("zero", "0", {}), ("yen", "100.999", {"deal_currency_code": "JPY"}),
+        ("future", "50", {"closedate": T0 + timedelta(days=2)}), ("good", "2400", {}),
+    ):  # fmt: skip
+        buyer = emu.add_contact(email=f"{name}@example.com", hs_google_click_id=f"{GCLID}{name}")
+        ids[name] = emu.add_deal(contacts=[buyer], **{**won, "amount": amount, **extra})
+    mapping = RevsyncConfig(
+        sources=[config(emu)],
+        privacy={"unknown_consent": "grant"},
+        destinations=[GoogleAdsDestination(
+            type="google_ads", name="gads", transport="file", customer_id="123-456-7890",
+            conversion_action="555", output_dir=tmp_path / "out",
+        )],
+    )  # fmt: skip
+    engine = open_store(f"sqlite:///{tmp_path}/x.db")
+    clock = lambda: T0 + timedelta(hours=1)  # noqa: E731
+    summary = SyncJob(
+        engine, mapping, build_sources(mapping, Settings()),
+        build_destinations(mapping, Settings(), clock), clock=clock,
+    ).run()  # fmt: skip
+
+    assert summary.status == "partial"
+    quarantined = {(q.record_id, q.field): q.reason for q in summary.quarantined}
+    assert set(quarantined) == {(ids["huge"], "amount"), (ids["zero"], "amount"),
+                                (ids["future"], "close_date")}  # fmt: skip
+    assert "max_amount" in quarantined[(ids["huge"], "amount")]
+    lines = (tmp_path / "out" / "gads.google_ads.jsonl").read_text().splitlines()
+    sent = {(c["currency_code"], c["conversion_value"])
+            for line in lines for c in json.loads(line)["body"]["conversions"]}  # fmt: skip
+    assert sent == {("JPY", 101.0), ("USD", 2400.0)}

@@ -97,6 +97,12 @@ class SourceBase(Named):
         le=525_600,
         description="Re-read this much before the watermark (CRM clocks drift); max a year.",
     )
+    max_amount: int = Field(
+        1_000_000_000_000,
+        gt=0,
+        le=10**13,
+        description="Largest believable deal amount; a won deal above it is quarantined.",
+    )
 
 
 class FileSource(SourceBase):
@@ -112,12 +118,6 @@ class FileSource(SourceBase):
         default_factory=list,
         description="Extra export columns kept as deal fields (names match case-insensitively);"
         " other unknown columns are not stored.",
-    )
-    max_amount: int = Field(
-        1_000_000_000_000,
-        gt=0,
-        le=10**13,
-        description="Largest believable deal amount; a row above it is quarantined.",
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Protocol
@@ -94,3 +94,24 @@ def unsendable_won(
         return RowError("close_date", f"{when} is after the run's time; a won deal is uploaded "
                         "once it has closed")  # fmt: skip
     return None
+
+
+def vetted(page: DealPage, limit: int | Decimal, now: datetime) -> DealPage:
+    """``page`` with each amount rounded to its currency's minor unit. A won deal whose
+    amount is not believable, worth 0 or closing after ``now`` is quarantined (never
+    uploaded); an open or lost deal keeps no unbelievable amount."""
+    deals, problems = [], list(page.quarantined)
+    for deal in page.deals:
+        won = deal.status is DealStatus.WON
+        try:
+            if deal.amount is not None:
+                deal = replace(deal, amount=checked_amount(deal.amount, deal.currency, limit))
+                if problem := unsendable_won(deal.status, deal.amount, deal.close_at, "UTC", now):
+                    raise problem
+        except RowError as bad:
+            if won:
+                problems.append(Quarantined("deal", deal.id, bad.field, bad.reason, deal.source))
+                continue
+            deal = replace(deal, amount=None)
+        deals.append(deal)
+    return replace(page, deals=tuple(deals), quarantined=tuple(problems))

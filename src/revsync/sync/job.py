@@ -36,7 +36,7 @@ from revsync.domain import (
 from revsync.errors import ConfigError, RevsyncError
 from revsync.matching.paths import visitor_paths
 from revsync.matching.resolve import resolve_journeys, with_details
-from revsync.sources.base import DealSource
+from revsync.sources.base import DealSource, vetted
 from revsync.store import queries
 from revsync.store.deals import won_deal_pages
 from revsync.store.leases import DEFAULT_TTL, Heartbeat, Lease, run_owner
@@ -266,7 +266,9 @@ class SyncJob:
         with self.engine.connect() as conn:
             watermark = queries.get_watermark(conn, source.name)
         done = 0
+        limit = next((b.max_amount for b in self.config.sources if b.name == source.name), 10**12)
         for page in source.pages(watermark, self.clock()):
+            page = vetted(page, limit, self.clock())
             with self.engine.begin() as conn:
                 lease.renew(conn)
                 self._store_deals(conn, page.deals)
