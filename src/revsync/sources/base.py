@@ -105,8 +105,9 @@ def vetted(page: DealPage, limit: int | Decimal, now: datetime) -> DealPage:
         won = deal.status is DealStatus.WON
         try:
             if deal.amount is not None:
-                deal = replace(deal, amount=checked_amount(deal.amount, deal.currency, limit))
-                if problem := unsendable_won(deal.status, deal.amount, deal.close_at, "UTC", now):
+                amount = checked_amount(deal.amount, deal.currency, limit)
+                deal = replace(deal, amount=amount)
+                if problem := unsendable_won(deal.status, amount, deal.close_at, "UTC", now):
                     raise problem
         except RowError as bad:
             if won:
