@@ -402,6 +402,19 @@ def test_ga4_an_answer_after_the_timeout_is_held_as_unknown(
     assert ga4.calls == 1 and len(ga4.events) == 1
 
 
+def test_ga4_a_connection_reset_after_the_body_was_read_is_held_as_unknown(
+    ga4: GA4MPEmulator, policy: RetryPolicy
+) -> None:
+    destination = ga4_destination(ga4, policy)
+    ga4.process_then_reset(1)
+
+    outcomes = destination.send(planned(destination, 2))
+
+    assert statuses(outcomes) == {(OutcomeStatus.UNKNOWN, "GA4_UNCERTAIN")}
+    assert "after sending" in (outcomes[0].message or "")
+    assert ga4.calls == 1 and len(ga4.events) == 2  # recorded once, not re-sent
+
+
 def test_ga4_a_refused_connection_is_safe_to_retry(policy: RetryPolicy) -> None:
     with GA4MPEmulator(streams={MEASUREMENT_ID: API_SECRET}) as emulator:
         destination = ga4_destination(emulator, policy)

@@ -1,14 +1,20 @@
-"""The fault bench's seeded subset: syncs against GA4 and Meta that fail after processing,
-time out after processing or refuse with 429 lose nothing and never double GA4."""
+"""The fault bench's seeded subset: answers that fail, time out or reset after GA4 or Meta
+processed them, 429 storms, SIGKILLed ``revsync`` processes and a PostgreSQL restart under a
+running sync, on SQLite and PostgreSQL: nothing lost, nothing doubled at GA4, nothing stuck."""
 
 from __future__ import annotations
 
 from bench.faults import KINDS, main
 
 
-def test_twenty_seeded_fault_trials_lose_nothing_and_double_nothing_at_ga4() -> None:
-    rows = main(["--trials", "20", "--seed", "3"], out=lambda _line: None)
+def test_twenty_one_seeded_fault_trials_lose_nothing_and_double_nothing_at_ga4() -> None:
+    rows = main(["--trials", "21", "--seed", "3", "--process-visitors", "800"],
+                out=lambda _line: None)  # fmt: skip
     assert {row["kind"] for row in rows} == set(KINDS)
+    assert {row["store"] for row in rows} == {"sqlite", "postgresql"}
+    assert sum(row["trials"] for row in rows) == 21
     for row in rows:
-        assert row["trials"] == 5 and row["expected"] > 0, row
+        assert row["expected"] > 0 and row["received"] == row["expected"], row
         assert row["lost"] == 0 and row["doubled_ga4"] == 0 and row["stuck"] == 0, row
+        assert row["failed_restarts"] == 0, row
+    assert sum(row["kills"] for row in rows if row["kind"] == "sigkill") > 0

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.emulators.loopback import LoopbackServer, Response
+from tests.emulators.loopback import RESET, LoopbackServer, Response
 from tests.emulators.tls import TlsFiles
 
 __all__ = ["EmulatorServer", "Exchange", "Request", "Response"]
@@ -79,6 +79,7 @@ class EmulatorServer(LoopbackServer):
         self._frozen_time: float | None = None
         self.log: list[Exchange] = []
         self.internal_errors: list[str] = []
+        self.latency = 0.0  # seconds every answer waits after its request was handled
         # (status to answer instead, seconds to stall) for the next requests, each of which
         # is handled first: the platform processed it, only its answer goes wrong
         self._after_handling: list[tuple[int | None, float]] = []
@@ -139,6 +140,11 @@ class EmulatorServer(LoopbackServer):
         client's read timeout, the answer is lost though the events were recorded)."""
         self._after_handling += [(None, seconds)] * times
 
+    def process_then_reset(self, times: int = 1) -> None:
+        """Handle the next ``times`` requests, then reset the connection instead of answering
+        (the body was read and the events recorded; the client sees a connection reset)."""
+        self._after_handling += [(RESET, 0.0)] * times
+
     def inject(self, response: Response, times: int = 1) -> None:
         """Answer the next ``times`` requests with exactly ``response``."""
         self._add_fault(response, times)
@@ -170,9 +176,11 @@ class EmulatorServer(LoopbackServer):
                     response = Response.json(500, {"error": {"message": "emulator error"}})
                 if self._after_handling:
                     status, stall = self._after_handling.pop(0)
-                    if status is not None:
+                    if status == RESET:
+                        response = Response(RESET)
+                    elif status is not None:
                         response = Response.json(status, self.fault_payload(status))
             self.log.append(Exchange(request, response))
-        if stall:
-            time.sleep(stall)
+        if stall or self.latency:
+            time.sleep(stall + self.latency)
         return response

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import ssl
+import struct
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from typing import Any, Self
 from tests.emulators.tls import TlsFiles
 
 ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
+RESET = 0  # a Response with this status is no answer: the connection is reset (TCP RST)
 
 
 @dataclass
@@ -157,6 +159,11 @@ def _handler_for(emulator: LoopbackServer) -> type[BaseHTTPRequestHandler]:
         def _serve(self) -> None:
             headers = {key.lower(): value for key, value in self.headers.items()}
             response = emulator.respond(self.command, self.path, headers, self._read_body())
+            if response.status == RESET:  # abortive close: the client gets a reset
+                linger = struct.pack("ii", 1, 0)
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                self.close_connection = True
+                return
             self.send_response(response.status)
             for name, value in response.headers.items():
                 self.send_header(name, value)

@@ -1,0 +1,5 @@
+"""``python -m bench.faults``: see the package docstring."""
+
+from bench.faults import main
+
+main()
