@@ -24,11 +24,14 @@ more. Fault kinds:
   random moments (migrations, imports, uploads in flight), then run to completion.
 * ``pg-restart``: the PostgreSQL server restarted under a running ``revsync sync`` (a
   cluster of the bench's own on a free port; always PostgreSQL).
+* ``3-workers``: three ``revsync worker --every 1s`` processes on one PostgreSQL store with
+  GA4 slowed down, stopped by SIGTERM once nothing is left to send.
 
 Printed per kind and store: trials, effective kills (or restarts), conversions expected,
 received, lost, doubled at GA4, re-sent at Meta (deduplicated there by event_id), rows
-stuck (not sent after completion), GA4 ``unknown`` rows settled from the log, restarts that
-failed (an exit other than ok/partial, or a traceback).
+stuck (not sent after completion), GA4 ``unknown`` rows settled from the log, workers that sent
+something, restarts that failed (an exit other than ok/partial, or a traceback; a worker
+that did not exit 0 on SIGTERM).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from typing import Any
 from bench.faults import answers, processes
 from bench.faults.world import COLUMNS, Trial, as_row
 
-KINDS = (*answers.FAULTS, "sigkill", "pg-restart")
+KINDS = (*answers.FAULTS, "sigkill", "pg-restart", "3-workers")
 STORES = ("sqlite", "postgresql")
 
 
@@ -55,7 +58,8 @@ def schedule(
     """Kinds in turn; each kind alternates its stores (``pg-restart`` is PostgreSQL only)."""
     for n in range(trials):
         kind = kinds[n % len(kinds)]
-        yield kind, "postgresql" if kind == "pg-restart" else stores[n // len(kinds) % len(stores)]
+        only_postgresql = kind in ("pg-restart", "3-workers")
+        yield kind, "postgresql" if only_postgresql else stores[n // len(kinds) % len(stores)]
 
 
 def run_trial(kind: str, store: str, seed: int, args: argparse.Namespace, cluster: Any) -> Trial:
@@ -64,6 +68,8 @@ def run_trial(kind: str, store: str, seed: int, args: argparse.Namespace, cluste
             return processes.run_kills(store, seed, args.process_visitors, Path(workdir))
         if kind == "pg-restart":
             return processes.run_pg_restart(cluster, seed, args.process_visitors, Path(workdir))
+        if kind == "3-workers":
+            return processes.run_workers(seed, args.process_visitors, Path(workdir))
         return answers.run(kind, store, seed, args.visitors, Path(workdir))
 
 

@@ -5,6 +5,7 @@ completes the work the way an operator would and counts what the platforms recei
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -13,14 +14,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import sqlalchemy as sa
+
 import revsync
 from bench.faults.world import (
-    API_SECRET,
-    TOKEN,
+    SECRETS,
+    Platforms,
     Trial,
     count,
     import_dataset,
@@ -29,6 +33,8 @@ from bench.faults.world import (
     store,
     write_dataset,
 )
+from revsync.store.engine import open_store
+from revsync.store.schema import conversions
 
 REVSYNC = str(Path(sys.executable).parent / "revsync")
 SOURCE = str(Path(revsync.__file__).parents[1])  # the processes run the bench's own code
@@ -39,7 +45,7 @@ _TYPICAL = {"import": 1.2, "sync": 2.0}
 
 
 def _env(url: str) -> dict[str, str]:
-    secrets = {"REVSYNC_GA4_API_SECRET": API_SECRET, "REVSYNC_META_ACCESS_TOKEN": TOKEN}
+    secrets = {f"REVSYNC_{name.upper()}": value for name, value in SECRETS.items()}
     return {**os.environ, "PYTHONPATH": SOURCE, "REVSYNC_DATABASE_URL": url, **secrets}
 
 
@@ -62,10 +68,10 @@ def _finish(args: list[str], url: str, workdir: Path, trial: Trial) -> None:
         trial.notes.append(f"{' '.join(args)} exit {process.returncode}: {err.decode()[-300:]}")
 
 
-def _complete(url: str, workdir: Path, trial: Trial, ga4: object) -> None:
+def _complete(url: str, workdir: Path, trial: Trial, p: Platforms) -> None:
     """What an operator does after the faults: sync, settle GA4 unknowns by its log, sync."""
     _finish(["sync"], url, workdir, trial)
-    trial.settled += settle_by_log(url, ga4)  # type: ignore[arg-type]
+    trial.settled += settle_by_log(url, p.ga4)
     _finish(["sync"], url, workdir, trial)
 
 
@@ -74,8 +80,8 @@ def run_kills(store_kind: str, seed: int, visitors: int, workdir: Path) -> Trial
     identities and sync (the first command migrates the fresh store), then complete."""
     rng = random.Random(seed)
     trial = Trial("sigkill", store_kind)
-    with platforms(LATENCY) as (ga4, meta), store(store_kind, workdir) as url:
-        files = write_dataset(workdir, seed, visitors, ga4, meta)
+    with platforms(LATENCY) as p, store(store_kind, workdir) as url:
+        files = write_dataset(workdir, seed, visitors, p)
         steps = [["import", "touchpoints", str(files.touchpoints)],
                  ["import", "identities", str(files.leads)], ["sync"]]  # fmt: skip
         kills: dict[int, list[float]] = {}
@@ -94,8 +100,8 @@ def run_kills(store_kind: str, seed: int, visitors: int, workdir: Path) -> Trial
                     trial.kills += 1
             else:
                 _finish(args, url, workdir, trial)
-        _complete(url, workdir, trial, ga4)
-        count(trial, url, ga4, meta)
+        _complete(url, workdir, trial, p)
+        count(trial, url, p)
     return trial
 
 
@@ -149,8 +155,8 @@ def run_pg_restart(own: Cluster, seed: int, visitors: int, workdir: Path) -> Tri
     """Restart the store's PostgreSQL server at a random moment of a sync, then complete."""
     rng = random.Random(seed)
     trial = Trial("pg-restart", "postgresql")
-    with platforms(LATENCY) as (ga4, meta), store("postgresql", workdir, own.admin_url) as url:
-        files = write_dataset(workdir, seed, visitors, ga4, meta)
+    with platforms(LATENCY) as p, store("postgresql", workdir, own.admin_url) as url:
+        files = write_dataset(workdir, seed, visitors, p)
         import_dataset(url, files)
         process = _start(["sync"], url, workdir)
         time.sleep(rng.uniform(0.5, _TYPICAL["sync"]))
@@ -160,6 +166,65 @@ def run_pg_restart(own: Cluster, seed: int, visitors: int, workdir: Path) -> Tri
         if b"Traceback" in err:  # the run may fail, but with a message, not a traceback
             trial.failed_restarts += 1
             trial.notes.append(f"sync during the restart: {err.decode()[-300:]}")
-        _complete(url, workdir, trial, ga4)
-        count(trial, url, ga4, meta)
+        _complete(url, workdir, trial, p)
+        count(trial, url, p)
     return trial
+
+
+def run_workers(seed: int, visitors: int, workdir: Path, workers: int = 3) -> Trial:
+    """``workers`` ``revsync worker --every 1s`` processes on one PostgreSQL store, GA4
+    slowed down (each answer waits 0.2 s): every conversion must arrive exactly once, and
+    the destinations are shared out by their leases (a worker finding one held moves on to
+    the next). Then SIGTERM: each worker must exit 0."""
+    trial = Trial("3-workers", "postgresql")
+    with platforms(LATENCY) as p, store("postgresql", workdir) as url:
+        p.ga4.latency = 0.2
+        files = write_dataset(workdir, seed, visitors, p)
+        import_dataset(url, files)
+        outputs = [workdir / f"worker-{n}.jsonl" for n in range(workers)]
+        processes = []
+        for output in outputs:
+            with output.open("wb") as sink:
+                command = [REVSYNC, "worker", "--every", "1s", "--json", "--config",
+                           str(workdir / "revsync.yaml")]  # fmt: skip
+                process = subprocess.Popen(
+                    command, cwd=workdir, env=_env(url), stdout=sink, stderr=subprocess.DEVNULL
+                )
+                processes.append(process)
+        _wait_until_settled(url, deadline=time.monotonic() + 180)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                trial.failed_restarts += process.wait(timeout=30) != 0
+            except subprocess.TimeoutExpired:
+                process.kill()
+                trial.failed_restarts += 1
+        for n, output in enumerate(outputs):
+            sent: Counter[str] = Counter()
+            for line in output.read_text().splitlines():
+                for destination, results in json.loads(line).get("results", {}).items():
+                    sent[destination] += results.get("sent", 0)
+            trial.senders += bool(sent)
+            trial.notes.append(f"worker {n} sent {dict(sent) or 'nothing'}")
+        count(trial, url, p)
+    return trial
+
+
+def _wait_until_settled(url: str, deadline: float) -> None:
+    """Until the ledger has rows and none waits to be sent, for two seconds in a row."""
+    engine = open_store(url)
+    calm_since = None
+    waiting = ("planned", "sending", "failed", "unknown")
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            query = sa.select(conversions.c.state, sa.func.count()).group_by(conversions.c.state)
+            states = dict(conn.execute(query).tuples().all())
+        if states and not any(states.get(state) for state in waiting):
+            calm_since = calm_since or time.monotonic()
+            if time.monotonic() - calm_since >= 2:
+                break
+        else:
+            calm_since = None
+        time.sleep(0.2)
+    engine.dispose()

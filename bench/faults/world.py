@@ -4,20 +4,26 @@ the count of what each platform received."""
 
 from __future__ import annotations
 
+import csv
 import os
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 from tests.emulators.ga4_mp import GA4MPEmulator
+from tests.emulators.google_ads import GoogleAdsEmulator
 from tests.emulators.meta_graph import MetaGraphEmulator
+from tests.emulators.oauth import OAuthEmulator
+from tests.emulators.tls import TlsFiles, make_tls_files
 
 from revsync.collect.importer import import_identities, import_touchpoints
 from revsync.demo import DemoFiles, generate
@@ -26,12 +32,20 @@ from revsync.store.schema import conversions
 from revsync.sync import ledger
 
 MEASUREMENT_ID, API_SECRET, PIXEL, TOKEN = "G-FAULTS1", "mp-secret", "777", "meta-token"
+CUSTOMER, ACTION = "1234567890", "111"
+DEV_TOKEN, CLIENT_ID, CLIENT_SECRET, REFRESH = "dev-token", "client", "client-secret", "1//r"
+SECRETS = {
+    "ga4_api_secret": API_SECRET, "meta_access_token": TOKEN,
+    "google_ads_developer_token": DEV_TOKEN, "google_oauth_client_id": CLIENT_ID,
+    "google_oauth_client_secret": CLIENT_SECRET, "google_oauth_refresh_token": REFRESH,
+}  # fmt: skip
 TIMEOUT = 0.5
 POSTGRES_ADMIN_URL = os.environ.get(
     "REVSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 COLUMNS = ("kind", "store", "trials", "kills", "expected", "received", "lost", "doubled_ga4",
-           "resent_meta", "stuck", "settled", "failed_restarts")  # fmt: skip
+           "doubled_google", "resent_meta", "stuck", "settled", "senders",
+           "failed_restarts")  # fmt: skip
 
 
 @dataclass
@@ -45,25 +59,46 @@ class Trial:
     received: int = 0
     lost: int = 0
     doubled_ga4: int = 0
+    doubled_google: int = 0
     resent_meta: int = 0
     stuck: int = 0
     settled: int = 0
+    senders: int = 0
     failed_restarts: int = 0
     notes: list[str] = field(default_factory=list)
 
 
+@dataclass
+class Platforms:
+    """The recording emulators of one trial: GA4, Meta, Google Ads (and its OAuth server)."""
+
+    ga4: GA4MPEmulator
+    meta: MetaGraphEmulator
+    ads: GoogleAdsEmulator
+    oauth: OAuthEmulator
+    tls: TlsFiles
+
+
 @contextmanager
-def platforms(latency: float = 0.0) -> Iterator[tuple[GA4MPEmulator, MetaGraphEmulator]]:
-    """GA4 and Meta emulators recording every event before they answer."""
+def platforms(latency: float = 0.0) -> Iterator[Platforms]:
+    """Emulators that record every event before they answer."""
     with (
+        tempfile.TemporaryDirectory() as tls_dir,
         GA4MPEmulator(streams={MEASUREMENT_ID: API_SECRET}) as ga4,
         MetaGraphEmulator(tokens={TOKEN}, pixels={PIXEL}) as meta,
+        OAuthEmulator(
+            clients={CLIENT_ID: CLIENT_SECRET}, refresh_tokens={REFRESH: CLIENT_ID}
+        ) as oauth,
     ):
-        ga4.latency = meta.latency = latency
-        yield ga4, meta
+        tls = make_tls_files(Path(tls_dir))
+        later = datetime.now(UTC) + timedelta(days=1)  # the bench's later runs stay before it
+        with GoogleAdsEmulator(tls, oauth, developer_tokens=(DEV_TOKEN,), now=later) as ads:
+            ads.add_conversion_action(CUSTOMER, int(ACTION), "Closed won")
+            ga4.latency = meta.latency = latency
+            yield Platforms(ga4, meta, ads, oauth, tls)
 
 
-def mapping(ga4: GA4MPEmulator, meta: MetaGraphEmulator) -> str:
+def mapping(p: Platforms) -> str:
     return f"""
 sources:
   - {{name: crm, type: file, path: deals.csv, timezone: America/New_York}}
@@ -72,19 +107,27 @@ attribution: {{model: linear}}
 privacy: {{unknown_consent: grant}}
 destinations:
   - {{name: ga4, type: ga4, transport: http, measurement_id: {MEASUREMENT_ID},
-     base_url: "{ga4.url}", event_name: purchase, timeout_seconds: {TIMEOUT}}}
-  - {{name: meta, type: meta, transport: api, pixel_id: "{PIXEL}", graph_url: "{meta.url}",
+     base_url: "{p.ga4.url}", event_name: purchase, timeout_seconds: {TIMEOUT}}}
+  - {{name: meta, type: meta, transport: api, pixel_id: "{PIXEL}", graph_url: "{p.meta.url}",
      timeout_seconds: {TIMEOUT}, value_mode: full}}
+  - {{name: google, type: google_ads, transport: ads_api, customer_id: "{CUSTOMER}",
+     conversion_action: "{ACTION}", endpoint: "{p.ads.endpoint}", token_uri: "{p.oauth.token_url}",
+     ca_bundle: "{p.tls.ca_cert}", timeout_seconds: 5}}
 """
 
 
-def write_dataset(
-    workdir: Path, seed: int, visitors: int, ga4: GA4MPEmulator, meta: MetaGraphEmulator
-) -> DemoFiles:
-    """Demo data closed in the last days (Meta takes them) and the mapping file."""
+def write_dataset(workdir: Path, seed: int, visitors: int, p: Platforms) -> DemoFiles:
+    """Demo data closed in the last days (Meta takes them), its Google clicks known to the
+    Google Ads emulator, and the mapping file."""
     now = datetime.now(UTC).replace(microsecond=0)
     files = generate(workdir, visitors=visitors, seed=seed, now=now)
-    (workdir / "revsync.yaml").write_text(mapping(ga4, meta))
+    with files.touchpoints.open(newline="") as rows:
+        for row in csv.DictReader(rows):
+            query = parse_qs(urlsplit(row["landing_url"]).query)
+            for name in ("gclid", "gbraid", "wbraid"):
+                for click in query.get(name, []):
+                    p.ads.add_click(click, datetime.fromisoformat(row["occurred_at"]))
+    (workdir / "revsync.yaml").write_text(mapping(p))
     return files
 
 
@@ -136,7 +179,7 @@ def settle_by_log(url: str, ga4: GA4MPEmulator) -> int:
     return len(rows)
 
 
-def count(trial: Trial, url: str, ga4: GA4MPEmulator, meta: MetaGraphEmulator) -> Trial:
+def count(trial: Trial, url: str, p: Platforms) -> Trial:
     """Every planned conversion against what the platforms recorded."""
     engine = open_store(url)
     with engine.connect() as conn:
@@ -146,15 +189,22 @@ def count(trial: Trial, url: str, ga4: GA4MPEmulator, meta: MetaGraphEmulator) -
         ).mappings().all()  # fmt: skip
     engine.dispose()
     expected = {r["key"]: r["destination"] for r in rows}
-    at_ga4 = ga4_ids(ga4)
-    at_meta = Counter(str(e.data.get("event_id")) for e in meta.events + meta.duplicates)
-    received = {k for k, d in expected.items() if (at_ga4 if d == "ga4" else at_meta)[k]}
+    at = {
+        "ga4": ga4_ids(p.ga4),
+        "meta": Counter(str(e.data.get("event_id")) for e in p.meta.events + p.meta.duplicates),
+        "google": Counter(u.order_id for u in p.ads.uploads),
+    }
+    received = {k for k, d in expected.items() if at[d][k]}
     trial.expected += len(expected)
     trial.received += len(received)
     trial.lost += len(expected) - len(received)
-    trial.doubled_ga4 += sum(n - 1 for n in at_ga4.values() if n > 1)
-    trial.resent_meta += len(meta.duplicates)
-    trial.stuck += sum(1 for r in rows if r["state"] != "sent")
+    trial.doubled_ga4 += sum(n - 1 for n in at["ga4"].values() if n > 1)
+    trial.doubled_google += sum(n - 1 for n in at["google"].values() if n > 1)
+    trial.resent_meta += len(p.meta.duplicates)
+    stuck = [r for r in rows if r["state"] != "sent"]
+    trial.stuck += len(stuck)
+    trial.notes += [f"{r['destination']} {r['deal_id']} stuck {r['state']}: {r['error_code']} "
+                    f"{r['error_message']}" for r in stuck]  # fmt: skip
     return trial
 
 

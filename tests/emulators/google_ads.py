@@ -218,6 +218,7 @@ class GoogleAdsEmulator:
         self._by_order: dict[tuple[str, str], StoredConversion] = {}
         self._by_click: dict[tuple[str, str, dt.datetime], StoredConversion] = {}
         self._faults: deque[grpc.StatusCode] = deque()
+        self._after_processing: deque[grpc.StatusCode] = deque()
         self._job_ids = itertools.count(1)
         self._lock = threading.Lock()
         self._server: grpc.Server | None = None
@@ -341,6 +342,12 @@ class GoogleAdsEmulator:
         """Abort the next ``times`` calls with ``code`` (e.g. RESOURCE_EXHAUSTED)."""
         with self._lock:
             self._faults.extend([code] * times)
+
+    def process_then_abort(self, code: grpc.StatusCode, times: int = 1) -> None:
+        """Store the next ``times`` click-conversion uploads, then abort each with ``code``
+        (the conversions are recorded; the client sees only the error)."""
+        with self._lock:
+            self._after_processing.extend([code] * times)
 
     # --- request plumbing ------------------------------------------------------------
 
@@ -486,6 +493,9 @@ class GoogleAdsEmulator:
             if not request.validate_only:
                 for stored in accepted:
                     self._store(stored)
+            after = self._after_processing.popleft() if self._after_processing else None
+        if after is not None:
+            context.abort(after, f"injected {after.name} after processing")
         return self._upload.UploadClickConversionsResponse(
             partial_failure_error=self._partial_failure(call),
             results=[] if request.validate_only else results,

@@ -13,6 +13,7 @@ import json
 import socket
 import ssl
 import struct
+import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,11 @@ class Fault:
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     tls_context: ssl.SSLContext | None = None
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (a killed process) is not an emulator error."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
     def finish_request(self, request: socket.socket, client_address: Any) -> None:  # type: ignore[override]
         """Run the TLS handshake in the worker thread, not in the accept loop."""

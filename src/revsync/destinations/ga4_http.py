@@ -40,6 +40,13 @@ _API_SECRET = re.compile(r"(api_secret=)[^&\s\"']*")
 # not deduplicate: such rows are held as unknown, never sent again by revsync itself.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _UNCERTAIN = "GA4 may have recorded the events: held as unknown (revsync ledger settle)"
+# What an uncertain failure says of the request: how much of it GA4 may have read
+_HOW_FAR = (
+    (httpx.WriteTimeout, "the request was partly written, then the write timed out"),
+    (httpx.WriteError, "the connection broke while the request was being written"),
+    (httpx.ReadTimeout, "the request was written; no answer came within the timeout"),
+    (httpx.TransportError, "the request was written; the connection closed before the answer"),
+)
 _EVENT_PATH = re.compile(r"^events\[(\d+)\]")
 _EVENT_DESCRIPTION = re.compile(r"Event at index: \[(\d+)\]")
 
@@ -150,7 +157,8 @@ class Ga4HttpTransport:
             message = scrub(f"{type(error).__name__} reaching {self.config.base_url}", secret)
             raise RetryableCall("GA4_NETWORK", message) from None
         except httpx.TransportError as error:  # sent, or partly: GA4 may hold the events
-            message = scrub(f"{type(error).__name__} after sending to {self.config.base_url}; "
+            how_far = next(text for kind, text in _HOW_FAR if isinstance(error, kind))
+            message = scrub(f"{how_far} ({type(error).__name__}, {self.config.base_url}); "
                             f"{_UNCERTAIN}", secret)  # fmt: skip
             raise UncertainCall("GA4_UNCERTAIN", message) from None
         status = response.status_code
