@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from revsync.store.leases import Lease, LeaseLost, holder_is_dead
+from revsync.store.leases import Lease, LeaseLost, holder_is_dead, in_progress, run_owner
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 TTL = timedelta(minutes=10)
@@ -119,6 +119,19 @@ def test_a_dead_runs_lease_on_this_host_is_taken_over_at_once(engine: Engine) ->
     # A run on another host is never known dead: its lease is waited out.
     assert lease(engine, "run 9 elsewhere", clock, "source:crm").take() is None
     assert not holder_is_dead("run 9 on another-host (pid 1, start 5)")
+
+
+def test_a_lease_an_ended_run_of_this_process_kept_is_taken_over_at_once(engine: Engine) -> None:
+    """A worker's run that lost the store (a PostgreSQL restart) could not give its leases
+    up; the worker's next run, in the same process, must not wait them out."""
+    clock = lambda: T0  # noqa: E731
+    earlier, later = run_owner(41), run_owner(42)
+    with in_progress(41):
+        assert lease(engine, earlier, clock).take() is None
+        assert not holder_is_dead(earlier)
+        assert lease(engine, later, clock).take() is not None  # still running: held
+    assert holder_is_dead(earlier)
+    assert lease(engine, later, clock).take() is None
 
 
 def test_a_run_that_others_leave_nothing_to_do_says_so(engine: Engine, tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ import re
 import socket
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -46,7 +47,21 @@ def run_owner(run_id: int) -> str:
     return f"run {run_id} on {socket.gethostname()} (pid {pid}, start {_started(pid)})"
 
 
-_OWNER = re.compile(r"^run \d+ on (?P<host>\S+) \(pid (?P<pid>\d+)(?:, start (?P<start>\w+))?\)$")
+_OWNER = re.compile(
+    r"^run (?P<run>\d+) on (?P<host>\S+) \(pid (?P<pid>\d+)(?:, start (?P<start>\w+))?\)$"
+)
+_LIVE: set[int] = set()  # the runs of this process in progress
+
+
+@contextmanager
+def in_progress(run_id: int) -> Iterator[None]:
+    """While this block lasts, run ``run_id`` of this process is alive; once it ends, a
+    lease it could not give up (the store went away) is known to be dead."""
+    _LIVE.add(run_id)
+    try:
+        yield
+    finally:
+        _LIVE.discard(run_id)
 
 
 def _started(pid: int) -> str:
@@ -60,11 +75,14 @@ def _started(pid: int) -> str:
 
 def holder_is_dead(owner: str) -> bool:
     """Whether ``owner`` is a run on this host whose process is gone (its PID is free, or
-    taken by a process that started later). A run on another host is never known dead."""
+    taken by a process that started later), or an earlier run of this very process (a
+    worker's run that lost the store). A run on another host is never known dead."""
     found = _OWNER.match(owner)
     if found is None or found["host"] != socket.gethostname():
         return False
     pid = int(found["pid"])
+    if pid == os.getpid() and found["start"] in (None, _started(pid)):  # this process
+        return int(found["run"]) not in _LIVE
     if not os.path.exists(f"/proc/{pid}"):
         return sys.platform.startswith("linux")
     start = found["start"]

@@ -39,7 +39,7 @@ from revsync.matching.resolve import resolve_journeys, with_details
 from revsync.sources.base import DealSource, vetted
 from revsync.store import queries
 from revsync.store.deals import won_deal_pages
-from revsync.store.leases import DEFAULT_TTL, Heartbeat, Lease, run_owner
+from revsync.store.leases import DEFAULT_TTL, Heartbeat, Lease, in_progress, run_owner
 from revsync.store.schema import (
     contacts,
     credits,
@@ -105,6 +105,13 @@ class SyncJob:
             summary.failures.append(f"the store is unreachable ({_store_error(exc)})")
             log.error("run not started: the store is unreachable (%s)", _store_error(exc))
             return summary
+        with in_progress(summary.run_id):
+            self._run(summary)
+        summary.seconds = time.perf_counter() - started
+        self._record(summary)
+        return summary
+
+    def _run(self, summary: RunSummary) -> None:
         held: list[Lease] = []
         heartbeat = Heartbeat(held, self.lease_ttl).start()
         try:
@@ -173,9 +180,6 @@ class SyncJob:
                 source.close()
             for destination in self.destinations:
                 destination.close()
-            summary.seconds = time.perf_counter() - started
-            self._record(summary)
-        return summary
 
     def _undelivered(self, summary: RunSummary) -> bool:
         """Warn about rows still ``failed`` (sent again by a later run) or ``unknown`` (an
