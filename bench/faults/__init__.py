@@ -28,9 +28,11 @@ more. Fault kinds:
   GA4 slowed down, stopped by SIGTERM once nothing is left to send.
 
 Printed per kind and store: trials, effective kills (or restarts), conversions expected,
-received, lost, doubled at GA4, re-sent at Meta (deduplicated there by event_id), rows
-stuck (not sent after completion), GA4 ``unknown`` rows settled from the log, workers that sent
-something, restarts that failed (an exit other than ok/partial, or a traceback; a worker
+received, lost, doubled at GA4 and at Google, re-sent at Meta (deduplicated there by
+event_id), rows stuck (not sent after completion), rows the platform refused for their
+data (not expected: Google refuses a click outside the action's window, faults or not),
+GA4 ``unknown`` rows settled from the log, workers that sent something, restarts that
+failed (an exit other than ok/partial, or a traceback; a worker
 that did not exit 0 on SIGTERM).
 """
 

@@ -44,7 +44,7 @@ POSTGRES_ADMIN_URL = os.environ.get(
     "REVSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 COLUMNS = ("kind", "store", "trials", "kills", "expected", "received", "lost", "doubled_ga4",
-           "doubled_google", "resent_meta", "stuck", "settled", "senders",
+           "doubled_google", "resent_meta", "stuck", "refused", "settled", "senders",
            "failed_restarts")  # fmt: skip
 
 
@@ -62,6 +62,7 @@ class Trial:
     doubled_google: int = 0
     resent_meta: int = 0
     stuck: int = 0
+    refused: int = 0
     settled: int = 0
     senders: int = 0
     failed_restarts: int = 0
@@ -180,7 +181,9 @@ def settle_by_log(url: str, ga4: GA4MPEmulator) -> int:
 
 
 def count(trial: Trial, url: str, p: Platforms) -> Trial:
-    """Every planned conversion against what the platforms recorded."""
+    """Every planned conversion against what the platforms recorded. A row the platform
+    refused for its data (Google: a click outside the action's window) is counted apart:
+    a run without faults ends the same way."""
     engine = open_store(url)
     with engine.connect() as conn:
         rows = conn.execute(
@@ -188,6 +191,8 @@ def count(trial: Trial, url: str, p: Platforms) -> Trial:
                                        conversions.c.state != "skipped")
         ).mappings().all()  # fmt: skip
     engine.dispose()
+    trial.refused += sum(1 for r in rows if r["state"] == "rejected")
+    rows = [r for r in rows if r["state"] != "rejected"]
     expected = {r["key"]: r["destination"] for r in rows}
     at = {
         "ga4": ga4_ids(p.ga4),
