@@ -90,14 +90,13 @@ def run_kills(store_kind: str, seed: int, visitors: int, workdir: Path) -> Trial
             kills.setdefault(step, []).append(rng.uniform(0.3, _TYPICAL[steps[step][0]]))
         for index, args in enumerate(steps):
             for delay in kills.get(index, []):
-                process = _start(args, url, workdir)
-                try:
-                    process.wait(timeout=delay)
-                    break  # it finished first: the step is done
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-                    trial.kills += 1
+                with _start(args, url, workdir) as process:
+                    try:
+                        process.communicate(timeout=delay)
+                        break  # it finished first: the step is done
+                    except subprocess.TimeoutExpired:
+                        process.kill()
+                        trial.kills += 1
             else:
                 _finish(args, url, workdir, trial)
         _complete(url, workdir, trial, p)
@@ -219,7 +218,7 @@ def _wait_until_settled(url: str, deadline: float) -> None:
     while time.monotonic() < deadline:
         with engine.connect() as conn:
             query = sa.select(conversions.c.state, sa.func.count()).group_by(conversions.c.state)
-            states = dict(conn.execute(query).tuples().all())
+            states = {state: n for state, n in conn.execute(query)}
         if states and not any(states.get(state) for state in waiting):
             calm_since = calm_since or time.monotonic()
             if time.monotonic() - calm_since >= 2:
