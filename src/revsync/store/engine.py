@@ -82,8 +82,9 @@ def upgrade(engine: Engine) -> None:
 
 
 def _transactional(engine: Engine) -> Engine:
-    """For a SQLite file, an engine on it whose transactions are real ones (``BEGIN`` is
-    issued, DDL included: SQLAlchemy's documented recipe for pysqlite); else ``engine``."""
+    """For a SQLite file, an engine on it whose transactions are real ones (``BEGIN
+    IMMEDIATE`` is issued, DDL included: SQLAlchemy's documented recipe for pysqlite, with
+    the write lock taken at the start); else ``engine``."""
     if engine.dialect.name != "sqlite" or engine.url.database in (None, "", ":memory:"):
         return engine
     migrating = create_engine(engine.url, connect_args={"timeout": 30})
@@ -94,8 +95,8 @@ def _transactional(engine: Engine) -> Engine:
         dbapi_connection.isolation_level = None  # the driver issues no BEGIN of its own
 
     @event.listens_for(migrating, "begin")
-    def _begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+    def _begin(connection: Any) -> None:  # the write lock first: one process migrates
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return migrating
 
