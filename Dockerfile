@@ -8,9 +8,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     REVSYNC_SECRETS_DIR=/run/secrets
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md deploy/constraints.txt ./
 COPY src ./src
-RUN pip install . && useradd --system --uid 10001 --home-dir /var/lib/revsync --create-home revsync
+RUN pip install -c constraints.txt . && useradd --system --uid 10001 --home-dir /var/lib/revsync --create-home revsync
 
 USER revsync
 WORKDIR /var/lib/revsync
