@@ -5,7 +5,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     REVSYNC_CONFIG=/etc/revsync/revsync.yaml \
-    REVSYNC_SECRETS_DIR=/run/secrets
+    REVSYNC_SECRETS_DIR=/run/secrets \
+    REVSYNC_REQUIRE_DATABASE_URL=true
 
 WORKDIR /app
 COPY pyproject.toml README.md deploy/constraints.txt ./

@@ -32,7 +32,7 @@ from sqlalchemy import Engine
 from revsync.collect.importer import ImportReport, import_identities, import_touchpoints
 from revsync.config.loader import load_config
 from revsync.config.mapping import RevsyncConfig
-from revsync.config.settings import Settings, load_settings
+from revsync.config.settings import Settings, durable_store, load_settings
 from revsync.errors import ConfigError, RevsyncError
 from revsync.store.engine import open_store, upgrade
 from revsync.sync.factory import build_destinations, build_sources
@@ -130,8 +130,11 @@ def _load(settings: Settings) -> RevsyncConfig:
         raise _fail_config(exc) from None
 
 
-def _engine(settings: Settings) -> Engine:
+def _engine(settings: Settings, uploads: bool = False) -> Engine:
+    """The store; for a command that uploads (``uploads``), only a store that lasts."""
     try:
+        if uploads:
+            durable_store(settings)
         return open_store(settings.database_url)
     except ConfigError as exc:
         raise _fail_config(exc) from None
@@ -315,7 +318,7 @@ def sync(
     """Run the loop once: read deals, match, attribute, plan and upload."""
     settings = _settings(database_url, config)
     mapping = _load(settings)
-    engine = _engine(settings)
+    engine = _engine(settings, uploads=True)
     with _stop_on_signals() as stop:
         summary = run_sync(
             engine, mapping, settings, show_progress=not as_json, replan=replan, stop=stop
@@ -355,7 +358,7 @@ def worker(
         raise _fail_config(exc) from None
     settings = _settings(database_url, config)
     _load(settings)  # a broken mapping file at start-up is an error, not a warning
-    engine = _engine(settings)
+    engine = _engine(settings, uploads=True)
 
     def once() -> None:
         try:

@@ -138,3 +138,24 @@ def test_unreachable_store_names_it_without_the_password(tmp_path: Path) -> None
     result = runner.invoke(app, ["db", "upgrade", "--database-url", url])
     assert result.exit_code == 1
     assert "127.0.0.1:1/nowhere" in result.output and "s3cret-pw" not in result.output
+
+
+def test_the_image_refuses_to_sync_on_a_sqlite_file_that_dies_with_the_container(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The image sets REVSYNC_REQUIRE_DATABASE_URL: a forgotten REVSYNC_DATABASE_URL must not
+    put the ledger in a file lost on exit (the next run would re-send everything)."""
+    demo = tmp_path / "demo"
+    assert runner.invoke(app, ["demo", str(demo), "--visitors", "50"]).exit_code == 0
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("REVSYNC_REQUIRE_DATABASE_URL", "true")
+    monkeypatch.delenv("REVSYNC_DATABASE_URL", raising=False)
+    config = ["--config", str(demo / "revsync.yaml")]
+    for command in (["sync"], ["worker", "--every", "1h"]):
+        refused = runner.invoke(app, [*command, *config])
+        assert refused.exit_code == 2, refused.output
+        assert "REVSYNC_DATABASE_URL is not set" in refused.output
+    assert not (tmp_path / "revsync.db").exists()
+    on_a_volume = f"sqlite:///{tmp_path / 'volume' / 'revsync.db'}"
+    kept = runner.invoke(app, ["sync", *config, "--database-url", on_a_volume])
+    assert kept.exit_code in (0, 3), kept.output

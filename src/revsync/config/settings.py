@@ -29,6 +29,11 @@ class Settings(BaseSettings):
         DEFAULT_DATABASE_URL,
         description="SQLAlchemy URL of the store; postgresql+psycopg://… in production.",
     )
+    require_database_url: bool = Field(
+        False,
+        description="Refuse to sync on the default SQLite file (the image sets it: a file "
+        "inside a container is lost with it, and the next run would send everything again).",
+    )
     config: Path = Field(Path("revsync.yaml"), description="Path of the mapping file.")
     log_level: str = Field(
         "INFO", description="Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."
@@ -68,6 +73,18 @@ class Settings(BaseSettings):
     salesforce_private_key: SecretStr | None = None
     salesforce_username: str | None = None
     hubspot_access_token: SecretStr | None = None
+
+
+def durable_store(settings: Settings) -> None:
+    """``ConfigError`` when a process that uploads would keep its ledger in the default
+    SQLite file although ``REVSYNC_REQUIRE_DATABASE_URL`` says that file does not last."""
+    if settings.require_database_url and "database_url" not in settings.model_fields_set:
+        raise ConfigError(
+            "REVSYNC_DATABASE_URL is not set, and REVSYNC_REQUIRE_DATABASE_URL (set in the "
+            "image) says the default SQLite file would not outlive this container: its ledger "
+            "would be lost and the next run would send every conversion again (GA4 does not "
+            "deduplicate). Set it to postgresql+psycopg://… or to sqlite:////path/on/a/volume"
+        )
 
 
 def load_settings(secrets_dir: Path | None = None) -> Settings:
