@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> Result:
         seconds, result.floor_touchpoints = _in_child(url)
         result.floor_seconds.append(seconds)
         print(f"floor (cold-ish): {seconds:.2f}s", flush=True)
-        gc.freeze()  # as the revsync command does before it runs (cli._command)
+        gc.freeze()  # as the revsync command does before it runs (cli.base._command)
         run_engine(engine, result, args.page_size, args.workers)
         gc.unfreeze()
         engine.dispose()

@@ -92,9 +92,9 @@ def test_a_stop_while_waiting_ends_the_wait() -> None:
 
 
 def test_exit_codes_of_a_run() -> None:
-    from revsync.cli import _exit_code
+    from revsync.cli.run import exit_code
     from revsync.sync.summary import RunSummary
 
-    codes = {status: _exit_code(RunSummary(status=status))
+    codes = {status: exit_code(RunSummary(status=status))
              for status in ("ok", "partial", "failed", "config_error", "stopped")}  # fmt: skip
     assert codes == {"ok": 0, "partial": 3, "failed": 1, "config_error": 2, "stopped": 4}

@@ -1,0 +1,126 @@
+"""``revsync import``, ``db upgrade``, ``config validate`` and ``init``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from revsync.cli.base import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    ConfigOption,
+    DatabaseOption,
+    app,
+    cli_settings,
+    config_app,
+    config_failure,
+    db_app,
+    err,
+    import_app,
+    load_mapping,
+    out,
+    print_import,
+    store_engine,
+)
+from revsync.collect.importer import import_identities, import_touchpoints
+from revsync.config.loader import load_config
+from revsync.config.mapping import RevsyncConfig
+from revsync.errors import ConfigError
+from revsync.store.engine import upgrade
+
+
+def import_file(
+    kind: str, file: Path, rejects: Path | None, config: Path | None, url: str | None
+) -> None:
+    settings = cli_settings(url, config)
+    try:
+        present = settings.config.exists()
+    except (OSError, ValueError):  # a name too long to look up: the loader says so, exit 2
+        present = True
+    mapping = load_mapping(settings) if present else RevsyncConfig(sources=[])
+    engine = store_engine(settings)
+    try:
+        if kind == "touchpoints":
+            report = import_touchpoints(engine, file, mapping.channels, mapping.privacy, rejects)
+        else:
+            report = import_identities(engine, file, mapping.matching.default_phone_region, rejects)
+    except ConfigError as exc:
+        raise config_failure(exc) from None
+    print_import(kind, report)
+    raise typer.Exit(EXIT_PARTIAL if report.rejected else EXIT_OK)
+
+
+FileArg = Annotated[Path, typer.Argument(help="CSV or JSONL file.")]
+RejectsOption = Annotated[
+    Path | None, typer.Option(help="Where rejected rows go (default: FILE.rejects.EXT).")
+]
+
+
+@import_app.command("touchpoints")
+def import_touchpoints_command(
+    file: FileArg,
+    rejects: RejectsOption = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Import sessions and clicks.
+
+    Columns: visitor_id, occurred_at, landing_url, referrer, utm_*, gclid/gbraid/wbraid/
+    fbclid, _ga, _fbp, _fbc, consent_*, user_agent, ip."""
+    import_file("touchpoints", file, rejects, config, database_url)
+
+
+@import_app.command("identities")
+def import_identities_command(
+    file: FileArg,
+    rejects: RejectsOption = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Import leads linking visitors to people.
+
+    Columns: visitor_id, observed_at, email, phone, crm_id, event. Email and phone are
+    hashed on import; the raw values are not kept."""
+    import_file("identities", file, rejects, config, database_url)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database_url: DatabaseOption = None) -> None:
+    """Apply pending schema migrations."""
+    settings = cli_settings(database_url)
+    engine = store_engine(settings)
+    upgrade(engine)
+    out.print("store is at the newest schema")
+
+
+@config_app.command("validate")
+def config_validate(
+    file: Annotated[Path | None, typer.Argument(help="Mapping file.")] = None,
+) -> None:
+    """Check a mapping file; print every problem with file, line, key path and a hint."""
+    path = file or cli_settings().config
+    try:
+        mapping = load_config(path)
+    except ConfigError as exc:
+        raise config_failure(exc) from None
+    counts = f"{len(mapping.sources)} source(s), {len(mapping.destinations)} destination(s)"
+    out.print(f"{path}: OK — {counts}", markup=False, emoji=False, highlight=False)
+
+
+@app.command()
+def init(
+    file: Annotated[Path, typer.Argument(help="Where to write the starter file.")] = Path(
+        "revsync.yaml"
+    ),
+    force: Annotated[bool, typer.Option(help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter mapping file."""
+    if file.exists() and not force:
+        err.print(f"[red]error[/red] {file} exists; use --force to overwrite")
+        raise typer.Exit(EXIT_CONFIG)
+    example = Path(__file__).parents[1] / "config" / "revsync.example.yaml"
+    file.write_text(example.read_text(encoding="utf-8"), encoding="utf-8")
+    out.print(f"wrote {file}; edit it, then run `revsync config validate {file}`")

@@ -1,0 +1,313 @@
+"""``revsync sync``, ``worker`` and ``demo``: runs of the loop and their summaries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import Engine
+
+from revsync.cli.base import (
+    EXIT_BUSY,
+    EXIT_CONFIG,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_STOPPED,
+    ConfigOption,
+    DatabaseOption,
+    amounts,
+    app,
+    cli_settings,
+    config_failure,
+    err,
+    load_mapping,
+    out,
+    print_import,
+    progress_display,
+    show_table,
+    stop_on_signals,
+    store_engine,
+)
+from revsync.collect.importer import import_identities, import_touchpoints
+from revsync.config.loader import load_config
+from revsync.config.mapping import RevsyncConfig
+from revsync.config.settings import Settings
+from revsync.errors import ConfigError
+from revsync.sync.factory import build_destinations, build_sources
+from revsync.sync.job import SyncJob
+from revsync.sync.summary import RunSummary
+
+log = logging.getLogger(__name__)
+
+
+def sync_job(
+    engine: Engine,
+    config: RevsyncConfig,
+    settings: Settings,
+    replan: bool = False,
+    stop: threading.Event | None = None,
+) -> SyncJob:
+    """A run over the mapping's sources and destinations; ``ConfigError`` when one of
+    them cannot be built (missing credentials, say)."""
+    return SyncJob(
+        engine, config, build_sources(config, settings), build_destinations(config, settings),
+        replan=replan, lease_ttl=timedelta(seconds=settings.lease_seconds), stop=stop,
+    )  # fmt: skip
+
+
+def run_sync(
+    engine: Engine,
+    config: RevsyncConfig,
+    settings: Settings,
+    show_progress: bool,
+    replan: bool = False,
+    stop: threading.Event | None = None,
+) -> RunSummary:
+    try:
+        job = sync_job(engine, config, settings, replan, stop)
+    except ConfigError as exc:
+        raise config_failure(exc) from None
+    with progress_display(show_progress) as progress:
+        job.progress = progress
+        return job.run()
+
+
+def print_summary(summary: RunSummary) -> None:
+    out.print(
+        f"[bold]run {summary.run_id}[/bold]: {summary.status} in {summary.seconds:.1f}s — "
+        f"deals read {sum(summary.deals_read.values()):,}, won {summary.deals_won:,}, "
+        f"matched to touchpoints {summary.deals_matched:,}"
+    )
+    table = Table(title="Conversions by destination (this run)", title_justify="left")
+    names = sorted(set(summary.planned) | set(summary.results) | set(summary.ledger))
+    shown = [
+        status
+        for status in ("sent", "already_sent", "rejected", "retry", "validated")
+        if any(summary.results.get(name, {}).get(status) for name in names)
+    ]
+    for column in ("destination", "new", *(s.replace("_", " ") for s in shown), "in ledger"):
+        table.add_column(column, justify="left" if column == "destination" else "right")
+    for name in names:
+        results = summary.results.get(name, {})
+        table.add_row(
+            name,
+            f"{summary.planned.get(name, 0):,}",
+            *(f"{results.get(s, 0):,}" for s in shown),
+            f"{sum(summary.ledger.get(name, {}).values()):,}",
+        )
+    show_table(table)
+    if summary.revenue_by_channel:
+        revenue = Table(title="Revenue by channel (this run, default model)", title_justify="left")
+        revenue.add_column("channel")
+        revenue.add_column("revenue", justify="right")
+        rows = sorted(
+            summary.revenue_by_channel.items(),
+            key=lambda item: -sum(item[1].values()),
+        )
+        for channel, by_currency in rows:
+            amounts = ", ".join(
+                f"{amount:,.2f} {cur}" for cur, amount in sorted(by_currency.items())
+            )
+            revenue.add_row(channel, amounts)
+        show_table(revenue)
+    if summary.skipped:
+        out.print("[bold]Not uploaded[/bold] (by reason):")
+        for reason, count in sorted(summary.skipped.items()):
+            out.print(f"  {count:>6,}  {reason}", highlight=False)
+    if summary.notes:
+        out.print("[bold]Uploaded, with a caveat[/bold]:")
+        for note, count in sorted(summary.notes.items()):
+            out.print(f"  {count:>6,}  {note}", highlight=False)
+    if summary.rejections:
+        out.print("[bold]Rejected by the platform[/bold] (by code):")
+        for reason, count in sorted(summary.rejections.items()):
+            out.print(f"  {count:>6,}  {reason}", highlight=False)
+    if summary.quarantined:
+        out.print(f"[bold]Quarantined records[/bold] ({len(summary.quarantined)}):")
+        for q in summary.quarantined[:20]:
+            row = f" (row {q.detail['row']})" if "row" in q.detail else ""
+            out.print(
+                f"  {q.source} {q.kind} {q.record_id}{row}: {q.field}: {q.reason}", highlight=False
+            )
+    for warning in summary.warnings:
+        err.print(f"[yellow]warning[/yellow] {warning}")
+    for failure in summary.failures:
+        err.print(f"[red]error[/red] {failure}")
+
+
+def exit_code(summary: RunSummary) -> int:
+    if summary.status == "config_error":
+        return EXIT_CONFIG
+    if summary.status == "failed":
+        return EXIT_FAILED
+    if summary.status == "stopped":
+        return EXIT_STOPPED
+    if summary.status == "busy":
+        return EXIT_BUSY
+    return EXIT_PARTIAL if summary.status == "partial" else EXIT_OK
+
+
+@app.command()
+def sync(
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the run summary as JSON.")] = False,
+    replan: Annotated[
+        bool,
+        typer.Option(help="Match and plan every stored won deal again (after new imports)."),
+    ] = False,
+) -> None:
+    """Run the loop once: read deals, match, attribute, plan and upload."""
+    settings = cli_settings(database_url, config)
+    mapping = load_mapping(settings)
+    engine = store_engine(settings, uploads=True)
+    with stop_on_signals() as stop:
+        summary = run_sync(
+            engine, mapping, settings, show_progress=not as_json, replan=replan, stop=stop
+        )
+    if as_json:
+        out.print_json(json.dumps(summary.as_dict(), default=str))
+    else:
+        print_summary(summary)
+    raise typer.Exit(exit_code(summary))
+
+
+@app.command()
+def worker(
+    every: Annotated[str | None, typer.Option(help="Run every DURATION: 90s, 15m, 2h, 1d.")] = None,
+    cron: Annotated[
+        str | None, typer.Option(help="Run on a cron schedule in UTC, e.g. '*/15 * * * *'.")
+    ] = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each run's summary as one JSON line.")
+    ] = False,
+) -> None:
+    """Run the loop on a schedule until SIGTERM or SIGINT.
+
+    The first run starts at once. A stop signal ends the run in progress after its page
+    or batch and exits 0. The mapping file is read again for every run: a run it cannot
+    start with is skipped and logged, and the worker goes on.
+    """
+    from revsync.sync.worker import run_worker, schedule
+
+    try:
+        plan = schedule(every, cron)
+    except ConfigError as exc:
+        raise config_failure(exc) from None
+    settings = cli_settings(database_url, config)
+    load_mapping(settings)  # a broken mapping file at start-up is an error, not a warning
+    engine = store_engine(settings, uploads=True)
+
+    def once() -> None:
+        try:
+            job = sync_job(engine, load_config(settings.config), settings, stop=stop)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("run skipped: %s", problem)
+            return
+        except Exception:  # a bug, not the admin's: the worker still lives to the next tick
+            log.exception("run skipped: could not start a run with %s", settings.config)
+            return
+        summary = job.run()
+        if as_json:
+            out.print(json.dumps(summary.as_dict(), default=str), soft_wrap=True,
+                      highlight=False, markup=False)  # fmt: skip
+        else:
+            out.print(one_line(summary), soft_wrap=True, highlight=False, markup=False)
+
+    with stop_on_signals() as stop:
+        err.print(f"revsync worker: {plan}; SIGTERM or SIGINT stops it", highlight=False,
+                  soft_wrap=True)  # fmt: skip
+        runs = run_worker(once, plan, stop, lambda: datetime.now(UTC))
+    err.print(f"revsync worker: stopped after {runs} run(s)", highlight=False)
+    raise typer.Exit(EXIT_OK)
+
+
+def one_line(summary: RunSummary) -> str:
+    """A run in one log line: status, time, deals read, conversions planned and sent."""
+    read = ", ".join(f"{n:,} from {s}" for s, n in summary.deals_read.items()) or "none"
+    planned = ", ".join(f"{n:,} {d}" for d, n in summary.planned.items()) or "none"
+    sent = ", ".join(
+        f"{tally.get('sent', 0):,} {d}" for d, tally in summary.results.items()
+    ) or "none"  # fmt: skip
+    line = (f"run {summary.run_id} {summary.status} in {summary.seconds:.1f}s: deals read "
+            f"{read}; planned {planned}; sent {sent}")  # fmt: skip
+    extras = [f"warnings: {'; '.join(summary.warnings)}"] if summary.warnings else []
+    extras += [f"failures: {'; '.join(summary.failures)}"] if summary.failures else []
+    extras += [f"{len(summary.quarantined)} quarantined"] if summary.quarantined else []
+    return "; ".join([line, *extras])
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Where to write the demo.")] = Path(
+        "revsync-demo"
+    ),
+    visitors: Annotated[int, typer.Option(min=10, help="Visitors to generate.")] = 5_000,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+) -> None:
+    """Generate a realistic dataset, sync it to file destinations and print a summary."""
+    from revsync.demo import DEMO_CONFIG, generate
+    from revsync.demo import told as demo_told
+
+    started = time.perf_counter()
+    directory.mkdir(parents=True, exist_ok=True)
+    stale = [directory / f"revsync.db{suffix}" for suffix in ("", "-wal", "-shm")]
+    for path in [*stale, *(directory / "out").glob("*.jsonl")]:
+        path.unlink(missing_ok=True)
+    config_path = directory / "revsync.yaml"
+    config_path.write_text(DEMO_CONFIG, encoding="utf-8")
+    database_url = f"sqlite:///{(directory / 'revsync.db').resolve()}"
+    settings = cli_settings(database_url, config_path)
+    out.print(f"Generating {visitors:,} visitors over 90 days in {directory}/ …")
+    files = generate(directory, visitors=visitors, seed=seed)
+    out.print(
+        f"  {files.counts['touchpoints']:,} sessions, {files.counts['leads']:,} leads, "
+        f"{files.counts['deals']:,} CRM deals ({files.counts['won']:,} won) + 4 malformed rows"
+    )
+    mapping = load_mapping(settings)
+    engine = store_engine(settings)
+    tp_report = import_touchpoints(engine, files.touchpoints, mapping.channels, mapping.privacy)
+    print_import("touchpoints", tp_report)
+    id_report = import_identities(engine, files.leads, mapping.matching.default_phone_region)
+    print_import("identities", id_report)
+    summary = run_sync(engine, mapping, settings, show_progress=True)
+    print_summary(summary)
+    again = SyncJob(
+        engine,
+        mapping,
+        build_sources(mapping, settings),
+        build_destinations(mapping, settings),
+    ).run()
+    out.print(
+        f"Second sync on the same store: {sum(again.planned.values())} new conversions planned "
+        "(idempotent)."
+    )
+    told = Table(
+        title="What each platform was told: one conversion per won deal at most, worth the "
+        "revenue credited to its own touchpoints (GA4: all of it)",
+        title_justify="left",
+    )
+    for column in ("destination", "conversions", "won deals", "value sent", "won revenue"):
+        told.add_column(column, justify="left" if column == "destination" else "right")
+    for name, count, won, values, revenue in demo_told(engine):
+        told.add_row(name, f"{count:,}", f"{won:,}", amounts(values), amounts(revenue))
+    show_table(told)
+    out.print(f"Request bodies per platform: {directory / 'out'}/")
+    for path in sorted((directory / "out").glob("*.jsonl")):
+        lines = sum(1 for _ in path.open(encoding="utf-8"))
+        out.print(f"  {path.name}: {lines:,} requests")
+    out.print(
+        f"Done in {time.perf_counter() - started:.1f}s. Sync again with:\n"
+        f"  revsync sync --config {config_path} --database-url {database_url}"
+    )
