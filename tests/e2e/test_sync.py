@@ -303,11 +303,15 @@ def test_a_stop_request_ends_the_run_after_the_page_in_progress(
 
     stopped = run(engine, config, progress=signal_after_first_page, stop=stop)
     assert (stopped.status, dict(stopped.deals_read), dict(stopped.results)) == (
-        "stopped", {"crm": 1}, {})
+        "stopped",
+        {"crm": 1},
+        {},
+    )
     assert "stopped on request" in stopped.warnings[-1]
     with engine.connect() as conn:
         assert conn.execute(select(sync_state.c.watermark)).scalar_one() == (
-            "2026-11-18T10:01:00+00:00")
+            "2026-11-18T10:01:00+00:00"
+        )
         assert conn.execute(select(func.count()).select_from(leases)).scalar_one() == 0
         assert conn.execute(select(func.count()).select_from(conversions)).scalar_one() == 3
     carried_on = run(engine, config, NOW + timedelta(minutes=1))
@@ -345,7 +349,9 @@ def test_replan_picks_up_leads_imported_after_the_deal_was_synced(
     assert sum(first.planned.values()) == 0  # nobody links the deal yet: skipped, and why
     assert first.skipped["gads: nothing credited to this platform's touchpoints"] == 1
     assert first.status == "ok"  # revsync's own decision does not make a run partial
-    (tmp_path / "leads.csv").write_text("visitor_id,observed_at,email\nv1,2026-11-10T09:05:00Z,late@example.com\n")
+    (tmp_path / "leads.csv").write_text(
+        "visitor_id,observed_at,email\nv1,2026-11-10T09:05:00Z,late@example.com\n"
+    )
     import_identities(engine, tmp_path / "leads.csv")
     assert sum(run(engine, config, NOW + timedelta(hours=1)).planned.values()) == 0
     replanned = run(engine, config, NOW + timedelta(hours=2), replan=True)
@@ -385,8 +391,11 @@ def test_an_operator_settles_unknown_and_failed_rows(
                      .values(state="failed", attempts=8, error_code="HTTP_503"))  # fmt: skip
     cli = CliRunner()
     where = ["--database-url", store_url]
-    empty = cli.invoke(app, ["ledger", "show", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"])
-    assert empty.exit_code == 0 and "the ledger is empty" in empty.stdout
+    nowhere = cli.invoke(
+        app, ["ledger", "show", "--database-url", f"sqlite:///{tmp_path / 'x.db'}"]
+    )
+    assert nowhere.exit_code == 1 and "no store" in nowhere.output  # and none is created
+    assert not (tmp_path / "x.db").exists()
 
     counts = json.loads(cli.invoke(app, ["ledger", "show", "--json", *where]).stdout)
     assert counts == {"gads": {"sent": 1}, "ga4": {"unknown": 1}, "meta": {"failed": 1}}
@@ -430,7 +439,9 @@ def test_an_unreachable_store_fails_the_run_without_raising(tmp_path: Path) -> N
     finally:
         gone.dispose()
     assert (summary.status, summary.failures) == (
-        "failed", ["the store is unreachable (OperationalError)"])
+        "failed",
+        ["the store is unreachable (OperationalError)"],
+    )
 
 
 class _SlowSource:

@@ -20,13 +20,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from revsync.collect.importer import ImportReport
 from revsync.config.loader import load_config
 from revsync.config.mapping import RevsyncConfig
 from revsync.config.settings import Settings, durable_store, load_settings
 from revsync.errors import ConfigError, RevsyncError
-from revsync.store.engine import open_store
+from revsync.store.engine import open_store, store_missing
 
 app = typer.Typer(
     help="revsync: closed-won CRM revenue back to Google Ads, GA4 and Meta.",
@@ -60,8 +61,25 @@ def show_table(table: Table) -> None:
     (out if out.is_terminal else Console(file=out.file, width=UNCUT)).print(table)
 
 
+EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL, EXIT_STOPPED, EXIT_BUSY = 0, 1, 2, 3, 4, 5
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        out.print(f"revsync {version('revsync')}", highlight=False)
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
-def _command(ctx: typer.Context) -> None:
+def _command(
+    ctx: typer.Context,
+    show_version: Annotated[
+        bool,
+        typer.Option("--version", is_eager=True, callback=_version, help="Print the version."),
+    ] = False,
+) -> None:
     # What the imports built (SDK modules, protobuf descriptors, pydantic models) lives as
     # long as the process. Freezing it keeps the cyclic GC's full passes, which a run's
     # millions of short-lived rows trigger, from re-scanning it each time. (Garbage frozen
@@ -69,8 +87,6 @@ def _command(ctx: typer.Context) -> None:
     gc.freeze()
     ctx.call_on_close(gc.unfreeze)
 
-
-EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL, EXIT_STOPPED, EXIT_BUSY = 0, 1, 2, 3, 4, 5
 
 ConfigOption = Annotated[
     Path | None,
@@ -119,16 +135,24 @@ def load_mapping(settings: Settings) -> RevsyncConfig:
         raise config_failure(exc) from None
 
 
-def store_engine(settings: Settings, uploads: bool = False) -> Engine:
-    """The store; for a command that uploads (``uploads``), only a store that lasts."""
+def store_engine(settings: Settings, uploads: bool = False, read_only: bool = False) -> Engine:
+    """The store. A command that uploads (``uploads``) gets only a store that lasts; a
+    read-only one (``read_only``) never creates or migrates one; the others migrate it
+    unless ``REVSYNC_AUTO_MIGRATE`` is false."""
     try:
         if uploads:
             durable_store(settings)
-        return open_store(settings.database_url)
+        if read_only and store_missing(settings.database_url):
+            where = make_url(settings.database_url).database
+            err.print(f"[red]error[/red] there is no store at {where}: nothing was imported or "
+                      "synced with it (set REVSYNC_DATABASE_URL or --database-url)",
+                      highlight=False)  # fmt: skip
+            raise typer.Exit(EXIT_FAILED)
+        return open_store(settings.database_url, migrate=settings.auto_migrate and not read_only)
     except ConfigError as exc:
         raise config_failure(exc) from None
     except RevsyncError as exc:
-        err.print(f"[red]error[/red] {exc}")
+        err.print(f"[red]error[/red] {exc}", highlight=False)
         raise typer.Exit(EXIT_FAILED) from None
 
 

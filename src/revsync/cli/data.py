@@ -17,7 +17,6 @@ from revsync.cli.base import (
     cli_settings,
     config_app,
     config_failure,
-    db_app,
     err,
     import_app,
     load_mapping,
@@ -29,7 +28,6 @@ from revsync.collect.importer import import_identities, import_touchpoints
 from revsync.config.loader import load_config
 from revsync.config.mapping import RevsyncConfig
 from revsync.errors import ConfigError
-from revsync.store.engine import upgrade
 
 
 def import_file(
@@ -85,15 +83,6 @@ def import_identities_command(
     Columns: visitor_id, observed_at, email, phone, crm_id, event. Email and phone are
     hashed on import; the raw values are not kept."""
     import_file("identities", file, rejects, config, database_url)
-
-
-@db_app.command("upgrade")
-def db_upgrade(database_url: DatabaseOption = None) -> None:
-    """Apply pending schema migrations."""
-    settings = cli_settings(database_url)
-    engine = store_engine(settings)
-    upgrade(engine)
-    out.print("store is at the newest schema")
 
 
 @config_app.command("validate")

@@ -44,7 +44,7 @@ def explain(
 
     settings = cli_settings(database_url, config)
     mapping = load_mapping(settings)
-    engine = store_engine(settings)
+    engine = store_engine(settings, read_only=True)
     with engine.connect() as conn:
         sources = [source] if source else find_sources(conn, deal_id)
         if len(sources) != 1:
@@ -162,7 +162,7 @@ def report_models(
 
     settings = cli_settings(database_url, config)
     mapping = load_mapping(settings)
-    engine = store_engine(settings)
+    engine = store_engine(settings, read_only=True)
     report, matched, fitted = models_report(engine, mapping, workers=workers)
     rows = sorted(report.items(), key=lambda item: (item[0][1], -sum(item[1].values())))
     if as_json:

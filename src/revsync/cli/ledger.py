@@ -10,10 +10,12 @@ import typer
 from rich.table import Table
 
 from revsync.cli.base import (
+    EXIT_CONFIG,
     ConfigOption,
     DatabaseOption,
     cli_settings,
     config_failure,
+    err,
     ledger_app,
     money,
     out,
@@ -38,8 +40,15 @@ def ledger_show(
     from revsync.sync import ledger
 
     wanted = state_option(state, "--state", ledger.State)
-    engine = store_engine(cli_settings(database_url, config))
+    engine = store_engine(cli_settings(database_url, config), read_only=True)
     with engine.connect() as conn:
+        if destination is not None:
+            known = set(ledger.counts(conn))
+            if destination not in known:
+                names = ", ".join(sorted(known)) or "none yet"
+                err.print(f"[red]error[/red] no destination {destination!r} in the ledger "
+                          f"(it has: {names})", highlight=False)  # fmt: skip
+                raise typer.Exit(EXIT_CONFIG)
         if wanted is None and deal is None:
             counts = ledger.counts(conn)
             if destination is not None:

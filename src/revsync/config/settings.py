@@ -34,6 +34,11 @@ class Settings(BaseSettings):
         description="Refuse to sync on the default SQLite file (the image sets it: a file "
         "inside a container is lost with it, and the next run would send everything again).",
     )
+    auto_migrate: bool = Field(
+        True,
+        description="Commands that write migrate the store to revsync's schema; false for "
+        "teams that run `revsync db upgrade` as a release step.",
+    )
     config: Path = Field(Path("revsync.yaml"), description="Path of the mapping file.")
     log_level: str = Field(
         "INFO", description="Python logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL."

@@ -101,6 +101,31 @@ def _transactional(engine: Engine) -> Engine:
     return migrating
 
 
+def revisions(engine: Engine) -> tuple[str | None, list[tuple[str, str]]]:
+    """The store's current revision and every migration (revision, title), oldest first."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    history = [(r.revision, (r.doc or "").strip()) for r in reversed(list(script.walk_revisions()))]
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision(), history
+
+
+def upgrade_sql(engine: Engine) -> str:
+    """The SQL that would bring the store to the newest schema, applied nowhere."""
+    import io
+
+    from alembic import command
+
+    current, _ = revisions(engine)
+    buffer = io.StringIO()
+    config = alembic_config(engine)
+    config.output_buffer = buffer
+    command.upgrade(config, f"{current}:head" if current else "head", sql=True)
+    return buffer.getvalue()
+
+
 def needs_upgrade(engine: Engine) -> bool:
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -110,8 +135,24 @@ def needs_upgrade(engine: Engine) -> bool:
         return MigrationContext.configure(connection).get_current_revision() != head
 
 
-def open_store(url: str) -> Engine:
-    """Engine for ``url`` with the schema at the newest migration."""
+def store_missing(url: str) -> bool:
+    """Whether ``url`` is a SQLite file that does not exist yet (opening would create it)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # open_store says what is wrong with it
+        return False
+    database = parsed.database or ""
+    return (
+        parsed.get_backend_name() == "sqlite"
+        and database not in ("", ":memory:")
+        and not database.startswith("file:")
+        and not Path(database).exists()
+    )
+
+
+def open_store(url: str, migrate: bool = True) -> Engine:
+    """Engine for ``url`` with the schema at the newest migration; with ``migrate`` off,
+    a store behind the newest schema is a ``PermanentError`` instead of being migrated."""
     engine = create_store_engine(url)
     where = engine.url.render_as_string(hide_password=True)
     try:
@@ -120,6 +161,12 @@ def open_store(url: str) -> Engine:
         engine.dispose()
         reason = type(exc.orig).__name__
         raise TransientError(f"cannot reach the store at {where}: {reason}") from None
+    if pending and not migrate:
+        engine.dispose()
+        raise PermanentError(
+            f"the store at {where} is behind revsync's schema; run `revsync db upgrade` "
+            "(migrations are not applied automatically here)"
+        )
     if pending:
         try:
             upgrade(engine)

@@ -14,12 +14,24 @@ from revsync.store.schema import metadata
 MIGRATION_LOCK = 7_265_766_863  # pg_advisory_xact_lock key: "revsync migrations"
 
 engine = context.config.attributes["engine"]
-with engine.begin() as connection:
-    if connection.dialect.name == "postgresql":
-        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+if context.is_offline_mode():  # `revsync db upgrade --sql`: the SQL, for a DBA to run
     context.configure(
-        connection=connection,
+        url=engine.url,
         target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
+        literal_binds=True,
+        render_as_batch=engine.dialect.name == "sqlite",
     )
-    context.run_migrations()
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK}
+            )
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+        )
+        context.run_migrations()
