@@ -132,7 +132,7 @@ def test_fuzzed_crm_exports(world: dict[str, Any]) -> None:
             code, output = cli("sync", "--json", "--config", str(config), "--database-url",
                                world["url"])  # fmt: skip
             assert code == 3, (case.name, case.kinds, output)
-            runs.append(json.loads(output[output.index("{") :]))
+            runs.append(json.JSONDecoder().raw_decode(output, output.index("{"))[0])
         with engine.connect() as conn:
             held = conn.execute(select(deals.c.id).where(deals.c.source == name)).all()
             problems = conn.execute(select(quarantine).where(quarantine.c.source == name))

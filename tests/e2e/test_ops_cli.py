@@ -106,3 +106,34 @@ def test_upgrade_sql_prints_the_migrations_and_applies_nothing(postgres_url: str
 def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("revsync ")
+
+
+def test_json_logs_carry_the_run_id_and_a_partial_run_says_why(tmp_path: Path) -> None:
+    """A real ``revsync sync`` process with REVSYNC_LOG_FORMAT=json: every stderr line is a
+    JSON object, those made during the run carry its ID, a partial run logs a warning, and
+    ``--json`` prints the summary on one line."""
+    import os
+    import subprocess
+    import sys
+
+    demo = tmp_path / "demo"
+    assert runner.invoke(app, ["demo", str(demo), "--visitors", "100"]).exit_code == 0
+    store = f"sqlite:///{tmp_path / 'fresh.db'}"
+    for kind, name in (("touchpoints", "touchpoints.csv"), ("identities", "leads.csv")):
+        where = ["--config", str(demo / "revsync.yaml"), "--database-url", store]
+        assert runner.invoke(app, ["import", kind, str(demo / name), *where]).exit_code == 0
+    source = str(Path(__file__).parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": source, "REVSYNC_LOG_FORMAT": "json"}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "revsync"), "sync", "--json", "--config", str(demo / "revsync.yaml"),
+         "--database-url", store],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stderr  # the demo export has malformed rows
+    records = [json.loads(line) for line in done.stderr.splitlines()]
+    assert records and {"time", "level", "logger", "message"} <= set(records[0])
+    assert {r["run_id"] for r in records if r["logger"].startswith("revsync.sync")} == {1}
+    partial = [r for r in records if "partial" in r["message"] and r["level"] == "WARNING"]
+    assert partial and "records quarantined" in partial[0]["message"]
+    (line,) = done.stdout.splitlines()
+    assert json.loads(line)["status"] == "partial"

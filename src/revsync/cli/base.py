@@ -6,7 +6,6 @@ from __future__ import annotations
 import gc
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -22,6 +21,7 @@ from rich.table import Table
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
+from revsync import logs
 from revsync.collect.importer import ImportReport
 from revsync.config.loader import load_config
 from revsync.config.mapping import RevsyncConfig
@@ -109,13 +109,7 @@ def cli_settings(database_url: str | None = None, config: Path | None = None) ->
     if config:
         updates["config"] = config
     settings = settings.model_copy(update=updates)
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if settings.log_level.upper() != "DEBUG":
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+    logs.configure(settings.log_level.upper(), settings.log_format)
     return settings
 
 

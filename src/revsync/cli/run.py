@@ -173,8 +173,9 @@ def sync(
         summary = run_sync(
             engine, mapping, settings, show_progress=not as_json, replan=replan, stop=stop
         )
-    if as_json:
-        out.print_json(json.dumps(summary.as_dict(), default=str))
+    if as_json:  # one line, for log collectors
+        line = json.dumps(summary.as_dict(), default=str)
+        out.print(line, soft_wrap=True, highlight=False, markup=False)
     else:
         print_summary(summary)
     raise typer.Exit(exit_code(summary))

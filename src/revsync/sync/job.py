@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 
+from revsync import logs
 from revsync.attribution import AttributionModel, MarkovModel, attribute, build_model
 from revsync.config.mapping import RevsyncConfig
 from revsync.destinations.base import Destination
@@ -105,8 +106,10 @@ class SyncJob:
             summary.failures.append(f"the store is unreachable ({_store_error(exc)})")
             log.error("run not started: the store is unreachable (%s)", _store_error(exc))
             return summary
-        with in_progress(summary.run_id):
+        with in_progress(summary.run_id), logs.in_run(summary.run_id):
             self._run(summary)
+            if summary.status == "partial":
+                log.warning("run %s partial: %s", summary.run_id, summary.why_partial())
         summary.seconds = time.perf_counter() - started
         self._record(summary)
         return summary

@@ -38,6 +38,13 @@ class RunSummary:
     def rejected(self) -> int:
         return sum(r.get(OutcomeStatus.REJECTED, 0) for r in self.results.values())
 
+    def why_partial(self) -> str:
+        """What made the run partial, for its log line."""
+        counts = {"rows rejected": self.rejected, "records quarantined": len(self.quarantined),
+                  "warnings": len(self.warnings)}  # fmt: skip
+        found = [f"{n:,} {what}" for what, n in counts.items() if n]
+        return ", ".join(found) or "rows not delivered"
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,

@@ -44,9 +44,7 @@ def upload(
     """
     run_started = summary.started_at
     with engine.begin() as conn:
-        ledger.recover_interrupted(
-            conn, destination.name, destination.resend_safe, clock()
-        )
+        ledger.recover_interrupted(conn, destination.name, destination.resend_safe, clock())
     _read_back(engine, destination, summary, clock)
     sent = 0
     config = getattr(destination, "config", None)
@@ -103,6 +101,7 @@ def upload(
                 summary.skipped[f"{destination.name}: {outcome.message}"] += 1
         sent += len(batch)
         progress(f"upload {destination.name}", sent, None)
+
 
 def _read_back(
     engine: Engine, destination: Destination, summary: RunSummary, clock: Callable[[], datetime]
