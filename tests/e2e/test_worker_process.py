@@ -79,9 +79,36 @@ def test_a_broken_mapping_file_skips_runs_until_it_is_fixed(tmp_path: Path) -> N
             assert line, "the worker ended"
         assert "revsync.yaml:1: sources: Field required" in line  # file, line, key
         mapping.write_text(good)
-        assert json.loads(worker.stdout.readline())["status"] == "partial"  # runs again
+        statuses = [json.loads(worker.stdout.readline())["status"]]
+        while statuses[-1] == "skipped":  # a skipped run says so on stdout too
+            statuses.append(json.loads(worker.stdout.readline())["status"])
+        assert statuses[-1] == "partial" and "skipped" in statuses  # runs again
         worker.send_signal(signal.SIGTERM)
         worker.communicate(timeout=30)
     finally:
         worker.kill()
     assert worker.returncode == 0
+
+
+def test_a_worker_whose_runs_keep_failing_exits_for_a_human(tmp_path: Path) -> None:
+    """A mapping broken for good (or credentials gone) must not loop silently forever."""
+    demo = tmp_path / "demo"
+    assert CliRunner().invoke(app, ["demo", str(demo), "--visitors", "100"]).exit_code == 0
+    mapping = demo / "revsync.yaml"
+    worker = subprocess.Popen(
+        [REVSYNC, "worker", "--every", "1s", "--json", "--max-failures", "2", "-c",
+         str(mapping), "--database-url", f"sqlite:///{demo / 'revsync.db'}"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert worker.stdout is not None
+        assert json.loads(worker.stdout.readline())["status"] == "partial"
+        mapping.write_text(mapping.read_text().replace("sources:", "sauces:", 1))
+        out, errors = worker.communicate(timeout=30)
+    finally:
+        worker.kill()
+    assert worker.returncode == 1, errors
+    skipped = [json.loads(line) for line in out.splitlines()]
+    assert [s["status"] for s in skipped] == ["skipped", "skipped"]
+    assert "sources: Field required" in skipped[0]["problems"][0]
+    assert "2 runs in a row failed or could not start" in errors

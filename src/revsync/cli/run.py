@@ -164,6 +164,10 @@ def sync(
         bool,
         typer.Option(help="Match and plan every stored won deal again (after new imports)."),
     ] = False,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(help="Write the run's metrics here (node_exporter textfile collector)."),
+    ] = None,
 ) -> None:
     """Run the loop once: read deals, match, attribute, plan and upload."""
     settings = cli_settings(database_url, config)
@@ -173,6 +177,11 @@ def sync(
         summary = run_sync(
             engine, mapping, settings, show_progress=not as_json, replan=replan, stop=stop
         )
+    if metrics_file is not None:
+        from revsync import metrics
+
+        metrics.observe(summary)
+        metrics.write_textfile(metrics_file)
     if as_json:  # one line, for log collectors
         line = json.dumps(summary.as_dict(), default=str)
         out.print(line, soft_wrap=True, highlight=False, markup=False)
@@ -192,6 +201,23 @@ def worker(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print each run's summary as one JSON line.")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            envvar="REVSYNC_METRICS_PORT",
+            min=1,
+            max=65535,
+            help="Serve /metrics, /healthz and /readyz on this port.",
+        ),
+    ] = None,
+    max_failures: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Exit 1 after this many failed or skipped runs in a row "
+            "(bad credentials or mapping need a human); 0: never.",
+        ),
+    ] = 5,
 ) -> None:
     """Run the loop on a schedule until SIGTERM or SIGINT.
 
@@ -199,7 +225,7 @@ def worker(
     or batch and exits 0. The mapping file is read again for every run: a run it cannot
     start with is skipped and logged, and the worker goes on.
     """
-    from revsync.sync.worker import run_worker, schedule
+    from revsync.sync.worker import GaveUp, run_worker, schedule
 
     try:
         plan = schedule(every, cron)
@@ -209,29 +235,68 @@ def worker(
     load_mapping(settings)  # a broken mapping file at start-up is an error, not a warning
     engine = store_engine(settings, uploads=True)
 
-    def once() -> None:
+    from revsync import metrics
+
+    health = metrics.Health(lambda: _store_answers(engine), stuck_after=6 * 3600)
+    if metrics_port is not None:
+        metrics.serve(metrics_port, health)
+
+    def once() -> str:
         try:
             job = sync_job(engine, load_config(settings.config), settings, stop=stop)
         except ConfigError as exc:
             for problem in exc.problems:
                 log.error("run skipped: %s", problem)
-            return
-        except Exception:  # a bug, not the admin's: the worker still lives to the next tick
+            return _skipped(as_json, [str(p) for p in exc.problems])
+        except Exception as exc:  # a bug, not the admin's: the worker still lives to the next tick
             log.exception("run skipped: could not start a run with %s", settings.config)
-            return
-        summary = job.run()
+            return _skipped(as_json, [f"internal error: {type(exc).__name__}"])
+        health.begin()
+        try:
+            summary = job.run()
+        finally:
+            health.end()
+        metrics.observe(summary)
         if as_json:
             out.print(json.dumps(summary.as_dict(), default=str), soft_wrap=True,
                       highlight=False, markup=False)  # fmt: skip
         else:
             out.print(one_line(summary), soft_wrap=True, highlight=False, markup=False)
+        return summary.status
 
     with stop_on_signals() as stop:
         err.print(f"revsync worker: {plan}; SIGTERM or SIGINT stops it", highlight=False,
                   soft_wrap=True)  # fmt: skip
-        runs = run_worker(once, plan, stop, lambda: datetime.now(UTC))
+        try:
+            runs = run_worker(once, plan, stop, lambda: datetime.now(UTC), max_failures)
+        except GaveUp as exc:
+            err.print(f"[red]error[/red] revsync worker: {exc}; exiting for a human to look "
+                      "(the errors are logged above)", highlight=False)  # fmt: skip
+            raise typer.Exit(EXIT_FAILED) from None
     err.print(f"revsync worker: stopped after {runs} run(s)", highlight=False)
     raise typer.Exit(EXIT_OK)
+
+
+def _skipped(as_json: bool, problems: list[str]) -> str:
+    """A run that could not start says so on stdout too (one JSON line with ``--json``)."""
+    from revsync.sync.worker import SKIPPED
+
+    if as_json:
+        line = json.dumps({"status": SKIPPED, "problems": problems})
+        out.print(line, soft_wrap=True, highlight=False, markup=False)
+    else:
+        out.print(f"run skipped: {'; '.join(problems)}", soft_wrap=True, highlight=False,
+                  markup=False)  # fmt: skip
+    return SKIPPED
+
+
+def _store_answers(engine: Engine) -> bool:
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception:  # any failure means not ready
+        return False
+    return True
 
 
 def one_line(summary: RunSummary) -> str:

@@ -84,22 +84,36 @@ def schedule(every: str | None, cron: str | None) -> Schedule:
     return Cron(cron)
 
 
+SKIPPED = "skipped"  # what ``run_once`` returns when no run could start (a bad mapping)
+_GIVE_UP_ON = {SKIPPED, "config_error", "failed"}
+
+
+class GaveUp(Exception):
+    """Runs failed ``max_failures`` times in a row: credentials or config need a human."""
+
+
 def run_worker(
-    run_once: Callable[[], None],
+    run_once: Callable[[], str | None],
     plan: Schedule,
     stop: threading.Event,
     clock: Callable[[], datetime],
+    max_failures: int = 0,
 ) -> int:
     """Call ``run_once`` at every tick of ``plan`` until ``stop`` is set; the number of
-    runs. The first run starts at once."""
-    runs = 0
+    runs that happened (``run_once`` returns the run's status, or ``SKIPPED``). The first
+    run starts at once. With ``max_failures``, that many failed or skipped runs in a row
+    raise ``GaveUp``."""
+    runs = failures = 0
     next_start = clock()
     while not stop.is_set():
         wait = (next_start - clock()).total_seconds()
         if wait > 0 and stop.wait(wait):
             break
         started = clock()
-        run_once()
-        runs += 1
+        status = run_once()
+        runs += status != SKIPPED
+        failures = failures + 1 if status in _GIVE_UP_ON else 0
+        if max_failures and failures >= max_failures:
+            raise GaveUp(f"{failures} runs in a row failed or could not start")
         next_start = plan.next_after(started)
     return runs
