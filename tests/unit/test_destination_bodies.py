@@ -57,7 +57,7 @@ def test_google_datetime_has_the_accounts_offset() -> None:
 
 
 def test_google_body_one_click_id_and_batches_split_by_kind(tmp_path: Path) -> None:
-    config = GoogleAdsConfig(name="g", type="google_ads", transport="file", customer_id="123",
+    config = GoogleAdsConfig(name="g", type="google_ads", transport="file", customer_id="1230000000",
                              conversion_action="9", output_dir=tmp_path)  # fmt: skip
     destination = GoogleAdsDestination(config, "last_touch", FileTransport(tmp_path, "g", "x"))
     j, credits = journey(1, ClickIds(gclid="CjwGclid1234", gbraid="GBbraid12345"))
@@ -67,10 +67,10 @@ def test_google_body_one_click_id_and_batches_split_by_kind(tmp_path: Path) -> N
     clicks, adjustments = destination.build([conversion, retraction])
     row = clicks.body["conversions"][0]
     assert row["gclid"] == "CjwGclid1234" and "gbraid" not in row
-    assert row["conversion_action"] == "customers/123/conversionActions/9"
+    assert row["conversion_action"] == "customers/1230000000/conversionActions/9"
     assert clicks.body["partial_failure"] is True
     assert adjustments.body["conversion_adjustments"][0] == {
-        "conversion_action": "customers/123/conversionActions/9",
+        "conversion_action": "customers/1230000000/conversionActions/9",
         "adjustment_type": "RETRACTION",
         "adjustment_date_time": "2026-11-20 12:00:00+00:00",
         "order_id": conversion.key,
@@ -82,7 +82,7 @@ def test_google_custom_variables_from_deal_attributes(tmp_path: Path) -> None:
         UploadClickConversionsRequest,
     )
 
-    config = GoogleAdsConfig(name="g", type="google_ads", transport="file", customer_id="123",
+    config = GoogleAdsConfig(name="g", type="google_ads", transport="file", customer_id="1230000000",
                              conversion_action="9",
                              custom_variables={"55": "pipeline", "56": "Region__c", "57": "owner"})  # fmt: skip
     destination = GoogleAdsDestination(config, "last_touch", FileTransport(tmp_path, "g", "x"))
@@ -92,8 +92,8 @@ def test_google_custom_variables_from_deal_attributes(tmp_path: Path) -> None:
     [request] = destination.build([conversion])
     row = request.body["conversions"][0]
     assert row["custom_variables"] == [
-        {"conversion_custom_variable": "customers/123/conversionCustomVariables/55", "value": "expansion"},
-        {"conversion_custom_variable": "customers/123/conversionCustomVariables/56", "value": "EMEA"},
+        {"conversion_custom_variable": "customers/1230000000/conversionCustomVariables/55", "value": "expansion"},
+        {"conversion_custom_variable": "customers/1230000000/conversionCustomVariables/56", "value": "EMEA"},
     ]  # no owner on the deal: nothing sent for 57
     # The body is a valid request for the google-ads client, field for field.
     proto = UploadClickConversionsRequest(request.body)
@@ -165,7 +165,7 @@ def test_ga4_and_google_each_get_their_own_gmail_normalisation(tmp_path: Path) -
     ga4 = Ga4Destination(Ga4Config(name="ga4", type="ga4", transport="file", measurement_id="G-T1"),
                          "last_touch", FileTransport(tmp_path, "ga4", "ga4"), clock=lambda: NOW)  # fmt: skip
     google = GoogleAdsDestination(
-        GoogleAdsConfig(name="g", type="google_ads", transport="file", customer_id="123",
+        GoogleAdsConfig(name="g", type="google_ads", transport="file", customer_id="1230000000",
                         conversion_action="9", enhanced_conversions=True),
         "last_touch", FileTransport(tmp_path, "g", "x"),
     )  # fmt: skip

@@ -19,7 +19,7 @@ from revsync.config.mapping import (
     SalesforceSource,
 )
 from revsync.config.reading import format_key_path, item_line, key_line, plain, read_document
-from revsync.config.rules import LocatedValueError
+from revsync.config.rules import LocatedValueError, cross_block
 from revsync.errors import ConfigError
 
 _BLOCKS: dict[str, type[BaseModel]] = {
@@ -38,16 +38,44 @@ def load_config(path: Path) -> RevsyncConfig:
     Relative file paths inside the mapping are resolved against the file's folder.
     """
     document = read_document(path)
+    data = plain(document, path)
     try:
-        config = RevsyncConfig.model_validate(plain(document, path))
+        config = RevsyncConfig.model_validate(data)
     except ValidationError as exc:
-        problems = [p for error in exc.errors() for p in _describe(path, document, error)]
+        errors = exc.errors()
+        if not any(isinstance(e.get("ctx", {}).get("error"), LocatedValueError) for e in errors):
+            errors += _cross_block_errors(data)  # in the same pass, not after a fix
+        problems = [p for error in errors for p in _describe(path, document, error)]
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems) from None
     config = _resolve_paths(config, path.parent)
     problems = _file_problems(path, document, config)
     if problems:
         raise ConfigError(f"{path}: {len(problems)} problem(s)", problems)
     return config
+
+
+def _cross_block_errors(data: Any) -> list[Any]:
+    """The cross-block rules on the raw mapping, for a file whose fields have errors too."""
+    if not isinstance(data, dict):
+        return []
+
+    def name(block: Any, i: int) -> str:
+        value = block.get("name") if isinstance(block, dict) else None
+        return value if isinstance(value, str) else f"\0{i}"  # a bad name matches nothing
+
+    raw_sources: list[Any] = data["sources"] if isinstance(data.get("sources"), list) else []
+    raw_destinations = data.get("destinations")
+    sources = [name(b, i) for i, b in enumerate(raw_sources)]
+    destinations = []
+    for i, block in enumerate(raw_destinations if isinstance(raw_destinations, list) else []):
+        wanted = block.get("sources") if isinstance(block, dict) else None
+        named = (
+            [w if isinstance(w, str) else "\0" for w in wanted] if isinstance(wanted, list) else []
+        )
+        destinations.append((name(block, -1 - i), named))
+    problems = [p for p in cross_block(sources, destinations) if "\0" not in p[1]]
+    return [{"loc": (), "msg": "", "type": "value_error",
+             "ctx": {"error": LocatedValueError(problems)}}] if problems else []  # fmt: skip
 
 
 def _describe(path: Path, document: CommentedMap, error: Any) -> list[str]:

@@ -437,15 +437,15 @@ class GoogleAdsDestination(DestinationBase):
                 raise ValueError(f"custom variable {variable!r}: use its numeric ID")
         return value
 
-    @field_validator("customer_id", "login_customer_id", "conversion_action")
+    @field_validator("customer_id", "login_customer_id")
     @classmethod
-    def _digits(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        digits = value.replace("-", "")
-        if not digits.isdigit():
-            raise ValueError("digits only (dashes are removed), e.g. 123-456-7890")
-        return digits
+    def _customer(cls, value: str | None) -> str | None:
+        return None if value is None else rules.customer_id(value)
+
+    @field_validator("conversion_action")
+    @classmethod
+    def _action(cls, value: str) -> str:
+        return rules.conversion_action_id(value)
 
 
 class Ga4Destination(DestinationBase):
@@ -613,23 +613,9 @@ class RevsyncConfig(Block):
 
     @model_validator(mode="after")
     def _unique_names(self) -> RevsyncConfig:
-        problems: list[tuple[tuple[str | int, ...], str]] = []
-        for kind, names in (
-            ("sources", [s.name for s in self.sources]),
-            ("destinations", [d.name for d in self.destinations]),
-        ):
-            for i, name in enumerate(names):
-                if name in names[:i]:
-                    first = f"{kind}[{names.index(name)}]"
-                    problems.append(((kind, i, "name"), f"duplicate name {name!r} ({first})"))
-        known = [s.name for s in self.sources]
-        for i, dest in enumerate(self.destinations):
-            for j, source in enumerate(dest.sources):
-                if source not in known:
-                    problems.append(
-                        (("destinations", i, "sources", j),
-                         f"unknown source {source!r}; known: {', '.join(known) or 'none'}")
-                    )  # fmt: skip
+        problems = rules.cross_block(
+            [s.name for s in self.sources], [(d.name, d.sources) for d in self.destinations]
+        )
         if problems:
             raise rules.LocatedValueError(problems)
         return self

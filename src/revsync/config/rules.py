@@ -149,3 +149,40 @@ def no_bool_numbers(cls: Any, data: Any) -> Any:
         if isinstance(value, bool) and field is not None and _numeric(field.annotation):
             out[name] = str(value).lower()
     return out
+
+
+def customer_id(value: str) -> str:
+    """A Google Ads customer ID: ten digits, dashes allowed (``123-456-7890``)."""
+    digits = value.replace("-", "")
+    if not digits.isdigit() or len(digits) != 10:
+        raise ValueError("a customer ID is 10 digits, dashes allowed, e.g. 123-456-7890")
+    return digits
+
+
+def conversion_action_id(value: str) -> str:
+    """A Google Ads conversion action's numeric ID (never its name)."""
+    if not value.strip().isdigit():
+        raise ValueError(
+            f"{value!r} is not a conversion action ID: use the action's number (Google Ads: "
+            "Goals > Conversions > the action; `ctId=` in its URL), not its name"
+        )
+    return value.strip()
+
+
+def cross_block(
+    sources: list[str], destinations: list[tuple[str, list[str]]]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Rules across blocks, each at its own key: unique names, destinations' known sources."""
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for kind, names in (("sources", sources), ("destinations", [d for d, _ in destinations])):
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                first = f"{kind}[{names.index(name)}]"
+                problems.append(((kind, i, "name"), f"duplicate name {name!r} ({first})"))
+    for i, (_, wanted) in enumerate(destinations):
+        for j, source in enumerate(wanted):
+            if source not in sources:
+                known = ", ".join(sources) or "none"
+                problems.append((("destinations", i, "sources", j),
+                                 f"unknown source {source!r}; known: {known}"))  # fmt: skip
+    return problems

@@ -1,0 +1,38 @@
+"""``config validate`` shows every problem in one pass: field errors and cross-block errors
+together, each at its own line; Google IDs are checked as Google defines them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from revsync.config.loader import load_config
+from revsync.errors import ConfigError
+
+MAPPING = """\
+sources:
+  - {name: crm, type: file, path: deals.csv, overlap_minutes: abc}
+destinations:
+  - {name: g, type: google_ads, customer_id: "123-456-78901", conversion_action: "Closed won",
+     sources: [nope]}
+  - {name: g, type: ga4, measurement_id: G-ABCDEFG}
+"""
+
+
+def test_field_and_cross_block_errors_come_together_each_at_its_line(tmp_path: Path) -> None:
+    (tmp_path / "deals.csv").write_text("deal_id\n")
+    path = tmp_path / "revsync.yaml"
+    path.write_text(MAPPING)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    problems = "\n".join(caught.value.problems)
+    assert f"{path}:2: sources[0].overlap_minutes:" in problems
+    assert (
+        f"{path}:4: destinations[0].customer_id: Value error, a customer ID is 10 digits"
+        in problems
+    )
+    assert "'Closed won' is not a conversion action ID: use the action's number" in problems
+    assert f"{path}:5: destinations[0].sources[0]: unknown source 'nope'" in problems
+    assert f"{path}:6: destinations[1].name: duplicate name 'g'" in problems
+    assert len(caught.value.problems) == 5
