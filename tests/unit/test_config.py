@@ -114,13 +114,14 @@ def test_the_example_documents_every_key() -> None:
     from pydantic import BaseModel
 
     from revsync.config import mapping
+    from revsync.config.collector import CollectorConfig, CollectorSite
 
     text = EXAMPLE.read_text()
     blocks: list[type[BaseModel]] = [
         mapping.FileSource, mapping.SalesforceSource, mapping.HubSpotSource,
         mapping.GoogleAdsDestination, mapping.Ga4Destination, mapping.MetaDestination,
         mapping.MatchingConfig, mapping.AttributionConfig, mapping.ChannelRule,
-        mapping.PrivacyConfig, mapping.RevsyncConfig,
+        mapping.PrivacyConfig, mapping.RevsyncConfig, CollectorConfig, CollectorSite,
     ]  # fmt: skip
     missing = sorted(
         f"{block.__name__}.{name}"

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from revsync.attribution.models import ModelName
 from revsync.config import rules
+from revsync.config.collector import CollectorConfig
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 ATTRIBUTION_KEYS = tuple(
@@ -594,6 +595,9 @@ class RevsyncConfig(Block):
     privacy: PrivacyConfig = Field(
         default_factory=PrivacyConfig,  # type: ignore[arg-type]
         description="IP truncation and consent enforcement.",
+    )
+    collector: CollectorConfig | None = Field(
+        None, description="`revsync serve`: the website collector and its sites."
     )
     start_date: date | None = Field(
         None,

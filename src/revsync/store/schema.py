@@ -116,6 +116,8 @@ identities = Table(
     Column("phone_sha256", HASH),
     Column("phone_meta_sha256", HASH),
     Column("crm_id", String(64)),
+    Column("email", String(320)),  # raw, only with collector.store_raw_pii
+    Column("phone", String(64)),
     Index(None, "email_sha256"),
     Index(None, "phone_sha256"),
     Index(None, "crm_id"),
