@@ -71,6 +71,7 @@ fetch(E + p, { method: "POST", body: b, keepalive: true, credentials: "include" 
 };
 var start = function () {
 var c = cons();
+if (c.analytics_storage == "denied" && ck(C.n)) set(C.n, "", -1);
 if (on || !ok(c)) return;
 on = 1;
 var P = new URLSearchParams(L.search), t = Date.now(), key = "", fb = P.get("fbclid"),

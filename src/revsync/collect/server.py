@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import re
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -311,12 +310,13 @@ class Collector:
             "vary": "Accept-Encoding",
             "x-content-type-options": "nosniff",
         }
-        if site.consent != "required":  # a required site gets its cookie once it consents
-            current = request.cookies.get(self.config.cookie_name, "")
-            vid = current if _VISITOR.match(current) else secrets.token_hex(12)
-            cookie = self._cookie(request, site, vid)
-            if cookie:
-                headers["set-cookie"] = cookie
+        # An existing visitor cookie is renewed from the server (Safari caps the ones
+        # scripts set at 7 days); a new one is made only by the snippet once the page's
+        # consent allows it, and renewed by the answer to its first event.
+        current = request.cookies.get(self.config.cookie_name, "")
+        cookie = self._cookie(request, site, current) if _VISITOR.match(current) else None
+        if cookie:
+            headers["set-cookie"] = cookie
         if snippet.etag in request.headers.get("if-none-match", ""):
             self.metrics.requests.labels("script", "304").inc()
             return Response(status_code=304, headers=headers)
