@@ -157,3 +157,48 @@ def test_consent_denied_sends_and_sets_nothing(context: BrowserContext, site: Si
     assert wait_for(lambda: count(site.engine, identities) == 1)
     assert count(site.engine, touchpoints) == 1
     assert "_rsid" in [c["name"] for c in context.cookies()]
+
+
+DEALS = """deal_id,status,stage,amount,currency,close_date,modified_at,pipeline,owner,contact_id,email,phone,is_primary,gclid
+D-1,won,Closed Won,12000.00,USD,{close},{modified},sales,ann,C-1,grace@example.com,,true,
+"""
+MAPPING = """
+version: 1
+sources:
+  - {name: crm, type: file, path: deals.csv, timezone: UTC, close_time: "17:00"}
+destinations:
+  - {name: google-ads, type: google_ads, transport: file, output_dir: out,
+     customer_id: "123-456-7890", conversion_action: "987654321", account_timezone: UTC}
+"""
+
+
+def test_a_captured_visitor_flows_through_sync_to_a_conversion(
+    context: BrowserContext, site: Site, tmp_path: Path
+) -> None:
+    """From the browser's click to the conversion the sync plans for Google Ads."""
+    import json
+
+    from revsync.config.loader import load_config
+    from revsync.store.schema import conversions
+    from tests.e2e.test_sync import run
+
+    page = visit(context, site, T0, "/?gclid=E2E-gclid_0001&utm_source=google&utm_medium=cpc")
+    assert wait_for(lambda: count(site.engine, touchpoints) == 1)
+    page.fill("input[name=email]", "Grace@Example.com")
+    page.click("button")
+    assert wait_for(lambda: count(site.engine, identities) == 1)
+    page.close()
+
+    close = T0 + timedelta(days=5)
+    (tmp_path / "deals.csv").write_text(
+        DEALS.format(close=close.date().isoformat(), modified=close.isoformat())
+    )
+    (tmp_path / "revsync.yaml").write_text(MAPPING)
+    summary = run(site.engine, load_config(tmp_path / "revsync.yaml"), now=T0 + timedelta(days=6))
+    assert summary.deals_matched == 1 and summary.planned == {"google-ads": 1}
+    with site.engine.connect() as conn:
+        row = conn.execute(select(conversions)).mappings().one()
+    assert row["state"] == "sent" and float(row["value"]) == 12000.0
+    [request] = [json.loads(line) for line in (tmp_path / "out").glob("*.jsonl").__next__().read_text().splitlines()]
+    [conversion] = request["body"]["conversions"]
+    assert conversion["gclid"] == "E2E-gclid_0001"
