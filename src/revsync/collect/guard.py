@@ -71,9 +71,18 @@ async def read_body(request: Request, limit: int) -> bytes:
 class Bots:
     def __init__(self, pattern: str) -> None:
         self.pattern = re.compile(pattern, re.IGNORECASE)
+        self.known: dict[str, bool] = {}  # browsers send few distinct user agents
 
     def is_bot(self, user_agent: str | None) -> bool:
-        return not user_agent or bool(self.pattern.search(user_agent[:1000]))
+        if not user_agent:
+            return True
+        verdict = self.known.get(user_agent)
+        if verdict is None:
+            verdict = bool(self.pattern.search(user_agent[:1000]))
+            if len(self.known) >= 10_000:
+                self.known.clear()
+            self.known[user_agent] = verdict
+        return verdict
 
 
 def check_origin(request: Request, site: CollectorSite) -> str:

@@ -299,6 +299,11 @@ def _no_reject(number: int, row: dict[str, Any] | None, error: RowError) -> None
 
 
 def _ensure_visitors(conn: Any, rows: list[dict[str, Any]], time_field: str) -> None:
+    upsert(conn, visitors, visitor_rows(rows, time_field))
+
+
+def visitor_rows(rows: list[dict[str, Any]], time_field: str) -> list[dict[str, Any]]:
+    """One ``visitors`` row per visitor in ``rows`` (first/last seen, first known IDs)."""
     seen: dict[str, dict[str, Any]] = {}
     for row in rows:
         current = seen.get(row["visitor_id"])
@@ -316,7 +321,7 @@ def _ensure_visitors(conn: Any, rows: list[dict[str, Any]], time_field: str) -> 
             current["last_seen"] = max(current["last_seen"], when)
             current["ga_client_id"] = current["ga_client_id"] or row.get("ga_client_id")
             current["fbp"] = current["fbp"] or row.get("fbp")
-    upsert(conn, visitors, list(seen.values()))
+    return list(seen.values())
 
 
 def _store_touchpoints(conn: Any, rows: list[dict[str, Any]]) -> None:

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine, Table
+from sqlalchemy.dialects import postgresql, sqlite
 
-from revsync.collect.importer import _store_identities, _store_touchpoints
+from revsync.collect.importer import visitor_rows
+from revsync.store.schema import identities, touchpoints, visitors
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +46,7 @@ class _Batch:
 
 
 class BatchWriter:
-    """One writer thread per process; ``written(kind, rows, seconds)`` reports each commit."""
+    """Writer threads (one on SQLite); ``written(kind, rows, seconds)`` reports each commit."""
 
     def __init__(
         self,
@@ -52,6 +54,7 @@ class BatchWriter:
         flush_events: int,
         flush_ms: int,
         written: Callable[[str, int, float], None] | None = None,
+        threads: int = 3,
     ) -> None:
         self.engine = engine
         self.flush_events, self.flush_seconds = flush_events, flush_ms / 1000
@@ -59,8 +62,15 @@ class BatchWriter:
         self._batch = _Batch()
         self._cond = threading.Condition()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="revsync-writer", daemon=True)
-        self._thread.start()
+        # PostgreSQL: commits overlap (each waits on its WAL flush) and the server groups
+        # them; SQLite has one writer at a time, so one thread.
+        count = 1 if engine.dialect.name == "sqlite" else threads
+        self._threads = [
+            threading.Thread(target=self._run, name=f"revsync-writer-{i}", daemon=True)
+            for i in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     async def put(
         self, touchpoints: list[dict[str, Any]], identities: list[dict[str, Any]]
@@ -78,18 +88,18 @@ class BatchWriter:
             batch.identities.extend(identities)
             batch.waiters.append(_Waiter(loop, future))
             batch.events += len(touchpoints) + len(identities)
-            if batch.events >= self.flush_events:
-                self._cond.notify()
-            elif len(batch.waiters) == 1:
-                self._cond.notify()  # start the batch's clock
+            if batch.events >= self.flush_events or len(batch.waiters) == 1:
+                self._cond.notify()  # a full batch, or the first event starts the clock
         await future
 
     def close(self, timeout: float = 30.0) -> None:
         """Commit what is pending and stop the thread."""
         with self._cond:
             self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout)
+            self._cond.notify_all()
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _take(self) -> _Batch | None:
         with self._cond:
@@ -112,8 +122,7 @@ class BatchWriter:
             started = time.perf_counter()
             try:
                 with self.engine.begin() as conn:
-                    _store_touchpoints(conn, batch.touchpoints)
-                    _store_identities(conn, batch.identities)
+                    store(conn, batch.touchpoints, batch.identities)
             except Exception as exc:  # any store failure: the batch's requests get 503
                 error = exc
                 log.error(
@@ -141,3 +150,29 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(WriteFailed(type(error).__name__))
+
+
+def store(conn: Connection, tps: list[dict[str, Any]], ids: list[dict[str, Any]]) -> None:
+    """The importer's rows, stored as the importer does (visitors first, a row already
+    there kept), with one cached statement per table run over all rows (executemany)."""
+    _insert_new(
+        conn,
+        visitors,
+        visitor_rows(tps, "occurred_at") + visitor_rows(ids, "observed_at"),
+    )
+    _insert_new(conn, touchpoints, tps)
+    _insert_new(conn, identities, ids)
+
+
+def _insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    # Rows in key order: concurrent replicas then lock the same keys in the same order.
+    keys = [c.name for c in table.primary_key.columns]
+    unique = {tuple(row[k] for k in keys): row for row in reversed(rows)}
+    names = {name for row in rows for name in row}
+    ordered = [
+        {name: row.get(name) for name in names} for _, row in sorted(unique.items())
+    ]
+    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    conn.execute(insert(table).on_conflict_do_nothing(index_elements=keys), ordered)

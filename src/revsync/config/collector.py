@@ -115,7 +115,9 @@ class CollectorConfig(_Block):
         600, ge=1, description="Requests per client IP per minute before 429."
     )
     flush_events: int = Field(500, ge=1, le=10_000, description="Write a batch at this size…")
-    flush_ms: int = Field(20, ge=1, le=5_000, description="…or after this many milliseconds.")
+    flush_ms: int = Field(
+        5, ge=1, le=5_000, description="…or this many milliseconds after its first event."
+    )
     lead_max_age_seconds: int = Field(
         300, ge=10, le=3600, description="Signed lead requests older than this are refused."
     )
