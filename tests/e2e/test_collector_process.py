@@ -102,3 +102,12 @@ def test_sigterm_under_load_loses_nothing_answered_204(tmp_path: Path) -> None:
         stored = conn.execute(select(func.count()).select_from(touchpoints)).scalar_one()
     engine.dispose()
     assert stored >= len(answered)  # a request cut off by the stop may be stored unanswered
+
+
+def test_the_collector_benchmark_runs_and_loses_nothing(tmp_path: Path) -> None:
+    from bench.collector import run
+
+    result = run("sqlite", seconds=1.0, connections=8, directory=tmp_path)
+    assert result["answered_204"] > 50 and result["other_statuses"] == {}
+    assert result["lost"] == 0 and result["rows_stored"] >= result["answered_204"]
+    assert result["server_errors"] == ""
