@@ -163,7 +163,7 @@ def run(
     }}))  # fmt: skip
     port = free_port()
     server = subprocess.Popen(
-        [sys.executable, "-c", "from revsync.cli import main; main()", "serve",
+        [sys.executable, "-c", "from revsync.cli import app; app()", "serve",
          "--port", str(port), "-c", str(config), "--database-url", url],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip

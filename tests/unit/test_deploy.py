@@ -14,7 +14,7 @@ import yaml
 from revsync.config.loader import load_config
 
 DEPLOY = Path(__file__).parents[2] / "deploy"
-MANIFESTS = ("cronjob.yaml", "worker.yaml", "config.yaml")
+MANIFESTS = ("cronjob.yaml", "worker.yaml", "config.yaml", "collector.yaml")
 KUBERNETES = "1.33.0"
 VOLUME_TYPES = {"configMap", "secret", "emptyDir", "projected", "downwardAPI",
                 "persistentVolumeClaim", "ephemeral", "csi"}  # fmt: skip
@@ -83,6 +83,18 @@ def test_each_pod_passes_the_restricted_profile_with_a_read_only_root(name: str)
         for container in spec["containers"]:
             assert container["securityContext"]["readOnlyRootFilesystem"] is True
             assert "/tmp" in {m["mountPath"] for m in container["volumeMounts"]}
+
+
+def test_the_collector_passes_the_restricted_profile_and_probes_the_store() -> None:
+    deployment, service = documents("collector.yaml")
+    spec = pod_spec(deployment)
+    assert spec is not None and restricted_violations(spec) == []
+    assert spec["automountServiceAccountToken"] is False
+    (container,) = spec["containers"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["args"][:1] == ["serve"] and "0.0.0.0" in container["args"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
 
 
 def test_the_checker_refuses_what_restricted_refuses() -> None:
