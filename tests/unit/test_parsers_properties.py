@@ -102,7 +102,8 @@ def test_pii_raises_only_invalid_identifier(email: str, phone: str, region: str 
         try:
             normalise()
         except InvalidIdentifier as exc:
-            assert len(email) < 12 or email not in str(exc)  # the value is never in it
+            if "@" in email and len(email) >= 12:  # an address, never echoed in the error
+                assert email not in str(exc)
     assert isinstance(mask_text(email + phone), str)
 
 
