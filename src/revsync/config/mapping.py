@@ -68,6 +68,12 @@ class Named(Block):
     """A source or destination block: its name keys watermarks and idempotency keys."""
 
     name: str
+    credentials: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]{0,30}$",
+        description="Named credentials: REVSYNC_<NAME>_<VARIABLE> (REVSYNC_ACME_GA4_API_SECRET) "
+        "or the secret file revsync_<name>_<variable>; default: the unnamed REVSYNC_<VARIABLE>.",
+    )
 
     @field_validator("name")
     @classmethod

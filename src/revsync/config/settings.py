@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from revsync.errors import ConfigError
@@ -83,6 +83,31 @@ class Settings(BaseSettings):
     salesforce_username: str | None = None
     hubspot_access_token: SecretStr | None = None
 
+    _prefix: str = PrivateAttr("REVSYNC_")
+
+    def variable(self, field: str) -> str:
+        """The environment variable ``field`` is read from (named credentials included)."""
+        return f"{self._prefix}{field.upper()}"
+
+
+CREDENTIALS = ("google_ads_developer_token", "google_oauth_client_id",
+               "google_oauth_client_secret", "google_oauth_refresh_token", "ga4_api_secret",
+               "meta_access_token", "salesforce_client_id", "salesforce_client_secret",
+               "salesforce_refresh_token", "salesforce_private_key", "salesforce_username",
+               "hubspot_access_token")  # fmt: skip
+
+
+def for_credentials(settings: Settings, name: str | None) -> Settings:
+    """``settings`` with the credentials named ``name`` (a block's ``credentials:``):
+    ``REVSYNC_<NAME>_<VARIABLE>`` or the secret file ``revsync_<name>_<variable>``."""
+    if not name:
+        return settings
+    prefix = f"REVSYNC_{name.upper()}_"
+    named = load_settings(prefix=prefix)
+    own = settings.model_copy(update={field: getattr(named, field) for field in CREDENTIALS})
+    own._prefix = prefix
+    return own
+
 
 def durable_store(settings: Settings) -> None:
     """``ConfigError`` when a process that uploads would keep its ledger in the default
@@ -96,7 +121,7 @@ def durable_store(settings: Settings) -> None:
         )
 
 
-def load_settings(secrets_dir: Path | None = None) -> Settings:
+def load_settings(secrets_dir: Path | None = None, prefix: str = "REVSYNC_") -> Settings:
     """Settings from the environment, plus secret files when ``secrets_dir`` exists.
 
     A bad value is a ``ConfigError`` naming its variable, never echoing the value.
@@ -108,11 +133,11 @@ def load_settings(secrets_dir: Path | None = None) -> Settings:
         secrets_dir = Path(env_dir) if env_dir else None
     try:
         if secrets_dir is not None and secrets_dir.is_dir():
-            return Settings(_secrets_dir=secrets_dir)  # type: ignore[call-arg]
-        return Settings()
+            return Settings(_secrets_dir=secrets_dir, _env_prefix=prefix)  # type: ignore[call-arg]
+        return Settings(_env_prefix=prefix)  # type: ignore[call-arg]
     except ValidationError as exc:
         problems = [
-            f"REVSYNC_{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
+            f"{prefix}{'_'.join(map(str, error['loc'])).upper()}: {error['msg']}"
             + (f" (hint: {hint})" if (hint := _description(error["loc"])) else "")
             for error in exc.errors()
         ]

@@ -118,7 +118,7 @@ class HubSpotDealSource:
         token = settings.hubspot_access_token
         if token is None or not token.get_secret_value().strip():
             raise ConfigError(
-                f"source {config.name!r}: set REVSYNC_HUBSPOT_ACCESS_TOKEN "
+                f"source {config.name!r}: set {settings.variable('hubspot_access_token')} "
                 "(a HubSpot private app access token)"
             )
         self.name = config.name

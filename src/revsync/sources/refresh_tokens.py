@@ -184,8 +184,9 @@ def salesforce_chain(
     """The chain of a Salesforce source with ``auth: refresh_token`` (else ``None``)."""
     if config.auth != "refresh_token":
         return None
+    variable = settings.variable("salesforce_refresh_token")  # named credentials: their own
     return refresh_token_chain(
-        "salesforce_refresh_token", "REVSYNC_SALESFORCE_REFRESH_TOKEN",
+        variable.removeprefix("REVSYNC_").lower(), variable,
         secrets["salesforce_refresh_token"], settings.secret_key, engine,
         settings.database_url, (config.token_url, secrets["salesforce_client_id"]),
     )  # fmt: skip

@@ -703,7 +703,7 @@ def _credentials(config: SalesforceSource, settings: Settings) -> dict[str, str]
         value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
         if value:
             values[name] = value
-    missing = [f"REVSYNC_{n.upper()}" for n in _REQUIRED[config.auth] if n not in values]
+    missing = [settings.variable(n) for n in _REQUIRED[config.auth] if n not in values]
     if missing:
         problems = [f"source {config.name!r} (auth: {config.auth}) needs {m}" for m in missing]
         raise ConfigError("; ".join(problems), problems)

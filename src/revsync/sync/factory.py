@@ -22,7 +22,7 @@ from revsync.config.mapping import (
 from revsync.config.mapping import (
     MetaDestination as MetaConfig,
 )
-from revsync.config.settings import Settings
+from revsync.config.settings import Settings, for_credentials
 from revsync.destinations.base import Destination, Transport
 from revsync.destinations.files import FileTransport
 from revsync.destinations.ga4 import Ga4Destination
@@ -35,9 +35,10 @@ from revsync.sources.files import FileDealSource
 Clock = Callable[[], datetime]
 
 
-def build_sources(config: RevsyncConfig, settings: Settings) -> list[DealSource]:
+def build_sources(config: RevsyncConfig, base: Settings) -> list[DealSource]:
     sources: list[DealSource] = []
     for block in config.sources:
+        settings = for_credentials(base, block.credentials)
         if isinstance(block, FileSource):
             sources.append(FileDealSource(block, config.matching.default_phone_region))
         elif isinstance(block, HubSpotSource):
@@ -65,7 +66,7 @@ def build_destinations(
     grant_unknown = config.privacy.unknown_consent == "grant"
     for block in config.destinations:
         model = block.model or config.attribution.model
-        transport = _transport(block, settings)
+        transport = _transport(block, for_credentials(settings, block.credentials))
         kind = (
             GoogleAdsDestination if isinstance(block, GoogleAdsConfig)
             else Ga4Destination if isinstance(block, Ga4Config)
@@ -105,9 +106,10 @@ def _secret(settings: Settings, field: str, destination: str, what: str) -> Secr
     """A credential from the settings; missing, a ConfigError naming where to put it."""
     value = getattr(settings, field)
     if value is None:
+        variable = settings.variable(field)
         raise ConfigError(
-            f"destination {destination!r}: set REVSYNC_{field.upper()} (or the "
-            f"revsync_{field} file in REVSYNC_SECRETS_DIR) to {what}"
+            f"destination {destination!r}: set {variable} (or the {variable.lower()} file in "
+            f"REVSYNC_SECRETS_DIR) to {what}"
         )
     assert isinstance(value, SecretStr)
     return value
@@ -119,7 +121,7 @@ def google_transport(config: GoogleAdsConfig, settings: Settings) -> Transport:
     if config.transport == "ads_api":
         fields.append("google_ads_developer_token")
     values = {name: _plain(getattr(settings, name)) for name in fields}
-    missing = [f"REVSYNC_{name.upper()}" for name in fields if not values[name]]
+    missing = [settings.variable(name) for name in fields if not values[name]]
     if missing:
         raise ConfigError(
             f"destination {config.name!r} (transport: {config.transport}) needs "
