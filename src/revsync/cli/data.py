@@ -41,13 +41,17 @@ def import_file(
     mapping = load_mapping(settings) if present else RevsyncConfig(sources=[])
     engine = store_engine(settings)
     try:
-        if kind == "touchpoints":
+        if kind == "spend":
+            from revsync.collect.spend import import_spend
+
+            report = import_spend(engine, file, rejects)
+        elif kind == "touchpoints":
             report = import_touchpoints(engine, file, mapping.channels, mapping.privacy, rejects)
         else:
             report = import_identities(engine, file, mapping.matching.default_phone_region, rejects)
     except ConfigError as exc:
         raise config_failure(exc) from None
-    print_import(kind, report)
+    print_import("spend rows" if kind == "spend" else kind, report)
     raise typer.Exit(EXIT_PARTIAL if report.rejected else EXIT_OK)
 
 
@@ -83,6 +87,20 @@ def import_identities_command(
     Columns: visitor_id, observed_at, email, phone, crm_id, event. Email and phone are
     hashed on import; the raw values are not kept."""
     import_file("identities", file, rejects, config, database_url)
+
+
+@import_app.command("spend")
+def import_spend_command(
+    file: FileArg,
+    rejects: RejectsOption = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Import daily ad spend.
+
+    Columns: date, platform, account, campaign, cost, currency, clicks, impressions. A
+    day imported again replaces its figures."""
+    import_file("spend", file, rejects, config, database_url)
 
 
 @config_app.command("validate")

@@ -52,7 +52,8 @@ def report_sources(
 
     A lead is a person's first identity event; its source is the last non-direct touch
     before it. Revenue is the model's credits on deals won in the period. Money is shown
-    per currency, never summed across currencies."""
+    per currency, never summed across currencies. With imported spend: spend, CPL, ROAS and
+    ROI per campaign (--by campaign) or in the total row."""
     from revsync.attribution import MODEL_NAMES
     from revsync.reports.sources import GROUPINGS, Period, as_dict, sources_report
 
@@ -74,8 +75,9 @@ def report_sources(
     span = f"{since:%Y-%m-%d}" if since else "the start"
     span += f" to {until:%Y-%m-%d}" if until else " to now"
     table = Table(title=f"Sources by {by}, {span} (UTC), model {model}", title_justify="left")
+    spend = ("spend", "CPL", "ROAS", "ROI") if report.has_spend else ()
     for column in (by, "visits", "leads", "visit→lead", "cur", "won deals", "revenue",
-                   "lead value", "lead→won", "avg deal"):  # fmt: skip
+                   "lead value", "lead→won", "avg deal", *spend):  # fmt: skip
         table.add_column(column, justify="left" if column in (by, "cur") else "right")
     for row in [*data["rows"], None, data["total"]]:
         if row is None:
@@ -91,7 +93,7 @@ def report_sources(
         for n, (cur, m) in enumerate(money.items()):
             lead = first if n == 0 else ["", "", "", ""]
             if m is None:
-                table.add_row(*lead, "—", "", "", "", "", "")
+                table.add_row(*lead, "—", *[""] * (5 + len(spend)))
                 continue
             table.add_row(
                 *lead,
@@ -101,6 +103,11 @@ def report_sources(
                 _amount(m["lead_value"]),
                 _pct(m["lead_to_won"]),
                 _amount(m["average_deal"]),
+                *(
+                    (_amount(m["spend"]), _amount(m["cpl"]), _times(m["roas"]), _pct(m["roi"]))
+                    if spend
+                    else ()
+                ),
             )
     show_table(table)
 
@@ -110,7 +117,11 @@ def _day(value: datetime | None) -> date | None:
 
 
 def _pct(value: str | None) -> str:
-    return "—" if value is None else f"{float(value):.1%}"
+    return "—" if value is None else f"{float(value):,.1%}"
+
+
+def _times(value: str | None) -> str:
+    return "—" if value is None else f"{float(value):,.2f}×"
 
 
 def _amount(value: str | None) -> str:

@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, Connection
 
 from revsync.attribution.money import minor_units
 from revsync.domain import Channel
-from revsync.store.schema import credits, deals, identities, touchpoints
+from revsync.store.schema import credits, deals, identities, spend, touchpoints
 
 GroupBy = Literal["channel", "source", "campaign", "keyword"]
 GROUPINGS: tuple[str, ...] = get_args(GroupBy)
@@ -43,13 +43,15 @@ class Period:
 
     start: datetime | None = None
     end: datetime | None = None
+    first_day: date | None = None  # the days spend is counted on
+    last_day: date | None = None
 
     @classmethod
     def of_dates(cls, since: date | None, until: date | None, tz: timezone) -> Period:
         """Whole days ``since``..``until`` (both included) in the time zone ``tz``."""
         start = datetime.combine(since, time(), tz) if since else None
         end = datetime.combine(until + timedelta(days=1), time(), tz) if until else None
-        return cls(start, end)
+        return cls(start, end, since, until)
 
     def where(self, column: Any) -> ColumnElement[bool]:
         clauses = [sa.true()]
@@ -59,6 +61,14 @@ class Period:
             clauses.append(column < self.end)
         return sa.and_(*clauses)
 
+    def days(self, column: Any) -> ColumnElement[bool]:
+        clauses = [sa.true()]
+        if self.first_day is not None:
+            clauses.append(column >= self.first_day)
+        if self.last_day is not None:
+            clauses.append(column <= self.last_day)
+        return sa.and_(*clauses)
+
 
 @dataclass(slots=True)
 class Money:
@@ -66,6 +76,7 @@ class Money:
 
     won: Fraction = Fraction(0)
     revenue: Decimal = Decimal(0)
+    spend: Decimal | None = None
 
 
 @dataclass(slots=True)
@@ -82,6 +93,7 @@ class SourcesReport:
     model: str
     rows: list[SourceRow]
     total: SourceRow
+    has_spend: bool = False
 
 
 def rate(part: Fraction | int, whole: int | Fraction) -> Fraction | None:
@@ -123,6 +135,10 @@ def sources_report(
         money = row(key).money.setdefault(cur, Money())
         money.won += Fraction(weight) * count
         money.revenue += Decimal(amount)
+    spent = conn.execute(_spend(by, period, currency)).all()
+    for key, cur, cost in spent:
+        money = (row(key) if by == "campaign" else SourceRow("")).money.setdefault(cur, Money())
+        money.spend = (money.spend or Decimal(0)) + Decimal(cost)
     total = SourceRow("total")
     for r in rows.values():
         total.visits += r.visits
@@ -131,6 +147,9 @@ def sources_report(
             t = total.money.setdefault(cur, Money())
             t.won += m.won
             t.revenue += m.revenue
+    for _, cur, cost in spent:
+        t = total.money.setdefault(cur, Money())
+        t.spend = (t.spend or Decimal(0)) + Decimal(cost)
     only = next(iter(total.money)) if len(total.money) == 1 else None
 
     def order(r: SourceRow) -> tuple[Decimal, int, int, str]:
@@ -138,7 +157,7 @@ def sources_report(
         revenue = r.money[only].revenue if only in r.money else Decimal(0)
         return (-revenue, -r.leads, -r.visits, r.key)
 
-    return SourcesReport(by, model, sorted(rows.values(), key=order), total)
+    return SourcesReport(by, model, sorted(rows.values(), key=order), total, bool(spent))
 
 
 def _leads(by: GroupBy, period: Period) -> sa.Select[Any]:
@@ -193,6 +212,17 @@ def _credits(by: GroupBy, model: str, period: Period, currency: str | None) -> s
     return query.where(c.currency == currency) if currency else query
 
 
+def _spend(by: GroupBy, period: Period, currency: str | None) -> sa.Select[Any]:
+    """Cost per campaign (by campaign) or in all (other groupings) and currency."""
+    key = spend.c.campaign if by == "campaign" else sa.literal("")
+    query = (
+        sa.select(key, spend.c.currency, sa.func.sum(spend.c.cost))
+        .where(period.days(spend.c.day))
+        .group_by(key, spend.c.currency)
+    )
+    return query.where(spend.c.currency == currency) if currency else query
+
+
 def as_dict(report: SourcesReport) -> dict[str, Any]:
     """JSON-ready: money and ratios as strings (ratios to 4 decimals)."""
 
@@ -212,6 +242,7 @@ def as_dict(report: SourcesReport) -> dict[str, Any]:
                     "lead_value": _str(per(m.revenue, r.leads, cur)),
                     "lead_to_won": ratio(rate(m.won, r.leads)),
                     "average_deal": _str(per(m.revenue, m.won, cur)),
+                    **(_with_spend(m, r.leads, cur) if report.has_spend else {}),
                 }
                 for cur, m in sorted(r.money.items())
             },
@@ -222,6 +253,23 @@ def as_dict(report: SourcesReport) -> dict[str, Any]:
         "model": report.model,
         "rows": [one(r) for r in report.rows],
         "total": one(report.total),
+    }
+
+
+def _with_spend(m: Money, leads: int, cur: str) -> dict[str, Any]:
+    """Spend, CPL = spend ÷ leads, ROAS = revenue ÷ spend, ROI = (revenue − spend) ÷ spend."""
+    if m.spend is None:
+        return {"spend": None, "cpl": None, "roas": None, "roi": None}
+    places = minor_units(cur)
+
+    def ratio(value: Fraction | None) -> str | None:
+        return None if value is None else f"{float(value):.4f}"
+
+    return {
+        "spend": f"{m.spend:.{places}f}",
+        "cpl": _str(per(m.spend, leads, cur)),
+        "roas": ratio(rate(Fraction(m.revenue), Fraction(m.spend))),
+        "roi": ratio(rate(Fraction(m.revenue - m.spend), Fraction(m.spend))),
     }
 
 

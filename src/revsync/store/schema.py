@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Date,
     DateTime,
     ForeignKey,
     Index,
@@ -277,4 +278,19 @@ credentials = Table(
     Column("value", Text, nullable=False),  # Fernet token (REVSYNC_SECRET_KEY); never plain
     Column("origin", HASH, nullable=False),  # SHA-256 of the configured secret it replaced
     Column("updated_at", TS, nullable=False),
+)
+
+spend = Table(
+    "spend",
+    metadata,
+    Column("platform", String(20), primary_key=True),  # google_ads, meta, bing, ...
+    Column("account", String(64), primary_key=True),
+    Column("day", Date, primary_key=True),  # the account's day, as the platform reports it
+    Column("campaign", String(255), primary_key=True),
+    Column("cost", MONEY, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("clicks", Integer),
+    Column("impressions", Integer),
+    Column("updated_at", TS, nullable=False),
+    Index(None, "day"),
 )
