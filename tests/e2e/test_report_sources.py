@@ -181,3 +181,47 @@ def test_cli_on_the_demo_matches_report_models(tmp_path: Path) -> None:
     assert "lead value" in table and "…" not in table  # wide figures are never cut
     bad = runner.invoke(app, ["report", "sources", "--by", "planet", *where])
     assert bad.exit_code == 2
+
+
+SPEND_CSV = """date,platform,account,campaign,cost,currency,clicks,impressions
+2026-03-01,google_ads,123-456-7890,spring,"10,000.00",GBP,4000,90000
+2026-03-31,google_ads,123-456-7890,spring,7000,GBP,3000,80000
+2026-04-01,google_ads,123-456-7890,spring,99999,GBP,1,1
+2026-03-15,meta,act_1,retargeting,3000,GBP,500,20000
+2026-03-15,meta,act_1,retargeting,12,EURO,1,1
+2026-03-16,meta,act_1,retargeting,-1,GBP,1,1
+"""
+
+
+def test_spend_cpl_roas_roi(engine: Engine, tmp_path: Path) -> None:
+    from revsync.collect.spend import import_spend
+
+    _build(engine)
+    csv = tmp_path / "spend.csv"
+    csv.write_text(SPEND_CSV)
+    report = import_spend(engine, csv, now=T0)
+    assert (report.read, report.imported, report.rejected) == (6, 4, 2)
+    # re-reading a restated day replaces it (platforms restate recent spend)
+    csv.write_text(SPEND_CSV.replace("2026-03-31,google_ads,123-456-7890,spring,7000",
+                                     "2026-03-31,google_ads,123-456-7890,spring,5000"))  # fmt: skip
+    import_spend(engine, csv, now=T0)
+    with engine.connect() as conn:
+        by_campaign = as_dict(sources_report(conn, "campaign", "last_non_direct", MARCH))
+        by_channel = as_dict(sources_report(conn, "channel", "last_non_direct", MARCH))
+    spring = _by_key(by_campaign, "campaign")["spring"]["currencies"]["GBP"]
+    # March's spend on spring: 10,000 + 5,000 (April's 99,999 is outside the period)
+    # CPL 15,000 / 60 = 250; ROAS 85,000 / 15,000 = 5.6667; ROI 70,000 / 15,000 = 4.6667
+    assert (spring["spend"], spring["cpl"], spring["roas"], spring["roi"]) == (
+        "15000.00", "250.00", "5.6667", "4.6667",
+    )  # fmt: skip
+    retargeting = _by_key(by_campaign, "campaign")["retargeting"]
+    assert retargeting["leads"] == 0 and retargeting["currencies"]["GBP"] == {
+        "won_deals": 0, "revenue": "0.00", "lead_value": None, "lead_to_won": None,
+        "average_deal": None, "spend": "3000.00", "cpl": None, "roas": "0.0000",
+        "roi": "-1.0000",
+    }  # fmt: skip
+    # other groupings: spend only in the total (18,000 over 200 leads = 90 a lead)
+    total = by_channel["total"]["currencies"]["GBP"]
+    assert (total["spend"], total["cpl"], total["roas"]) == ("18000.00", "90.00", "5.5556")
+    assert _by_key(by_channel, "channel")["Paid Search"]["currencies"]["GBP"]["spend"] is None
+    assert by_channel["total"]["currencies"]["USD"]["spend"] is None  # never converted
