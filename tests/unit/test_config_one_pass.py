@@ -36,3 +36,18 @@ def test_field_and_cross_block_errors_come_together_each_at_its_line(tmp_path: P
     assert f"{path}:5: destinations[0].sources[0]: unknown source 'nope'" in problems
     assert f"{path}:6: destinations[1].name: duplicate name 'g'" in problems
     assert len(caught.value.problems) == 5
+
+
+def test_a_meta_test_event_code_left_on_is_a_warning_at_its_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from revsync.cli import app
+
+    (tmp_path / "deals.csv").write_text("deal_id\n")
+    path = tmp_path / "revsync.yaml"
+    path.write_text("sources:\n  - {name: crm, type: file, path: deals.csv}\ndestinations:\n"
+                    "  - name: m\n    type: meta\n    pixel_id: '123'\n"
+                    "    test_event_code: TEST123\n")  # fmt: skip
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 0
+    assert f"warning {path}:7: destinations[0].test_event_code: set, so Meta" in result.output

@@ -25,7 +25,7 @@ from revsync.cli.base import (
     store_engine,
 )
 from revsync.collect.importer import import_identities, import_touchpoints
-from revsync.config.loader import load_config
+from revsync.config.loader import config_warnings, load_config
 from revsync.config.mapping import RevsyncConfig
 from revsync.errors import ConfigError
 
@@ -115,6 +115,8 @@ def config_validate(
         raise config_failure(exc) from None
     counts = f"{len(mapping.sources)} source(s), {len(mapping.destinations)} destination(s)"
     out.print(f"{path}: OK — {counts}", markup=False, emoji=False, highlight=False)
+    for warning in config_warnings(path, mapping):
+        err.print(f"warning {warning}", markup=False, emoji=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -54,6 +54,20 @@ def load_config(path: Path) -> RevsyncConfig:
     return config
 
 
+def config_warnings(path: Path, config: RevsyncConfig) -> list[str]:
+    """What a valid mapping may not mean, ``file:line: key: warning``: a Meta
+    ``test_event_code`` left on sends every event to Test Events only."""
+    document = read_document(path)
+    found = []
+    for i, block in enumerate(config.destinations):
+        if isinstance(block, MetaDestination) and block.test_event_code:
+            keys, line, _ = _locate(document, ("destinations", i, "test_event_code"))
+            found.append(f"{path}:{line}: {format_key_path(keys)}: set, so Meta shows every "
+                         "event under Test Events only and none reaches ad reporting; remove "
+                         "it once the test is done")  # fmt: skip
+    return found
+
+
 def _cross_block_errors(data: Any) -> list[Any]:
     """The cross-block rules on the raw mapping, for a file whose fields have errors too."""
     if not isinstance(data, dict):
