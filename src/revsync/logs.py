@@ -43,6 +43,11 @@ def configure(level: str, fmt: str = "text") -> None:
         logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+def current_run() -> int | None:
+    """The run this code works for (``None`` outside a run)."""
+    return _RUN.get()
+
+
 @contextmanager
 def in_run(run_id: int) -> Iterator[None]:
     """Records made in this block (this thread, or a context copied from it) name the run."""

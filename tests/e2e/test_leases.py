@@ -144,3 +144,33 @@ def test_a_run_that_others_leave_nothing_to_do_says_so(engine: Engine, tmp_path:
     summary = run(engine, config, NOW + timedelta(minutes=1))
     assert summary.status == "busy" and sum(summary.planned.values()) == 0
     assert "nothing done" in summary.warnings[-1]
+
+
+def test_the_heartbeat_works_in_its_runs_logging_context() -> None:
+    """Its log lines (a renewal that failed) carry the run's ID like the run's own."""
+    import threading
+
+    from sqlalchemy.exc import OperationalError
+
+    from revsync import logs
+    from revsync.store.leases import Heartbeat
+
+    seen: list[int | None] = []
+    tried = threading.Event()
+
+    class GoneStore:
+        """A lease whose store is unreachable: it notes the run it was renewed for."""
+
+        name = "source:crm"
+
+        @property
+        def engine(self) -> object:
+            seen.append(logs.current_run())
+            tried.set()
+            raise OperationalError("renew", {}, Exception("store gone"))
+
+    with logs.in_run(7):
+        heartbeat = Heartbeat([GoneStore()], timedelta(seconds=0.03)).start()  # type: ignore[list-item]
+    assert tried.wait(5)
+    heartbeat.stop()
+    assert seen[0] == 7

@@ -13,6 +13,7 @@ provably gone (PID free, or reused by a later process): then its leases are take
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
@@ -162,7 +163,11 @@ class Heartbeat:
         self._leases = leases
         self._interval = ttl.total_seconds() / 3
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="revsync leases", daemon=True)
+        # Made in the run's context: its log records carry the run's ID too.
+        beat = contextvars.copy_context().run
+        self._thread = threading.Thread(
+            target=beat, args=(self._beat,), name="revsync leases", daemon=True
+        )
 
     def start(self) -> Heartbeat:
         self._thread.start()
