@@ -51,3 +51,23 @@ def test_a_meta_test_event_code_left_on_is_a_warning_at_its_line(tmp_path: Path)
     result = CliRunner().invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0
     assert f"warning {path}:7: destinations[0].test_event_code: set, so Meta" in result.output
+
+
+def test_the_starter_files_placeholders_are_warned_about_once_a_destination_is_live(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from revsync.cli import app
+
+    (tmp_path / "deals.csv").write_text("deal_id\n")
+    path = tmp_path / "revsync.yaml"
+    live = ("sources:\n  - {name: crm, type: file, path: deals.csv}\ndestinations:\n"
+            "  - {name: ga4, type: ga4, transport: http, measurement_id: G-XXXXXXXXXX}\n"
+            "  - {name: try, type: ga4, transport: file, measurement_id: G-XXXXXXXXXX}\n")  # fmt: skip
+    path.write_text(live)
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 0
+    warnings = [line for line in result.output.splitlines() if line.startswith("warning")]
+    assert warnings == [f"warning {path}:4: destinations[0].measurement_id: still the starter "
+                        "file's placeholder: use your account's own"]  # fmt: skip

@@ -54,17 +54,29 @@ def load_config(path: Path) -> RevsyncConfig:
     return config
 
 
+# The starter file's stand-ins (``revsync init``): valid in form, never an account's own
+_PLACEHOLDERS = {"customer_id": "1234567890", "conversion_action": "987654321",
+                 "measurement_id": "G-XXXXXXXXXX", "pixel_id": "1234567890"}  # fmt: skip
+
+
 def config_warnings(path: Path, config: RevsyncConfig) -> list[str]:
-    """What a valid mapping may not mean, ``file:line: key: warning``: a Meta
-    ``test_event_code`` left on sends every event to Test Events only."""
+    """What a valid mapping may not mean, ``file:line: key: warning``: a value still the
+    starter file's placeholder, a Meta ``test_event_code`` left on (every event would go
+    to Test Events only)."""
     document = read_document(path)
     found = []
+
+    def warn(i: int, key: str, text: str) -> None:
+        keys, line, _ = _locate(document, ("destinations", i, key))
+        found.append(f"{path}:{line}: {format_key_path(keys)}: {text}")
+
     for i, block in enumerate(config.destinations):
+        for key, placeholder in _PLACEHOLDERS.items():
+            if getattr(block, key, None) == placeholder and block.transport != "file":
+                warn(i, key, "still the starter file's placeholder: use your account's own")
         if isinstance(block, MetaDestination) and block.test_event_code:
-            keys, line, _ = _locate(document, ("destinations", i, "test_event_code"))
-            found.append(f"{path}:{line}: {format_key_path(keys)}: set, so Meta shows every "
-                         "event under Test Events only and none reaches ad reporting; remove "
-                         "it once the test is done")  # fmt: skip
+            warn(i, "test_event_code", "set, so Meta shows every event under Test Events "
+                 "only and none reaches ad reporting; remove it once the test is done")  # fmt: skip
     return found
 
 
