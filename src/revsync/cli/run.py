@@ -168,10 +168,23 @@ def sync(
         Path | None,
         typer.Option(help="Write the run's metrics here (node_exporter textfile collector)."),
     ] = None,
+    dry_run: Annotated[
+        Path | None,
+        typer.Option(
+            "--dry-run",
+            metavar="DIR",
+            help="Read, match, attribute and plan on a scratch copy of the store; write the "
+            "exact request bodies under DIR; change nothing in the store, the CRM or any "
+            "platform.",
+        ),
+    ] = None,
 ) -> None:
     """Run the loop once: read deals, match, attribute, plan and upload."""
     settings = cli_settings(database_url, config)
     mapping = load_mapping(settings)
+    if dry_run is not None:
+        _dry_run(settings, mapping, dry_run, as_json)
+        return
     engine = store_engine(settings, uploads=True)
     with stop_on_signals() as stop:
         summary = run_sync(
@@ -297,6 +310,29 @@ def _store_answers(engine: Engine) -> bool:
     except Exception:  # any failure means not ready
         return False
     return True
+
+
+def _dry_run(settings: Settings, mapping: RevsyncConfig, directory: Path, as_json: bool) -> None:
+    import tempfile
+
+    from revsync.sync.dry_run import dry_mapping, scratch_copy
+
+    engine = store_engine(settings, read_only=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        scratch = scratch_copy(engine, Path(scratch_dir) / "dry-run.db")
+        summary = run_sync(
+            scratch, dry_mapping(mapping, directory), settings, show_progress=not as_json
+        )
+        scratch.dispose()
+    if as_json:
+        line = json.dumps({**summary.as_dict(), "dry_run": str(directory)}, default=str)
+        out.print(line, soft_wrap=True, highlight=False, markup=False)
+    else:
+        print_summary(summary)
+        out.print(f"dry run: the request bodies are under {directory}; nothing changed in "
+                          "the store, the CRM or any platform", highlight=False)  # fmt: skip
+    raise typer.Exit(exit_code(summary))
 
 
 def one_line(summary: RunSummary) -> str:
