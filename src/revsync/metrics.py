@@ -1,8 +1,9 @@
 """Prometheus metrics of runs, and the worker's ``/metrics``, ``/healthz`` and ``/readyz``.
 
 Figures come from each run's summary: runs by status, deals read, this run's sends by
-destination and outcome, rejections by code, the ledger backlog by state, the last run's
-and the last successful run's time. A worker serves them over HTTP; a cron job writes
+destination and outcome (``retry`` among them), each batch's send time by destination,
+rejections by code, the ledger backlog by state, the last run's and the last successful
+run's time. A worker serves them over HTTP; a cron job writes
 them to a textfile for node_exporter's textfile collector."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
+    Histogram,
     generate_latest,
     write_to_textfile,
 )
@@ -38,6 +40,9 @@ LAST_RUN = Gauge("revsync_last_run_timestamp_seconds", "When the last run ended.
                  registry=REGISTRY)  # fmt: skip
 LAST_OK = Gauge("revsync_last_success_timestamp_seconds", "When the last ok run ended.",
                 registry=REGISTRY)  # fmt: skip
+SEND_SECONDS = Histogram("revsync_send_seconds", "Time one batch took to send, retries within "
+                         "it included, by destination.", ["destination"], registry=REGISTRY,
+                         buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))  # fmt: skip
 RUN_SECONDS = Gauge("revsync_last_run_seconds", "How long the last run took.",
                     registry=REGISTRY)  # fmt: skip
 
@@ -56,6 +61,9 @@ def observe(summary: RunSummary, now: float | None = None) -> None:
     for destination, states in summary.ledger.items():
         for state, n in states.items():
             BACKLOG.labels(destination, state).set(n)
+    for destination, seconds in summary.batch_seconds.items():
+        for value in seconds:
+            SEND_SECONDS.labels(destination).observe(value)
     LAST_RUN.set(ended)
     RUN_SECONDS.set(summary.seconds)
     if summary.status == "ok":

@@ -60,10 +60,13 @@ def test_the_worker_serves_metrics_liveness_and_readiness(tmp_path: Path) -> Non
 def test_a_cron_run_writes_its_metrics_to_a_textfile(tmp_path: Path) -> None:
     demo = tmp_path / "demo"
     assert CliRunner().invoke(app, ["demo", str(demo), "--visitors", "100"]).exit_code == 0
+    where = ["-c", str(demo / "revsync.yaml"), "--database-url", f"sqlite:///{tmp_path / 'x.db'}"]
+    for kind, name in (("touchpoints", "touchpoints.csv"), ("identities", "leads.csv")):
+        assert CliRunner().invoke(app, ["import", kind, str(demo / name), *where]).exit_code == 0
     textfile = tmp_path / "revsync.prom"
-    result = CliRunner().invoke(app, [
-        "sync", "-c", str(demo / "revsync.yaml"), "--database-url",
-        f"sqlite:///{demo / 'revsync.db'}", "--metrics-file", str(textfile),
-    ])  # fmt: skip
+    result = CliRunner().invoke(app, ["sync", *where, "--metrics-file", str(textfile)])
     assert result.exit_code == 3, result.output
-    assert 'revsync_runs_total{status="partial"} 1.0' in textfile.read_text()
+    metrics = textfile.read_text()
+    assert 'revsync_runs_total{status="partial"} 1.0' in metrics
+    assert 'revsync_send_seconds_count{destination="ga4"}' in metrics
+    assert 'revsync_conversion_sends_total{destination="ga4",outcome="sent"}' in metrics

@@ -33,6 +33,8 @@ class RunSummary:
     rejections: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # what made the run fail
+    # seconds each batch's send took, retries within it included (for metrics, not --json)
+    batch_seconds: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
     @property
     def rejected(self) -> int:

@@ -82,6 +82,7 @@ def upload(
             summary.failures.append(f"{destination.name}: {exc}")
             log.error("destination %s stopped: %s", destination.name, exc)
             return
+        summary.batch_seconds[destination.name].append(time.monotonic() - started)
         answered = {o.key for o in outcomes}
         outcomes += [
             UploadOutcome(c.key, OutcomeStatus.RETRY, "NO_ANSWER", "no outcome for this row")
