@@ -22,6 +22,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    push_to_gateway,
     write_to_textfile,
 )
 
@@ -73,6 +74,11 @@ def observe(summary: RunSummary, now: float | None = None) -> None:
 def write_textfile(path: Path) -> None:
     """The metrics as a node_exporter textfile (written to a temporary file, then renamed)."""
     write_to_textfile(str(path), REGISTRY)
+
+
+def push(gateway: str) -> None:
+    """The metrics to a Prometheus Pushgateway (``host:port`` or URL), job ``revsync``."""
+    push_to_gateway(gateway, job="revsync", registry=REGISTRY, timeout=10)
 
 
 class Health:

@@ -168,6 +168,10 @@ def sync(
         Path | None,
         typer.Option(help="Write the run's metrics here (node_exporter textfile collector)."),
     ] = None,
+    metrics_push: Annotated[
+        str | None,
+        typer.Option(metavar="GATEWAY", help="Push the run's metrics to a Pushgateway."),
+    ] = None,
     dry_run: Annotated[
         Path | None,
         typer.Option(
@@ -190,11 +194,17 @@ def sync(
         summary = run_sync(
             engine, mapping, settings, show_progress=not as_json, replan=replan, stop=stop
         )
-    if metrics_file is not None:
+    if metrics_file is not None or metrics_push is not None:
         from revsync import metrics
 
         metrics.observe(summary)
-        metrics.write_textfile(metrics_file)
+        if metrics_file is not None:
+            metrics.write_textfile(metrics_file)
+        if metrics_push is not None:
+            try:
+                metrics.push(metrics_push)
+            except OSError as exc:  # the run is done; its metrics are only late
+                log.warning("metrics not pushed to %s: %s", metrics_push, type(exc).__name__)
     if as_json:  # one line, for log collectors
         line = json.dumps(summary.as_dict(), default=str)
         out.print(line, soft_wrap=True, highlight=False, markup=False)
