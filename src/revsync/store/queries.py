@@ -4,16 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, Executable, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from revsync.domain import Quarantined
 from revsync.store.schema import quarantine, sync_state
 
-# SQLite allows 32,766 bound parameters per statement; stay well below for wide tables.
-_MAX_PARAMS = 30_000
+# Rows per ``executemany``: bounds the driver's parameter buffers, not the statement.
+_CHUNK = 5_000
 
 
 def upsert(
@@ -23,25 +24,36 @@ def upsert(
     update: Iterable[str] = (),
 ) -> None:
     """Insert ``rows``; on a primary-key conflict update the ``update`` columns (or keep
-    the existing row when ``update`` is empty)."""
+    the existing row when ``update`` is empty). The last row per key wins.
+
+    One cached statement per (table, dialect, columns) runs as ``executemany``: SQLite's
+    and psycopg's (pipelined) batch paths, compiled once per process rather than a
+    multi-row ``VALUES`` statement compiled afresh for each row count.
+    """
     if not rows:
         return
-    keys = [c.name for c in table.primary_key.columns]
+    keys = tuple(c.name for c in table.primary_key.columns)
     # One statement may not touch a row twice (PostgreSQL): the last row per key wins.
-    rows = list({tuple(row[k] for k in keys): row for row in rows}.values())
-    update = list(update)
-    dialect = conn.dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    chunk = max(1, _MAX_PARAMS // max(1, len(rows[0])))
-    for start in range(0, len(rows), chunk):
-        stmt = insert(table).values(list(rows[start : start + chunk]))
-        if update:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=keys, set_={name: stmt.excluded[name] for name in update}
-            )
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=keys)
-        conn.execute(stmt)
+    if len(keys) == 1:
+        (name,) = keys
+        unique = list({row[name]: row for row in rows}.values())
+    else:
+        unique = list({tuple(row[k] for k in keys): row for row in rows}.values())
+    stmt = _upsert_statement(table, conn.dialect.name, keys, tuple(update))
+    for start in range(0, len(unique), _CHUNK):
+        conn.execute(stmt, unique[start : start + _CHUNK])
+
+
+@lru_cache(maxsize=256)
+def _upsert_statement(
+    table: Table, dialect: str, keys: tuple[str, ...], update: tuple[str, ...]
+) -> Executable:
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    if update:
+        return stmt.on_conflict_do_update(
+            index_elements=list(keys), set_={name: stmt.excluded[name] for name in update}
+        )
+    return stmt.on_conflict_do_nothing(index_elements=list(keys))
 
 
 def get_watermark(conn: Connection, source: str) -> str | None:
