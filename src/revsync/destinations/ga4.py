@@ -8,6 +8,7 @@ each run counts them (``notes``).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -76,10 +77,9 @@ class Ga4Destination(PlatformDestination[Ga4Config]):
         """One request per (client_id, person, consent), at most 25 events each: user_data
         and consent are request-level in the Measurement Protocol, so rows of different
         people or consent never share a request."""
-        groups: dict[tuple[object, ...], list[Conversion]] = {}
+        groups: dict[str, list[Conversion]] = {}
         for c in batch:
-            key = (c.click_ids.ga_client_id or "", _email(c.person), c.person.phone, c.consent)
-            groups.setdefault(key, []).append(c)
+            groups.setdefault(request_group(c), []).append(c)
         endpoint = "/debug/mp/collect" if self.config.validate_only else "/mp/collect"
         now = self.clock()
         requests = []
@@ -131,6 +131,15 @@ class Ga4Destination(PlatformDestination[Ga4Config]):
         if timedelta(0) <= now - c.event_time <= BACKDATE_LIMIT:
             event["timestamp_micros"] = int(c.event_time.timestamp() * 1_000_000)
         return event
+
+
+def request_group(c: Conversion) -> str:
+    """Rows with the same value may share a request: client_id, user_data and consent are
+    request-level in the Measurement Protocol (32 hex characters, no PII inside)."""
+    consent = c.consent
+    parts = (c.click_ids.ga_client_id or "", _email(c.person) or "", c.person.phone or "",
+             str(consent.ad_user_data), str(consent.ad_personalization))  # fmt: skip
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
 def _email(person: PersonHashes) -> str | None:

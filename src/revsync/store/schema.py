@@ -215,6 +215,9 @@ conversions = Table(
     Column("created_at", TS, nullable=False),
     Column("updated_at", TS, nullable=False),
     Column("request_id", String(128)),
+    # Rows with the same group may share one request (GA4: same client, person, consent);
+    # ``ledger.due`` hands them out together.
+    Column("batch_group", String(32)),
     Index(None, "destination", "state", "next_attempt_at"),
     Index(None, "request_id"),
     Index(None, "source", "deal_id"),

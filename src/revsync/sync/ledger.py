@@ -22,6 +22,7 @@ from enum import StrEnum
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
+from revsync.destinations.ga4 import Ga4Destination, request_group
 from revsync.domain import Conversion, ConversionKind, OutcomeStatus, UploadOutcome
 from revsync.store.queries import upsert
 from revsync.store.schema import conversions
@@ -34,7 +35,8 @@ INTERRUPTED = (
 _NOT_SENT = ("rejected", "skipped")  # rows that never reach the platform
 # A skipped row planned again (or skipped for another reason) takes the new row's values.
 _REPLANNED = ("touchpoint_id", "state", "value", "currency", "event_time", "payload",
-              "attempts", "error_code", "error_message", "run_id", "updated_at")  # fmt: skip
+              "attempts", "error_code", "error_message", "run_id", "updated_at",
+              "batch_group")  # fmt: skip
 BASE_BACKOFF = timedelta(minutes=5)
 
 
@@ -104,6 +106,7 @@ def _row(c: Conversion, state: State, run_id: int, now: datetime) -> dict[str, o
         "currency": c.currency,
         "event_time": c.event_time,
         "payload": c.to_json().decode(),
+        "batch_group": request_group(c) if c.platform == Ga4Destination.platform else None,
         "attempts": 0,
         "error_code": None,
         "error_message": None,
@@ -183,10 +186,15 @@ def recover_interrupted(
 def due(
     conn: Connection, destination: str, now: datetime, limit: int, run_started: datetime
 ) -> list[Conversion]:
-    """Rows to send now: planned, failed and due, or validated by an earlier run."""
+    """Rows to send now: planned, failed and due, or validated by an earlier run.
+
+    Rows of one ``batch_group`` (GA4: one client, person and consent; one request carries
+    up to 25 of them) come together: a group the limit would cut is left whole for the
+    next batch, unless it is the batch's only group.
+    """
     row = conversions.c
     query = (
-        select(row.payload)
+        select(row.payload, row.batch_group)
         .where(
             row.destination == destination,
             or_(
@@ -195,10 +203,16 @@ def due(
                 and_(row.state == State.VALIDATED, row.updated_at < run_started),
             ),
         )
-        .order_by(row.created_at, row.key)
-        .limit(limit)
+        .order_by(row.batch_group, row.created_at, row.key)
+        .limit(limit + 1)
     )
-    return [Conversion.from_json(p) for p in conn.execute(query).scalars()]
+    rows = conn.execute(query).all()
+    if len(rows) > limit:
+        cut = rows[limit].batch_group
+        rows = rows[:limit]
+        if cut is not None and rows[-1].batch_group == cut and rows[0].batch_group != cut:
+            rows = [r for r in rows if r.batch_group != cut]
+    return [Conversion.from_json(r.payload) for r in rows]
 
 
 def release(conn: Connection, keys: Sequence[str], now: datetime) -> None:
