@@ -4,12 +4,12 @@ events from, and how it treats them (consent, cookies, privacy, limits, batching
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from revsync.config import rules
+from revsync.config.rules import Block
 
 _KEY = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 _ENV = re.compile(r"^[A-Z][A-Z0-9_]{0,99}$")
@@ -21,16 +21,7 @@ DEFAULT_BOTS = (
 )
 
 
-class _Block(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, data: Any) -> Any:
-        return rules.no_bool_numbers(cls, data)
-
-
-class CollectorSite(_Block):
+class CollectorSite(Block):
     """One website that sends events."""
 
     key: str = Field(description="The site key the snippet sends (public; 8-64 of A-Za-z0-9_-).")
@@ -92,7 +83,7 @@ class CollectorSite(_Block):
         return value
 
 
-class CollectorConfig(_Block):
+class CollectorConfig(Block):
     """``revsync serve``: the website collector."""
 
     sites: list[CollectorSite] = Field(min_length=1, description="Websites that send events.")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import re
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from revsync.attribution.models import ModelName
 from revsync.config import rules
 from revsync.config.collector import CollectorConfig
+from revsync.config.rules import Block
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
 ATTRIBUTION_KEYS = tuple(
@@ -53,15 +54,6 @@ def _attribution_fields(value: dict[str, str], pattern: re.Pattern[str]) -> dict
     if dupes:
         raise ValueError(f"several keys write the same field: {', '.join(dupes)}")
     return value
-
-
-class Block(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_bool_numbers(cls, data: Any) -> Any:
-        return rules.no_bool_numbers(cls, data)
 
 
 class Named(Block):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BeforeValidator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
 
 EXPORT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 """What a file source reads (see ``rows.file_format``)."""
@@ -186,3 +186,15 @@ def cross_block(
                 problems.append((("destinations", i, "sources", j),
                                  f"unknown source {source!r}; known: {known}"))  # fmt: skip
     return problems
+
+
+class Block(BaseModel):
+    """A block of the mapping file: unknown keys refused, frozen, no NaN or infinity, no
+    true/false where a number goes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_numbers(cls, data: Any) -> Any:
+        return no_bool_numbers(cls, data)
