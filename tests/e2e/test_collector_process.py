@@ -85,7 +85,9 @@ def test_sigterm_under_load_loses_nothing_answered_204(tmp_path: Path) -> None:
     try:
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             futures = [pool.submit(load, w) for w in range(4)]
-            time.sleep(1.0)
+            deadline = time.monotonic() + 60  # under load, not against a speed: 20 answers
+            while len(answered) < 20 and time.monotonic() < deadline:
+                time.sleep(0.05)
             server.send_signal(signal.SIGTERM)
             _, errors = server.communicate(timeout=30)
             stop.set()
@@ -96,7 +98,7 @@ def test_sigterm_under_load_loses_nothing_answered_204(tmp_path: Path) -> None:
     # uvicorn re-raises the signal after its graceful shutdown: the exit says SIGTERM
     assert server.returncode in (0, -signal.SIGTERM), errors
     assert "stopped, every answered event committed" in errors and "Traceback" not in errors
-    assert len(answered) > 20
+    assert len(answered) >= 20
     engine = open_store(url)
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(touchpoints)).scalar_one()
@@ -108,6 +110,6 @@ def test_the_collector_benchmark_runs_and_loses_nothing(tmp_path: Path) -> None:
     from bench.collector import run
 
     result = run("sqlite", seconds=1.0, connections=8, directory=tmp_path)
-    assert result["answered_204"] > 50 and result["other_statuses"] == {}
+    assert result["answered_204"] > 0 and result["other_statuses"] == {}  # speed: bench/
     assert result["lost"] == 0 and result["rows_stored"] >= result["answered_204"]
     assert result["server_errors"] == ""
