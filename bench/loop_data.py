@@ -138,7 +138,7 @@ def generate(directory: Path, deals: int, seed: int, now: datetime) -> LoopFiles
                 close = now - timedelta(days=rng.uniform(1 / 24, 90))
             else:
                 close = min(first_lead + timedelta(days=rng.uniform(1, 60)),
-                            now - timedelta(hours=1))  # fmt: skip
+                            now - timedelta(hours=rng.uniform(1, 72)))  # fmt: skip
             amount = round(rng.lognormvariate(8.6, 0.8), 2)
             currency = rng.choice(("USD",) * 8 + ("EUR", "GBP"))
             pipeline = rng.choice(("new_business", "expansion"))

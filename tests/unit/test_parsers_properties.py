@@ -5,18 +5,22 @@ the project's own validation errors (``RowError``, ``ParseError``, ``InvalidIden
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from revsync.collect.importer import identity_row, touchpoint_row
+from revsync.collect.importer import identity_row, touchpoint_row, truncate_ip
 from revsync.collect.parsing import (
     ParseError,
+    _query_pairs,
     channel_of,
     click_id,
     fb_cookie,
@@ -188,3 +192,27 @@ def test_file_source_with_any_values_keeps_only_sane_deals(
             assert 0 <= deal.amount <= 10**12 and deal.amount == round(deal.amount, 3)
             assert deal.status != "won" or (deal.amount > 0 and deal.close_at is not None
                                              and deal.close_at <= NOW)  # fmt: skip
+
+
+@given(st.text(alphabet=st.sampled_from("ab=&%+;# 1é"), max_size=40))
+def test_the_plain_query_split_equals_parse_qsl(query: str) -> None:
+    """Issue 18: the importer's fast query split gives ``parse_qsl``'s pairs exactly."""
+    assert _query_pairs(query) == parse_qsl(query)
+
+
+@given(st.one_of(
+    st.tuples(*[st.integers(0, 300)] * 4).map(lambda t: ".".join(map(str, t))),
+    st.text(alphabet=st.sampled_from("0123456789.:abf"), max_size=20),
+    st.sampled_from(["01.2.3.4", "1.2.3.04", "٣.1.1.1", "1.2.3", "::1", "2001:db8::7:1"]),
+))  # fmt: skip
+def test_ip_truncation_agrees_with_ipaddress(value: str) -> None:
+    """Issue 18: the IPv4 fast path truncates (and refuses) exactly as ``ipaddress`` does."""
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        with pytest.raises(ValueError):
+            truncate_ip(value)
+        return
+    prefix = 24 if address.version == 4 else 48
+    network = ipaddress.ip_network(f"{address}/{prefix}", strict=False)
+    assert truncate_ip(value) == str(network.network_address)

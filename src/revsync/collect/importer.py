@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,17 +62,23 @@ def touchpoint_id(visitor_id: str, occurred_at: str, landing_url: str | None) ->
 
 def truncate_ip(value: str) -> str:
     """Zero the last octet of IPv4 and all but the first 48 bits of IPv6."""
+    parts = value.split(".")
+    if len(parts) == 4 and all(_OCTET.match(part) for part in parts):
+        return f"{parts[0]}.{parts[1]}.{parts[2]}.0"  # the common case, without ipaddress
     address = ipaddress.ip_address(value)
     prefix = 24 if address.version == 4 else 48
     return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
 
 
-def _limits(table: Table) -> dict[str, int]:
-    return {
-        c.name: c.type.length
+_OCTET = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
+
+
+def _limits(table: Table) -> tuple[tuple[str, int], ...]:
+    return tuple(
+        (c.name, c.type.length)
         for c in table.columns
         if isinstance(c.type, String) and c.type.length is not None
-    }
+    )
 
 
 _TOUCHPOINT_LIMITS = _limits(touchpoints)
@@ -83,31 +90,54 @@ def _cut(value: str | None) -> str | None:
     return value[:_TEXT_LIMIT] if value else value
 
 
-def _fits(row: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
+def _fits(row: dict[str, Any], limits: tuple[tuple[str, int], ...]) -> dict[str, Any]:
     """``row`` if every text value fits its column (the store would refuse it otherwise)."""
-    for name, limit in limits.items():
+    for name, limit in limits:
         value = row.get(name)
-        if isinstance(value, str) and len(value) > limit:
+        if value is not None and len(value) > limit:
             raise RowError(name, f"is longer than {limit} characters")
     return row
+
+
+def _texts(row: dict[str, Any]) -> Callable[[str], str | None]:
+    """``rows.text`` for the fields of ``row``, each value stripped once."""
+    clean: dict[str, str] = {}
+    others = False
+    for name, value in row.items():
+        if type(value) is str:
+            value = value.strip()
+            if value:
+                clean[name] = value
+        elif value is not None:
+            others = True  # JSON: read (and refused if need be) by ``text`` when asked for
+    if not others:
+        return clean.get
+    return lambda name: clean.get(name) or text(row, name)
+
+
+_CLICK_COLUMNS = ("gclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "li_fat_id")
 
 
 def touchpoint_row(
     row: dict[str, Any], rules: Sequence[ChannelRule], privacy: PrivacyConfig
 ) -> dict[str, Any]:
     """Validate one touchpoint row into a store row; raises ``RowError`` naming the field."""
+    get = _texts(row)
     visitor = text(row, "visitor_id", required=True)
     occurred = timestamp(row, "occurred_at", required=True)
     assert visitor is not None and occurred is not None
-    landing_url, referrer = text(row, "landing_url"), text(row, "referrer")
+    landing_url, referrer = get("landing_url"), get("referrer")
     try:
         landing = parse_landing(landing_url, referrer)
     except ParseError as exc:
         raise RowError(exc.field or "landing_url", str(exc)) from None
     clicks = dict(landing.click_ids)
-    for name in ("gclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "li_fat_id"):
+    for name in _CLICK_COLUMNS:
+        given = get(name)
+        if given is None:
+            continue
         try:
-            value = click_id(name, text(row, name))
+            value = click_id(name, given)
         except ParseError as exc:
             raise RowError(name, str(exc)) from None
         if value:
@@ -116,20 +146,20 @@ def touchpoint_row(
     if len(present) > 1 and "gclid" not in present:
         raise RowError(present[1], "gbraid and wbraid are never both set on one click")
     try:
-        client_id = ga_client_id(text(row, "_ga") or text(row, "ga_client_id"))
+        client_id = ga_client_id(get("_ga") or get("ga_client_id"))
     except ParseError as exc:
         raise RowError("_ga", str(exc)) from None
     try:
-        fbp = fb_cookie("_fbp", text(row, "_fbp") or text(row, "fbp"))
-        fbc = fb_cookie("_fbc", text(row, "_fbc") or text(row, "fbc"))
+        fbp = fb_cookie("_fbp", get("_fbp") or get("fbp"))
+        fbc = fb_cookie("_fbc", get("_fbc") or get("fbc"))
     except ParseError as exc:
         raise RowError(str(exc).split(" ")[0], str(exc)) from None
     if fbc is None and "fbclid" in clicks:
         fbc = fbc_from_fbclid(clicks["fbclid"], occurred)
-    source = (_cut(text(row, "utm_source") or landing.source) or "").lower() or None
-    medium = (_cut(text(row, "utm_medium") or landing.medium) or "").lower() or None
-    campaign = _cut(text(row, "utm_campaign") or landing.campaign)
-    ip = text(row, "ip")
+    source = (_cut(get("utm_source") or landing.source) or "").lower() or None
+    medium = (_cut(get("utm_medium") or landing.medium) or "").lower() or None
+    campaign = _cut(get("utm_campaign") or landing.campaign)
+    ip = get("ip")
     if ip is not None:
         try:
             ip = ip if privacy.keep_full_ip else truncate_ip(ip)
@@ -143,8 +173,8 @@ def touchpoint_row(
         "source": source,
         "medium": medium,
         "campaign": campaign,
-        "term": _cut(text(row, "utm_term") or landing.term),
-        "content": _cut(text(row, "utm_content") or landing.content),
+        "term": _cut(get("utm_term") or landing.term),
+        "content": _cut(get("utm_content") or landing.content),
         "landing_url": landing_url,
         "referrer": referrer,
         "gclid": clicks.get("gclid"),
@@ -159,7 +189,7 @@ def touchpoint_row(
         "li_fat_id": clicks.get("li_fat_id"),
         "consent_ad_user_data": boolean(row, "consent_ad_user_data"),
         "consent_ad_personalization": boolean(row, "consent_ad_personalization"),
-        "user_agent": text(row, "user_agent"),
+        "user_agent": get("user_agent"),
         "ip": ip,
     }, _TOUCHPOINT_LIMITS)  # fmt: skip
 

@@ -10,7 +10,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import SplitResult, parse_qs, urlsplit
+from functools import lru_cache
+from urllib.parse import SplitResult, parse_qsl, urlsplit
 
 from revsync.config.mapping import ChannelRule
 from revsync.domain import Channel
@@ -93,19 +94,39 @@ class Landing:
     click_ids: dict[str, str]
 
 
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    """``parse_qsl``'s non-blank pairs; plain queries (no escapes) are split directly."""
+    if "%" in query or "+" in query:
+        return parse_qsl(query)
+    pairs = []
+    for part in query.split("&"):
+        name, _, value = part.partition("=")
+        if value:
+            pairs.append((name, value))
+    return pairs
+
+
 def parse_landing(url: str | None, referrer: str | None) -> Landing:
     """Read UTM fields and click IDs from a landing URL; fill source/medium from the
     referrer (or auto-tagging) when UTM fields are absent."""
-    params: dict[str, list[str]] = parse_qs(_split("landing_url", url).query) if url else {}
+    params: dict[str, str] = {}
+    if url:
+        for name, value in _query_pairs(_split("landing_url", url).query):
+            if name not in params:  # the first non-blank value of each parameter counts
+                params[name] = value
     if referrer:
         _split("referrer", referrer)
 
     def first(name: str) -> str | None:
-        values = params.get(name)
-        return values[0].strip() if values and values[0].strip() else None
+        value = params.get(name)
+        return (value.strip() or None) if value else None
 
     try:
-        clicks = {name: value for name in CLICK_PARAMS if (value := click_id(name, first(name)))}
+        clicks = {
+            name: found
+            for name in CLICK_PARAMS
+            if name in params and (found := click_id(name, first(name)))
+        }
     except ParseError as exc:
         raise ParseError(str(exc), "landing_url") from None
     source, medium = first("utm_source"), first("utm_medium")
@@ -202,6 +223,12 @@ def channel_of(
     for rule in rules:
         if _rule_matches(rule, source, medium, campaign):
             return rule.channel
+    return _default_channel(source, medium, campaign)
+
+
+@lru_cache(maxsize=4096)
+def _default_channel(source: str | None, medium: str | None, campaign: str | None) -> str:
+    """GA4's default channel group (sessions repeat a few source/medium/campaign triples)."""
     src = (source or "").lower()
     med = (medium or "").lower()
     camp = (campaign or "").lower()
