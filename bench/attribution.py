@@ -1,6 +1,7 @@
 """Matching + attribution benchmark: the engine against the database's own floor.
 
     python -m bench.attribution --backend sqlite --deals 100000 [--keep]
+    python -m bench.attribution --url STORE_URL     # an existing store (bench.loop uses it)
 
 Generates the dataset with :mod:`bench.generate` (in a child process, so its memory does
 not count) unless it already exists, then measures
@@ -107,6 +108,7 @@ class Result:
     journey_touchpoints: int = 0
     credited: str = "0"
     engine_seconds: float = 0.0
+    engine_cpu_seconds: float = 0.0  # this process's CPU (one worker: all of the engine)
     load_seconds: float = 0.0
     resolve_seconds: float = 0.0
     attribute_seconds: float = 0.0
@@ -221,9 +223,10 @@ def run_engine(engine: sa.Engine, result: Result, page_size: int, workers: int =
     """The engine over every won deal, in ``workers`` processes (``map_won_deals``, as
     ``revsync report models`` spreads its work); stage times are summed over them."""
     result.rss_before_mib = _maxrss_mib()
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     parts = map_won_deals(engine, engine_range, workers, page_size, min_deals=1)
     result.engine_seconds = time.perf_counter() - started
+    result.engine_cpu_seconds = time.process_time() - cpu
     for part in parts:
         for name in ("load_seconds", "resolve_seconds", "attribute_seconds", "details_seconds",
                      "won_deals", "journeys_with_touchpoints", "journey_touchpoints"):  # fmt: skip
@@ -253,11 +256,18 @@ def main(argv: list[str] | None = None) -> Result:
         action="store_true",
         help="also time the floor query returning its rows through the driver",
     )
+    parser.add_argument(
+        "--url", help="time the engine on this existing store (not generated, never dropped)"
+    )
     args = parser.parse_args(argv)
     result = Result(args.backend, args.deals)
     if args.show_sql:
         print(floor_sql(args.backend))
-    if args.regenerate or not _exists(args.backend, args.deals, args.seed, args.dir):
+    if args.url:
+        args.keep = True
+        args.backend = sa.engine.make_url(args.url).get_backend_name()
+        result.backend = args.backend
+    elif args.regenerate or not _exists(args.backend, args.deals, args.seed, args.dir):
         started = time.perf_counter()
         subprocess.run(
             [sys.executable, "-m", "bench.generate", "--backend", args.backend,
@@ -265,7 +275,7 @@ def main(argv: list[str] | None = None) -> Result:
             check=True,
         )  # fmt: skip
         result.generate_seconds = round(time.perf_counter() - started, 1)
-    url = (
+    url = args.url or (
         f"sqlite:///{sqlite_path(args.dir, args.deals, args.seed)}"
         if args.backend == "sqlite"
         else pg_url(args.deals, args.seed)
@@ -303,6 +313,7 @@ def _report(r: Result) -> None:
         ("window touchpoints (floor)", f"{r.floor_touchpoints:,}"),
         ("credited (sum of amounts)", r.credited),
         ("engine wall", f"{r.engine_seconds:.2f}s ({r.workers} process(es))"),
+        ("engine CPU", f"{r.engine_cpu_seconds:.2f}s (this process)"),
         ("  load deals", f"{r.load_seconds:.2f}s"),
         ("  resolve_journeys", f"{r.resolve_seconds:.2f}s"),
         ("  attribute", f"{r.attribute_seconds:.2f}s"),

@@ -85,6 +85,17 @@ def _store_url(store: str, directory: Path, deals: int) -> str:
     return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
+def attribution_cpu(url: str, figures: Path, log: Path) -> float:
+    """The CPU seconds ``bench.attribution``'s engine (match, attribute, details of every
+    won deal, one process) takes on this store: the yardstick for the first sync."""
+    path = os.pathsep.join([str(SRC), str(SRC.parent), os.environ.get("PYTHONPATH", "")])
+    with log.open("ab") as out:
+        subprocess.run([sys.executable, "-m", "bench.attribution", "--url", url,
+                        "--json", str(figures)], env={**os.environ, "PYTHONPATH": path},
+                       stdout=out, stderr=out, check=True)  # fmt: skip
+    return float(json.loads(figures.read_text())["engine_cpu_seconds"])
+
+
 def floors(url: str) -> dict[str, tuple[str, int]]:
     """Per destination: its platform and the fewest requests that carry its sent rows.
 
@@ -145,6 +156,7 @@ def run(store: str, files: LoopFiles, deals: int, directory: Path) -> list[Step]
     ]  # fmt: skip
     made = requests_made(out)
     floor = floors(url)
+    engine_cpu = attribution_cpu(url, directory / f"attribution-{store}-{deals}.json", log)
     steps.append(_run("second sync", run_sync, files.counts["deal rows"], cwd, log))
     print(f"\n{store}, {deals:,} won deals (log: {log})")
     print("| step | rows | wall s | CPU s | peak RSS MiB | rows/CPU-s | exit |")
@@ -159,6 +171,9 @@ def run(store: str, files: LoopFiles, deals: int, directory: Path) -> list[Step]
         per = 1000 * requests / max(events, 1)
         print(f"| {name} ({platform}) | {events:,} | {requests:,} | {per:.1f} | {least:,} | "
               f"{1000 * least / max(events, 1):.1f} |")  # fmt: skip
+    first = next(s for s in steps if s.name == "first sync")
+    print(f"\nfirst sync CPU / bench.attribution engine CPU on this store: {first.cpu:.1f} s / "
+          f"{engine_cpu:.1f} s = {first.cpu / max(engine_cpu, 1e-9):.2f}x (target <= 3x)")
     again = requests_made(out)
     if again != made:
         print(f"second sync sent more: {again} (was {made})")

@@ -38,7 +38,8 @@ def _split(name: str, url: str) -> SplitResult:
     """``urlsplit`` that raises ``ParseError`` naming ``name`` for a malformed URL."""
     try:
         parts = urlsplit(url)
-        parts.hostname  # noqa: B018 - a bracketed host is checked when read
+        if "[" in parts.netloc:
+            parts.hostname  # noqa: B018 - a bracketed host is checked when read
     except ValueError as exc:
         raise ParseError(f"{name} is not a valid URL ({str(exc)[:100]})", name) from None
     return parts

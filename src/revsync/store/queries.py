@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -10,13 +11,15 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import StatementError
+from sqlalchemy.exc import DBAPIError, StatementError
 
 from revsync.domain import Quarantined
 from revsync.store.schema import quarantine, sync_state
 
 # Rows per ``executemany``: bounds the driver's parameter buffers, not the statement.
 _CHUNK = 5_000
+# From this many rows PostgreSQL writes go through COPY and a staging table.
+_COPY_FROM = 1_000
 
 
 def upsert(
@@ -44,8 +47,37 @@ def upsert(
     else:
         unique = list({tuple(row[k] for k in keys): row for row in rows}.values())
     plan = _plan(table, conn.dialect, keys, tuple(update), tuple(unique[0]))
+    if plan.merge_sql and len(unique) >= _COPY_FROM:
+        _copy(conn, plan, unique)
+        return
     for start in range(0, len(unique), _CHUNK):
         conn.exec_driver_sql(plan.sql, plan.parameters(unique[start : start + _CHUNK]))
+
+
+def _copy(conn: Connection, plan: _Plan, rows: Sequence[Mapping[str, Any]]) -> None:
+    """PostgreSQL: ``COPY`` the rows into a temporary staging table, then one
+    ``INSERT … SELECT … ON CONFLICT`` into the table, in the caller's transaction."""
+    import psycopg
+
+    driver = conn.connection.driver_connection
+    assert driver is not None
+    cursor = driver.cursor()
+    statement = plan.copy_sql
+    try:
+        cursor.execute(plan.stage_sql)
+        with cursor.copy(plan.copy_sql) as copy:
+            for values in plan.values(rows):
+                copy.write_row(values)
+        statement = plan.merge_sql
+        cursor.execute(plan.merge_sql)
+        statement = plan.clear_sql
+        cursor.execute(plan.clear_sql)
+    except psycopg.Error as exc:
+        if conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, cursor):  # type: ignore[arg-type]
+            conn.invalidate(exc)
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
+    finally:
+        cursor.close()
 
 
 @dataclass(frozen=True)
@@ -58,10 +90,16 @@ class _Plan:
     defaults: tuple[tuple[int, Any], ...]  # (position, value) of scalar column defaults
     positional: bool
 
-    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    stage_sql: str = ""  # PostgreSQL: the staging table, COPY into it, merge, clear
+    copy_sql: str = ""
+    merge_sql: str = ""
+    clear_sql: str = ""
+
+    def values(self, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+        """Each row's values in the statement's column order, through the processors."""
         processed = [(i, p) for i, p in enumerate(self.processors) if p is not None]
         columns, defaults = self.names, self.defaults
-        out: list[Any] = []
+        out: list[list[Any]] = []
         for row in rows:
             values = [row.get(c) for c in columns]
             for i, value in defaults:
@@ -72,9 +110,13 @@ class _Plan:
                     values[i] = process(values[i])
             except (TypeError, ValueError) as exc:
                 raise StatementError(str(exc), self.sql, dict(row), exc) from None
-            named = not self.positional
-            out.append(dict(zip(self.names, values, strict=True)) if named else tuple(values))
+            out.append(values)
         return out
+
+    def parameters(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        if self.positional:
+            return [tuple(values) for values in self.values(rows)]
+        return [dict(zip(self.names, values, strict=True)) for values in self.values(rows)]
 
 
 @lru_cache(maxsize=256)
@@ -102,12 +144,32 @@ def _plan(
     names = tuple(compiled.positiontup or ()) if dialect.positional else tuple(columns)
     by_name = {bind.key: bind for bind in compiled.binds.values()}
     types = {name: by_name[name].type for name in names}
-    return _Plan(
+    plan = _Plan(
         sql=compiled.string,
         names=names,
         processors=tuple(types[n].dialect_impl(dialect).bind_processor(dialect) for n in names),
         defaults=tuple((i, defaults[n]) for i, n in enumerate(names) if n in defaults),
         positional=dialect.positional,
+    )
+    if dialect.name != "postgresql":
+        return plan
+    quote = dialect.identifier_preparer.quote
+    target, stage = quote(table.name), quote(f"revsync_stage_{table.name}")
+    listed = ", ".join(quote(n) for n in names)
+    conflict = f"ON CONFLICT ({', '.join(quote(k) for k in keys)}) DO "
+    conflict += (
+        "UPDATE SET " + ", ".join(f"{quote(n)} = excluded.{quote(n)}" for n in update)
+        if update
+        else "NOTHING"
+    )
+    return dataclasses.replace(
+        plan,
+        stage_sql=f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} "
+        f"(LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP",
+        copy_sql=f"COPY {stage} ({listed}) FROM STDIN",
+        # identifiers only, from the schema, quoted:
+        merge_sql=f"INSERT INTO {target} ({listed}) SELECT {listed} FROM {stage} {conflict}",  # noqa: S608
+        clear_sql=f"TRUNCATE {stage}",
     )
 
 
