@@ -136,3 +136,13 @@ def test_non_utf8_byte_rejects_its_row_and_utf16_refuses_the_file(
     with pytest.raises(ConfigError, match=r"utf16.csv: not UTF-8 text"):
         import_touchpoints(engine, wide)
     assert not (tmp_path / "utf16.rejects.csv").exists()
+
+
+def test_the_schema_head_constant_is_alembics_head() -> None:
+    """``needs_upgrade`` compares stores with ``SCHEMA_HEAD`` (no alembic import on a
+    no-op run): a new migration must move it."""
+    from alembic.script import ScriptDirectory
+
+    from revsync.store.engine import MIGRATIONS, SCHEMA_HEAD
+
+    assert ScriptDirectory(str(MIGRATIONS)).get_current_head() == SCHEMA_HEAD
