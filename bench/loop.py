@@ -4,11 +4,13 @@
 
 Writes ``n`` won deals with their touchpoints and leads as files (``bench.loop_data``: a
 file CRM source, file destinations: no network), then runs ``import touchpoints``,
-``import identities``, the first ``sync`` and a second ``sync`` (nothing new) as
-``python -m revsync`` child processes. For each step it prints wall time, CPU (user +
-system of the child, from ``wait4``; a PostgreSQL server's CPU is not in it), peak RSS of
-the child and rows per CPU-second; after the first sync, the requests per 1,000
-conversions of each destination beside that destination's floor.
+``import identities``, the first ``sync``, a second ``sync`` (the same export: nothing new)
+and a third over an export with no rows (a source with nothing new, as an API source past
+its watermark) as ``python -m revsync`` child processes. For each step it prints wall time,
+CPU (user + system of the child, from ``wait4``; a PostgreSQL server's CPU is not in it),
+peak RSS of the child and rows per CPU-second; after the first sync, the requests per 1,000
+conversions of each destination beside that destination's floor, and the first sync's CPU
+beside ``bench.attribution``'s engine on the same store.
 """
 
 from __future__ import annotations
@@ -158,6 +160,8 @@ def run(store: str, files: LoopFiles, deals: int, directory: Path) -> list[Step]
     floor = floors(url)
     engine_cpu = attribution_cpu(url, directory / f"attribution-{store}-{deals}.json", log)
     steps.append(_run("second sync", run_sync, files.counts["deal rows"], cwd, log))
+    quiet = ["sync", "--config", str(files.quiet_config), "--database-url", url]
+    steps.append(_run("sync, source with nothing new", quiet, 0, cwd, log))
     print(f"\n{store}, {deals:,} won deals (log: {log})")
     print("| step | rows | wall s | CPU s | peak RSS MiB | rows/CPU-s | exit |")
     print("|---|---|---|---|---|---|---|")

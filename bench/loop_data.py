@@ -37,6 +37,8 @@ CHANNELS = (  # (weight, landing query, referrer)
 )  # fmt: skip
 _CUMULATIVE = [sum(c[0] for c in CHANNELS[: i + 1]) for i in range(len(CHANNELS))]
 LANDINGS = ("/", "/pricing", "/demo", "/features", "/blog/attribution", "/case-studies")
+DEAL_HEADER = ("deal_id,status,stage,amount,currency,close_date,modified_at,pipeline,owner,"
+               "contact_id,email,phone,is_primary,gclid")
 CONFIG = """\
 version: 1
 sources:
@@ -81,6 +83,11 @@ class LoopFiles:
     config: Path
     counts: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def quiet_config(self) -> Path:
+        """The mapping whose source export has no rows (see ``generate``)."""
+        return self.config.with_name("revsync-quiet.yaml")
+
 
 def _iso(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
@@ -94,6 +101,10 @@ def generate(directory: Path, deals: int, seed: int, now: datetime) -> LoopFiles
     files = LoopFiles(directory / "touchpoints.csv", directory / "leads.csv",
                       directory / "deals.csv", directory / "revsync.yaml")  # fmt: skip
     files.config.write_text(CONFIG, encoding="utf-8")
+    # The same mapping over an export with no rows: a run whose source has nothing new and
+    # costs nothing to read, as an API source's empty page past its watermark.
+    (directory / "deals-none.csv").write_text(DEAL_HEADER + "\n", encoding="utf-8")
+    files.quiet_config.write_text(CONFIG.replace("deals.csv", "deals-none.csv"), encoding="utf-8")
     visitors: list[str] = []
     counts = {"won deals": deals, "deal rows": 0, "leads": 0, "touchpoints": 0}
     people: list[list[tuple[str, str, str]]] = []  # per deal: (contact id, email, phone)
@@ -101,9 +112,7 @@ def generate(directory: Path, deals: int, seed: int, now: datetime) -> LoopFiles
         leads = csv.writer(lead_file)
         leads.writerow(["visitor_id", "observed_at", "email", "phone", "event"])
         crm = csv.writer(d)
-        crm.writerow(["deal_id", "status", "stage", "amount", "currency", "close_date",
-                      "modified_at", "pipeline", "owner", "contact_id", "email", "phone",
-                      "is_primary", "gclid"])  # fmt: skip
+        crm.writerow(DEAL_HEADER.split(","))
         for k in range(deals):
             first_lead: datetime | None = None
             if people and rng.random() < REPEAT:

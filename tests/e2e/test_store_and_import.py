@@ -146,3 +146,13 @@ def test_the_schema_head_constant_is_alembics_head() -> None:
     from revsync.store.engine import MIGRATIONS, SCHEMA_HEAD
 
     assert ScriptDirectory(str(MIGRATIONS)).get_current_head() == SCHEMA_HEAD
+
+
+def test_the_migrations_build_exactly_the_schema_the_code_declares(engine: Engine) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from revsync.store.schema import metadata
+
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []

@@ -106,7 +106,8 @@ def vetted(page: DealPage, limit: int | Decimal, now: datetime) -> DealPage:
         try:
             if deal.amount is not None:
                 amount = checked_amount(deal.amount, deal.currency, limit)
-                deal = replace(deal, amount=amount)
+                if amount.as_tuple() != deal.amount.as_tuple():  # not already rounded so
+                    deal = replace(deal, amount=amount)
                 if problem := unsendable_won(deal.status, amount, deal.close_at, "UTC", now):
                     raise problem
         except RowError as bad:

@@ -236,6 +236,7 @@ conversions = Table(
     # ``ledger.due`` hands them out together.
     Column("batch_group", String(32)),
     Index(None, "destination", "state", "next_attempt_at"),
+    Index(None, "destination", "state", "batch_group", "created_at", "key"),  # ledger.due
     Index(None, "request_id"),
     Index(None, "source", "deal_id"),
 )

@@ -19,8 +19,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Connection, and_, func, or_, select, update
+from sqlalchemy import Connection, and_, func, select, update
 
 from revsync.destinations.ga4 import Ga4Destination, request_group
 from revsync.domain import Conversion, ConversionKind, OutcomeStatus, UploadOutcome
@@ -193,20 +194,25 @@ def due(
     next batch, unless it is the batch's only group.
     """
     row = conversions.c
-    query = (
-        select(row.payload, row.batch_group)
-        .where(
-            row.destination == destination,
-            or_(
-                row.state == State.PLANNED,
-                and_(row.state == State.FAILED, row.next_attempt_at <= now),
-                and_(row.state == State.VALIDATED, row.updated_at < run_started),
-            ),
-        )
-        .order_by(row.batch_group, row.created_at, row.key)
-        .limit(limit + 1)
+    # Each state's rows come in index order (destination, state, batch_group, created_at,
+    # key), so no query sorts the destination's whole backlog for one batch.
+    wanted = (
+        row.state == State.PLANNED,
+        and_(row.state == State.FAILED, row.next_attempt_at <= now),
+        and_(row.state == State.VALIDATED, row.updated_at < run_started),
     )
-    rows = conn.execute(query).all()
+    rows: list[Any] = []
+    for condition in wanted:
+        rows += conn.execute(
+            select(row.payload, row.batch_group, row.created_at, row.key)
+            .where(row.destination == destination, condition)
+            .order_by(row.batch_group, row.created_at, row.key)
+            .limit(limit + 1)
+        ).all()
+    nulls_first = conn.dialect.name == "sqlite"  # PostgreSQL sorts NULL last
+    rows.sort(key=lambda r: ((r.batch_group is None) != nulls_first, r.batch_group or "",
+                             r.created_at, r.key))  # fmt: skip
+    rows = rows[: limit + 1]
     if len(rows) > limit:
         cut = rows[limit].batch_group
         rows = rows[:limit]
