@@ -95,3 +95,19 @@ def test_sqlite_datetimes_are_stored_as_sqlalchemy_stores_them(value: datetime) 
     theirs = DateTime().dialect_impl(dialect).bind_processor(dialect)
     assert ours is not None and theirs is not None
     assert ours(value) == theirs(value.astimezone(UTC).replace(tzinfo=None))
+
+
+def test_postgresql_sessions_plan_each_execution_for_its_values(postgres_url: str) -> None:
+    """A generic plan for ``deal_id IN (…)`` scanned the whole ledger once psycopg had
+    prepared the statement (issue 18: ~440 s of a 100k-deal first sync)."""
+    from revsync.store.engine import open_store
+
+    engine = open_store(postgres_url)
+    try:
+        for _ in range(2):  # a pooled connection keeps it after a rollback
+            with engine.connect() as conn:
+                mode = conn.execute(sa.text("SHOW plan_cache_mode")).scalar()
+                conn.rollback()
+            assert mode == "force_custom_plan"
+    finally:
+        engine.dispose()
