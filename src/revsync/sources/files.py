@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -31,7 +33,7 @@ from revsync.config.mapping import FileSource
 from revsync.currencies import ISO_4217
 from revsync.destinations.pii import InvalidIdentifier, hash_person
 from revsync.domain import ClickIds, Contact, Deal, DealStatus, PersonHashes, Quarantined
-from revsync.errors import ConfigError
+from revsync.errors import ConfigError, TransientError
 from revsync.privacy import mask_text
 from revsync.rows import (
     RowError,
@@ -43,11 +45,13 @@ from revsync.rows import (
     timestamp,
 )
 from revsync.sources.base import DealPage, checked_amount, place_date, unsendable_won
+from revsync.sources.file_spool import ID_LIMIT, Spool, deal_id_of, scan
 
 if TYPE_CHECKING:
     from revsync.checks import CheckResult
 
 PAGE_SIZE = 1_000
+_HASHES_KEPT = 10_000
 _KNOWN = {
     "deal_id", "status", "stage", "amount", "currency", "close_date", "modified_at",
     "pipeline", "owner", "contact_id", "email", "phone", "is_primary", "gclid", "gbraid",
@@ -74,7 +78,6 @@ class _Version:
 
 _DEAL_COLUMNS = ("status", "stage", "amount", "currency", "close_date", "modified_at",
                  "pipeline", "owner")  # fmt: skip
-_ID_LIMIT = 64  # the store's deal and contact ID columns
 _TEXT_LIMIT = 255  # stage, pipeline, owner: longer values are cut
 
 
@@ -89,32 +92,53 @@ class FileDealSource:
         self.name = config.name
         self.config = config
         self.default_phone_region = default_phone_region
+        self._hashes: OrderedDict[tuple[str | None, str | None], PersonHashes | Exception] = (
+            OrderedDict()
+        )
 
     def pages(self, watermark: str | None, now: datetime) -> Iterator[DealPage]:
+        """Pages of deals changed since the watermark (less the overlap), in
+        (modified_at, id) order; unchanged deals cost one read of their rows and nothing
+        more (``file_spool``)."""
         since = None
         if watermark:
             since = datetime.fromisoformat(watermark) - timedelta(
                 minutes=self.config.overlap_minutes
             )
-        deals: list[Deal] = []
-        problems: list[Quarantined] = []
-        drafts, unreadable = self._drafts()
-        problems.extend(unreadable)
-        for deal_id, versions in drafts.items():
-            deal = self._deal(deal_id, versions, now, problems)
-            if deal is not None and (since is None or deal.modified_at >= since):
-                deals.append(deal)
-        deals.sort(key=lambda d: (d.modified_at, d.id))
-        if not deals:
-            yield DealPage(deals=(), quarantined=tuple(problems), watermark=watermark)
-            return
-        for start in range(0, len(deals), PAGE_SIZE):
-            page = tuple(deals[start : start + PAGE_SIZE])
-            yield DealPage(
-                deals=page,
-                quarantined=tuple(problems) if start == 0 else (),
-                watermark=page[-1].modified_at.isoformat(),
-            )
+        size = PAGE_SIZE
+        for _attempt in range(3):  # the two reads must see one and the same export
+            stamp = _stamp(self.config.path)
+            found = scan(self.config.path)
+            order = found.ordered(since, now)
+            problems = [
+                self._problem(f"row {n}", name, why, n) for n, name, why in found.bad_rows
+            ]
+            if not order:
+                yield DealPage(deals=(), quarantined=tuple(problems), watermark=watermark)
+                return
+            places = {deal_id: (rank // size, rank) for rank, (_, deal_id) in enumerate(order)}
+            del order
+            spool = Spool(self.config.path, places, one_page=len(places) <= size)
+            if _stamp(self.config.path) == stamp:
+                break
+            spool.close()
+        else:
+            raise TransientError(f"{self.config.path}: the export kept changing while read")
+        try:
+            for page in range(math.ceil(len(places) / size)):
+                deals = []
+                for deal_id, versions in self._drafts(spool.page(page)).items():
+                    deal = self._deal(deal_id, versions, now, problems)
+                    if deal is not None and (since is None or deal.modified_at >= since):
+                        deals.append(deal)
+                deals.sort(key=lambda d: (d.modified_at, d.id))
+                if deals:
+                    watermark = deals[-1].modified_at.isoformat()
+                yield DealPage(deals=tuple(deals), quarantined=tuple(problems),
+                               watermark=watermark)  # fmt: skip
+                problems = []
+        finally:
+            spool.close()
 
     def close(self) -> None:
         """Nothing to release."""
@@ -146,22 +170,14 @@ class FileDealSource:
             keys = ", ".join(sorted(columns & _MATCHABLE))
             yield ok("columns", f"needed columns present; matching on {keys}")
 
-    def _drafts(self) -> tuple[dict[str, dict[tuple[str, ...], _Version]], list[Quarantined]]:
+    def _drafts(
+        self, rows: Iterator[tuple[int, dict[str, Any]]]
+    ) -> dict[str, dict[tuple[str, ...], _Version]]:
+        """One page's rows (each with a valid ``deal_id``) grouped into versions per deal."""
         drafts: dict[str, dict[tuple[str, ...], _Version]] = {}
-        problems: list[Quarantined] = []
         kept = tuple(name.lower() for name in self.config.fields)
-        for number, row in read_rows(self.config.path):
-            if isinstance(row, RowError):
-                problems.append(self._problem(f"row {number}", row.field, str(row), number))
-                continue
-            try:
-                deal_id = text(row, "deal_id", required=True)
-                assert deal_id is not None
-                if len(deal_id) > _ID_LIMIT:
-                    raise RowError("deal_id", f"is longer than {_ID_LIMIT} characters")
-            except RowError as exc:
-                problems.append(self._problem(f"row {number}", exc.field, str(exc), number))
-                continue
+        for number, row in rows:
+            deal_id = deal_id_of(row)
             key = tuple(_plain(row.get(name)) for name in (*_DEAL_COLUMNS, *kept))
             versions = drafts.setdefault(deal_id, {})
             if versions and not any(key):  # a contact row that leaves the deal's columns blank
@@ -169,13 +185,32 @@ class FileDealSource:
             version = versions.setdefault(key, _Version([], row))
             version.rows.append(number)
             self._contact(row, number, version)
-        return drafts, problems
+        return drafts
+
+    def _hash(self, email: str | None, phone: str | None) -> PersonHashes:
+        """``hash_person``, once per distinct email and phone among the last
+        ``_HASHES_KEPT`` (a contact on several deals or rows is hashed once)."""
+        key = (email, phone)
+        found = self._hashes.get(key)
+        if found is None:
+            try:
+                found = hash_person(email, phone, self.default_phone_region)
+            except InvalidIdentifier as exc:
+                found = exc
+            self._hashes[key] = found
+            if len(self._hashes) > _HASHES_KEPT:
+                self._hashes.popitem(last=False)
+        else:
+            self._hashes.move_to_end(key)
+        if isinstance(found, Exception):
+            raise found
+        return found
 
     def _contact(self, row: dict[str, Any], number: int, version: _Version) -> None:
         try:
             contact_id = text(row, "contact_id")
-            if contact_id is not None and len(contact_id) > _ID_LIMIT:
-                raise RowError("contact_id", f"is longer than {_ID_LIMIT} characters")
+            if contact_id is not None and len(contact_id) > ID_LIMIT:
+                raise RowError("contact_id", f"is longer than {ID_LIMIT} characters")
         except RowError as exc:
             version.problems.append(self._problem(f"row {number}", exc.field, str(exc), number))
             return
@@ -183,7 +218,7 @@ class FileDealSource:
             return
         problem = None
         try:
-            hashes = hash_person(text(row, "email"), text(row, "phone"), self.default_phone_region)
+            hashes = self._hash(text(row, "email"), text(row, "phone"))
         except (InvalidIdentifier, RowError) as exc:
             name, _, reason = str(exc).partition(": ")
             problem = (name, reason)
@@ -349,6 +384,16 @@ def _columns(path: Path) -> set[str]:
         if number >= 100:
             break
     return columns
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """What changes when the export is rewritten or replaced (a file that cannot be read
+    is refused by the read itself, with its reason)."""
+    try:
+        status = path.stat()
+    except OSError:
+        return 0, 0, 0
+    return status.st_ino, status.st_size, status.st_mtime_ns
 
 
 def _cut(value: str | None) -> str | None:
