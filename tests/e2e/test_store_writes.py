@@ -111,3 +111,20 @@ def test_postgresql_sessions_plan_each_execution_for_its_values(postgres_url: st
             assert mode == "force_custom_plan"
     finally:
         engine.dispose()
+
+
+def test_bulk_written_tables_get_fresh_planner_statistics(engine: Engine) -> None:
+    """PostgreSQL plans by statistics autovacuum refreshes about a minute late: a table
+    filled moments ago looked empty and ledger look-ups scanned it whole (issue 18)."""
+    from revsync.store.queries import analyze
+
+    with engine.begin() as conn:
+        upsert(conn, visitors, [_visitor(n) for n in range(1_500)])
+        analyze(conn, [visitors, touchpoints])  # SQLite: nothing to do
+    if engine.dialect.name != "postgresql":
+        return
+    with engine.connect() as conn:
+        estimate = conn.execute(
+            sa.text("SELECT reltuples FROM pg_class WHERE relname = 'visitors'")
+        ).scalar()
+    assert estimate == 1_500

@@ -38,7 +38,7 @@ from revsync.destinations.pii import InvalidIdentifier, hash_person
 from revsync.errors import ConfigError
 from revsync.privacy import mask_text
 from revsync.rows import RejectsWriter, RowError, boolean, read_rows, text, timestamp
-from revsync.store.queries import upsert
+from revsync.store.queries import analyze, upsert
 from revsync.store.schema import identities, touchpoints, visitors
 
 BATCH_ROWS = 5_000
@@ -230,8 +230,9 @@ def import_touchpoints(
 ) -> ImportReport:
     privacy = privacy or PrivacyConfig()
     return _import(
-        engine, path, rejects, lambda row: touchpoint_row(row, rules, privacy), _store_touchpoints
-    )
+        engine, path, rejects, lambda row: touchpoint_row(row, rules, privacy),
+        _store_touchpoints, (visitors, touchpoints),
+    )  # fmt: skip
 
 
 def import_identities(
@@ -241,8 +242,9 @@ def import_identities(
     rejects: Path | None = None,
 ) -> ImportReport:
     return _import(
-        engine, path, rejects, lambda row: identity_row(row, default_region), _store_identities
-    )
+        engine, path, rejects, lambda row: identity_row(row, default_region),
+        _store_identities, (visitors, identities),
+    )  # fmt: skip
 
 
 def _import(
@@ -251,6 +253,7 @@ def _import(
     rejects: Path | None,
     validate: Callable[[dict[str, Any]], dict[str, Any]],
     store: Callable[[Any, list[dict[str, Any]]], None],
+    tables: tuple[Table, ...],
 ) -> ImportReport:
     reader = read_rows(path)  # a file that cannot be read at all is refused here
     rejects = rejects or path.with_name(f"{path.stem}.rejects{path.suffix}")
@@ -279,6 +282,9 @@ def _import(
                     reject(number, row, exc)
         finally:  # rows read before an error are kept
             batch.flush()
+        if batch.stored:
+            with engine.begin() as conn:
+                analyze(conn, tables)
         report.imported = batch.stored
         report.rejected = writer.count
     report.rejects_file = rejects if report.rejected else None

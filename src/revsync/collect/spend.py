@@ -61,7 +61,9 @@ def import_spend(
     engine: Engine, path: Path, rejects: Path | None = None, now: datetime | None = None
 ) -> ImportReport:
     moment = now or datetime.now(UTC)
-    return _import(engine, path, rejects, lambda row: spend_row(row, moment), _store_spend)
+    return _import(
+        engine, path, rejects, lambda row: spend_row(row, moment), _store_spend, (spend,)
+    )
 
 
 def _store_spend(conn: Any, rows: list[dict[str, Any]]) -> None:

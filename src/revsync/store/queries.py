@@ -173,6 +173,16 @@ def _plan(
     )
 
 
+def analyze(conn: Connection, tables: Iterable[Table]) -> None:
+    """PostgreSQL: refresh the planner's statistics of ``tables`` after bulk writes. Until
+    autovacuum gets to it, a table filled in the last minute looks empty to the planner,
+    which then picks scans that grow with the table (first sync of 100k deals: ~120 ms
+    per ledger look-up by deal ID instead of ~2 ms)."""
+    if conn.dialect.name == "postgresql":
+        quote = conn.dialect.identifier_preparer.quote
+        conn.exec_driver_sql("ANALYZE " + ", ".join(quote(t.name) for t in tables))
+
+
 def get_watermark(conn: Connection, source: str) -> str | None:
     return conn.execute(
         select(sync_state.c.watermark).where(sync_state.c.source == source)

@@ -43,6 +43,7 @@ from revsync.store.deals import won_deal_pages
 from revsync.store.leases import DEFAULT_TTL, Heartbeat, Lease, in_progress, run_owner
 from revsync.store.schema import (
     contacts,
+    conversions,
     credits,
     deal_contacts,
     deals,
@@ -274,6 +275,7 @@ class SyncJob:
             watermark = queries.get_watermark(conn, source.name)
         done = 0
         limit = next((b.max_amount for b in self.config.sources if b.name == source.name), 10**12)
+        pages = 0
         for page in source.pages(watermark, self.clock()):
             page = vetted(page, limit, self.clock())
             with self.engine.begin() as conn:
@@ -282,6 +284,9 @@ class SyncJob:
                 queries.add_quarantined(conn, summary.run_id, page.quarantined, self.clock())
                 self._plan(conn, page.deals, summary)
                 queries.set_watermark(conn, source.name, page.watermark)
+                pages += 1
+                if pages & (pages - 1) == 0:  # pages 1, 2, 4, 8…: as the tables double
+                    queries.analyze(conn, _WRITTEN)
             summary.deals_read[source.name] += len(page.deals)
             summary.quarantined.extend(page.quarantined)
             done += len(page.deals)
@@ -484,6 +489,10 @@ class SyncJob:
                         }
                     )
         queries.upsert(conn, credits, rows)
+
+
+# The tables a page of deals writes: their statistics are refreshed as they grow.
+_WRITTEN = (deals, contacts, deal_contacts, match_links, credits, conversions)
 
 
 def _store_error(exc: SQLAlchemyError) -> str:
