@@ -291,6 +291,11 @@ destinations:
     output_dir: out
     pixel_id: "1234567890"
     event_name: Purchase
+# `revsync serve` with this file records a local test page's sessions into the demo store.
+collector:
+  sites:
+    - key: demo-site-0001
+      origins: [http://localhost:8000]
 """
 
 

@@ -23,6 +23,18 @@ def test_demo_writes_payloads_for_all_three_platforms(tmp_path: Path) -> None:
     for name in ("Revenue by channel", "Conversions by destination", "Quarantined records",
                  "Second sync on the same store: 0 new conversions planned"):  # fmt: skip
         assert name in result.output
+    assert "revsync serve --config" in " ".join(result.output.split())  # capture, next
+
+
+def test_the_demo_mapping_serves_the_collector(tmp_path: Path) -> None:
+    """Issue 15: the demo's own mapping has a collector site, as the demo's last lines say."""
+    from revsync.config.loader import load_config
+    from revsync.demo import DEMO_CONFIG
+
+    (tmp_path / "revsync.yaml").write_text(DEMO_CONFIG)
+    mapping = load_config(tmp_path / "revsync.yaml")
+    assert mapping.collector is not None
+    assert [site.key for site in mapping.collector.sites] == ["demo-site-0001"]
 
 
 def test_sync_json_summary_and_exit_codes(tmp_path: Path, store_url: str) -> None:

@@ -421,5 +421,9 @@ def demo(
         out.print(f"  {path.name}: {lines:,} requests")
     out.print(
         f"Done in {time.perf_counter() - started:.1f}s. Sync again with:\n"
-        f"  revsync sync --config {config_path} --database-url {database_url}"
+        f"  revsync sync --config {config_path} --database-url {database_url}\n"
+        "Capture a website's sessions into this store (README: Website capture):\n"
+        f"  revsync serve --config {config_path} --database-url {database_url}\n"
+        "  then, on a page served from http://localhost:8000: <script async "
+        'src="http://127.0.0.1:8080/v1/revsync.js?site=demo-site-0001"></script>'
     )
