@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -32,7 +31,6 @@ from revsync.domain import (
     Credit,
     Deal,
     DealStatus,
-    Journey,
 )
 from revsync.errors import ConfigError, RevsyncError
 from revsync.matching.paths import visitor_paths
@@ -52,6 +50,7 @@ from revsync.store.schema import (
 )
 from revsync.sync import ledger, writeback
 from revsync.sync.ledger import State
+from revsync.sync.matches import by_source, store_credits, store_links
 from revsync.sync.planning import plan_destination
 from revsync.sync.reconcile import reconcile
 from revsync.sync.summary import RunSummary
@@ -375,7 +374,7 @@ class SyncJob:
                 "click_ids",
             ),
         )
-        for source, ids in _by_source(page).items():
+        for source, ids in by_source(page).items():
             conn.execute(
                 delete(deal_contacts).where(
                     deal_contacts.c.source == source, deal_contacts.c.deal_id.in_(ids)
@@ -403,14 +402,14 @@ class SyncJob:
         journeys = resolve_journeys(
             conn, won, self.config.matching.lookback_days, self.config.matching.keys
         )
-        self._store_links(conn, journeys)
+        store_links(conn, journeys)
         credited: dict[str, dict[tuple[str, str], tuple[Credit, ...]]] = {}
         for name in self._model_names():
             credited[name] = {
                 (j.deal.source, j.deal.id): attribute(j, self._models[name], j.deal.close_at or now)
                 for j in journeys
             }
-        self._store_credits(conn, journeys, credited)
+        store_credits(conn, journeys, credited)
         for journey in journeys:
             if journey.touchpoints:
                 summary.deals_matched += 1
@@ -440,56 +439,6 @@ class SyncJob:
                 return set(block.sources) or None
         return None
 
-    def _store_links(self, conn: Connection, journeys: Sequence[Journey]) -> None:
-        for source, ids in _by_source([j.deal for j in journeys]).items():
-            conn.execute(
-                delete(match_links).where(
-                    match_links.c.source == source, match_links.c.deal_id.in_(ids)
-                )
-            )
-        rows = [
-            {
-                "source": j.deal.source,
-                "deal_id": j.deal.id,
-                "visitor_id": m.visitor_id,
-                "key_type": m.key_type,
-                "key": m.key,
-            }
-            for j in journeys
-            for m in j.links
-        ]
-        queries.upsert(conn, match_links, rows)
-
-    def _store_credits(
-        self,
-        conn: Connection,
-        journeys: Sequence[Journey],
-        credited: dict[str, dict[tuple[str, str], tuple[Credit, ...]]],
-    ) -> None:
-        for source, ids in _by_source([j.deal for j in journeys]).items():
-            conn.execute(
-                delete(credits).where(credits.c.source == source, credits.c.deal_id.in_(ids))
-            )
-        rows = []
-        for journey in journeys:
-            channel_of = {tp.id: tp.channel for tp in journey.touchpoints}
-            key = (journey.deal.source, journey.deal.id)
-            for model, by_deal in credited.items():
-                for credit in by_deal[key]:
-                    rows.append(
-                        {
-                            "source": key[0],
-                            "deal_id": key[1],
-                            "model": model,
-                            "touchpoint_id": credit.touchpoint_id,
-                            "weight": str(credit.weight),
-                            "amount": credit.amount,
-                            "currency": journey.deal.currency,
-                            "channel": channel_of[credit.touchpoint_id],
-                        }
-                    )
-        queries.upsert(conn, credits, rows)
-
 
 # The tables a page of deals writes: their statistics are refreshed as they grow.
 _WRITTEN = (deals, contacts, deal_contacts, match_links, credits, conversions)
@@ -499,13 +448,6 @@ def _store_error(exc: SQLAlchemyError) -> str:
     """The driver's error class, e.g. ``OperationalError``: never its text, which can hold
     SQL parameters or connection details."""
     return type(getattr(exc, "orig", None) or exc).__name__
-
-
-def _by_source(page: Sequence[Deal]) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = defaultdict(list)
-    for deal in page:
-        out[deal.source].append(deal.id)
-    return out
 
 
 def _present(ids: Any) -> dict[str, str]:
