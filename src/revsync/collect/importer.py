@@ -24,6 +24,7 @@ from sqlalchemy.exc import (
 )
 
 from revsync.collect.parsing import (
+    CLICK_PARAMS,
     ParseError,
     channel_of,
     click_id,
@@ -59,11 +60,22 @@ def touchpoint_id(visitor_id: str, occurred_at: str, landing_url: str | None) ->
     return digest.hexdigest()[:40]
 
 
+_TRUNCATED: dict[str, str] = {}  # the same clients come back: a bounded cache
+
+
 def truncate_ip(value: str) -> str:
     """Zero the last octet of IPv4 and all but the first 48 bits of IPv6."""
-    address = ipaddress.ip_address(value)
-    prefix = 24 if address.version == 4 else 48
-    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+    known = _TRUNCATED.get(value)
+    if known is None:
+        address = ipaddress.ip_address(value)
+        if address.version == 4:
+            known = str(ipaddress.IPv4Address(int(address) >> 8 << 8))
+        else:
+            known = str(ipaddress.IPv6Address(int(address) >> 80 << 80))
+        if len(_TRUNCATED) >= 10_000:
+            _TRUNCATED.clear()
+        _TRUNCATED[value] = known
+    return known
 
 
 def _limits(table: Table) -> dict[str, int]:
@@ -84,11 +96,15 @@ def _cut(value: str | None) -> str | None:
 
 
 def _fits(row: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
-    """``row`` if every text value fits its column (the store would refuse it otherwise)."""
-    for name, limit in limits.items():
-        value = row.get(name)
-        if isinstance(value, str) and len(value) > limit:
-            raise RowError(name, f"is longer than {limit} characters")
+    """``row`` if every text value fits its column and has no NUL character (the store
+    would refuse it otherwise)."""
+    for name, value in row.items():
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise RowError(name, "contains a NUL character")
+            limit = limits.get(name)
+            if limit is not None and len(value) > limit:
+                raise RowError(name, f"is longer than {limit} characters")
     return row
 
 
@@ -105,7 +121,9 @@ def touchpoint_row(
     except ParseError as exc:
         raise RowError(exc.field or "landing_url", str(exc)) from None
     clicks = dict(landing.click_ids)
-    for name in ("gclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "li_fat_id"):
+    for name in CLICK_PARAMS:
+        if row.get(name) is None:
+            continue
         try:
             value = click_id(name, text(row, name))
         except ParseError as exc:

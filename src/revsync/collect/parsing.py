@@ -10,6 +10,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from revsync.config.mapping import ChannelRule
@@ -105,7 +106,11 @@ def parse_landing(url: str | None, referrer: str | None) -> Landing:
         return values[0].strip() if values and values[0].strip() else None
 
     try:
-        clicks = {name: value for name in CLICK_PARAMS if (value := click_id(name, first(name)))}
+        clicks = {
+            name: value
+            for name in CLICK_PARAMS
+            if name in params and (value := click_id(name, first(name)))
+        }
     except ParseError as exc:
         raise ParseError(str(exc), "landing_url") from None
     source, medium = first("utm_source"), first("utm_medium")
@@ -202,6 +207,12 @@ def channel_of(
     for rule in rules:
         if _rule_matches(rule, source, medium, campaign):
             return rule.channel
+    return _default_channel(source, medium, campaign)
+
+
+@lru_cache(maxsize=4096)  # sessions share few source/medium/campaign combinations
+def _default_channel(source: str | None, medium: str | None, campaign: str | None) -> str:
+    """GA4's default channel group."""
     src = (source or "").lower()
     med = (medium or "").lower()
     camp = (campaign or "").lower()
