@@ -229,16 +229,18 @@ class Collector:
         return Response(body, 200, {"content-type": CONTENT_TYPE_LATEST})
 
 
+# uvicorn's settings for the collector; X-Forwarded-* only with trust_forwarded, read by
+# the app; no access log (its lines would hold client IPs, and cost time on the hot path).
+UVICORN: dict[str, Any] = {
+    "proxy_headers": False,
+    "access_log": False,
+    "log_level": "warning",
+    "timeout_graceful_shutdown": 20,
+}
+
+
 def serve(collector: Collector, host: str, port: int) -> None:
     """Serve under uvicorn until SIGTERM/SIGINT; pending rows are committed before exit."""
     import uvicorn
 
-    uvicorn.run(
-        collector.app,
-        host=host,
-        port=port,
-        proxy_headers=False,  # X-Forwarded-* only with trust_forwarded, read by the app
-        access_log=False,  # access lines would hold client IPs
-        log_level="warning",
-        timeout_graceful_shutdown=20,
-    )
+    uvicorn.run(collector.app, host=host, port=port, **UVICORN)
