@@ -153,45 +153,60 @@ def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) ->
 
 
 def store(conn: Connection, tps: list[dict[str, Any]], ids: list[dict[str, Any]]) -> None:
-    """The importer's rows, stored as the importer does (visitors first, a row already
-    there kept), with one cached statement per table run over all rows (executemany)."""
-    _insert_new(
-        conn,
-        visitors,
-        visitor_rows(tps, "occurred_at") + visitor_rows(ids, "observed_at"),
-    )
-    _insert_new(conn, touchpoints, tps)
-    _insert_new(conn, identities, ids)
-
-
-def _insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
+    """The importer's rows, stored as the importer does (visitors, then touchpoints and
+    identities; a row already there kept). PostgreSQL: one statement for the batch, each
+    table's rows one JSON parameter — far less work in Python than binding every value of
+    every row. SQLite: one cached statement per table run over its rows (executemany)."""
+    tables = [
+        (visitors, visitor_rows(tps, "occurred_at") + visitor_rows(ids, "observed_at")),
+        (touchpoints, tps),
+        (identities, ids),
+    ]
+    batch = [(table, _in_key_order(table, rows)) for table, rows in tables if rows]
+    if not batch:
         return
-    # Rows in key order: concurrent replicas then lock the same keys in the same order.
-    keys = tuple(c.name for c in table.primary_key.columns)
-    unique = {tuple(row[k] for k in keys): row for row in reversed(rows)}
-    ordered = [row for _, row in sorted(unique.items())]
     if conn.dialect.name == "postgresql":
-        # The batch as one JSON parameter of one statement: far less work per row in
-        # Python than binding each value of each row (executemany).
-        batch = json.dumps(ordered, default=datetime.isoformat, ensure_ascii=False)
-        conn.exec_driver_sql(_pg_insert(table, keys), (batch,))
+        conn.exec_driver_sql(
+            _pg_insert(tuple(table for table, _ in batch)),
+            {table.name: json.dumps(rows, default=datetime.isoformat) for table, rows in batch},
+        )
         return
-    names = {name for row in rows for name in row}
-    conn.execute(
-        _sqlite_insert(table, keys), [{name: row.get(name) for name in names} for row in ordered]
-    )
+    for table, rows in batch:
+        names = {name for row in rows for name in row}
+        conn.execute(
+            _sqlite_insert(table), [{name: row.get(name) for name in names} for row in rows]
+        )
+
+
+def _keys(table: Table) -> tuple[str, ...]:
+    return tuple(c.name for c in table.primary_key.columns)
+
+
+def _in_key_order(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per key (the first), in key order: concurrent replicas then lock the same
+    keys in the same order."""
+    keys = _keys(table)
+    unique = {tuple(row[k] for k in keys): row for row in reversed(rows)}
+    return [row for _, row in sorted(unique.items())]
 
 
 @cache
-def _pg_insert(table: Table, keys: tuple[str, ...]) -> str:
-    """Rows from a JSON array of objects; a column a row has no key for is NULL."""
-    return (
-        f"INSERT INTO {table.name} SELECT * FROM json_populate_recordset(NULL::{table.name}, "  # noqa: S608 - names from the schema
-        f"%s::json) ON CONFLICT ({', '.join(keys)}) DO NOTHING"
-    )
+def _pg_insert(tables: tuple[Table, ...]) -> str:
+    """Inserts into ``tables``, each from a JSON array of objects (a key a row lacks is
+    NULL) in the parameter named as the table: the first's as the statement, the others'
+    in WITH (foreign keys are checked at the statement's end)."""
+    inserts = [
+        f"INSERT INTO {t.name} SELECT * FROM json_populate_recordset(NULL::{t.name}, "  # noqa: S608 - names from the schema
+        f"%({t.name})s::json) ON CONFLICT ({', '.join(_keys(t))}) DO NOTHING"
+        for t in tables
+    ]
+    first, *others = inserts
+    if not others:
+        return first
+    ctes = ", ".join(f"new_{t.name} AS ({sql})" for t, sql in zip(tables[1:], others, strict=True))
+    return f"WITH {ctes} {first}"
 
 
 @cache
-def _sqlite_insert(table: Table, keys: tuple[str, ...]) -> Executable:
-    return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+def _sqlite_insert(table: Table) -> Executable:
+    return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(_keys(table)))
