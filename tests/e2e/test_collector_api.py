@@ -161,6 +161,23 @@ def test_bad_requests_are_refused_without_echoing(
         assert conn.execute(select(func.count()).select_from(touchpoints)).scalar_one() == 0
 
 
+def test_a_nul_character_is_refused_alone_not_with_its_batch(
+    engine: Engine, clock: Clock
+) -> None:
+    """PostgreSQL refuses NUL in text: the event is refused (422), the batch is stored."""
+    import concurrent.futures
+
+    with open_client(engine, clock, flush_ms=50) as client:
+        bad = visit(url="https://www.example.com/\u0000x", fbp="fb.1.1700000000000.a\u0000")
+        good = [visit(vid=f"visitor-{i:06d}") for i in range(4)]
+        with concurrent.futures.ThreadPoolExecutor(5) as pool:
+            answers = list(pool.map(lambda b: post(client, "/v1/collect", b), [bad, *good]))
+    assert answers[0].status_code == 422 and answers[0].json()["error"] == "invalid"
+    assert [a.status_code for a in answers[1:]] == [204] * 4
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(touchpoints)).scalar_one() == 4
+
+
 def test_body_limit_rate_limit_and_not_json(engine: Engine, clock: Clock) -> None:
     with open_client(engine, clock, rate_per_minute=3, max_body_bytes=1024) as client:
         assert client.post("/v1/collect", content=b"x" * 2000).status_code == 413

@@ -43,9 +43,10 @@ def write_config(path: Path, **collector: object) -> Path:
     return path
 
 
-def start(config: Path, url: str, port: int) -> subprocess.Popen[str]:
+def start(config: Path, url: str, port: int, *options: str) -> subprocess.Popen[str]:
     server = subprocess.Popen(
-        [REVSYNC, "serve", "--port", str(port), "-c", str(config), "--database-url", url],
+        [REVSYNC, "serve", "--port", str(port), "-c", str(config), "--database-url", url,
+         *options],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 20

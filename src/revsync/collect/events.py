@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from revsync.collect.guard import Refused
 from revsync.collect.importer import identity_row, touchpoint_row
 from revsync.config.collector import CollectorConfig
 from revsync.config.mapping import RevsyncConfig
@@ -22,6 +23,7 @@ SiteKey = Annotated[str, StringConstraints(max_length=64)]
 Short = Annotated[str, StringConstraints(max_length=512)]
 Url = Annotated[str, StringConstraints(max_length=4096)]
 State = Literal["granted", "denied"]
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Payload(BaseModel):
@@ -80,6 +82,17 @@ class LeadEvent(_Payload):
     phone: Short | None = None
     crm_id: Short | None = None
     occurred_at: datetime | None = None
+
+
+def parse(model: type[_M], body: bytes) -> _M:
+    """``body`` as a ``model``; refused 400 when it is not JSON, 422 naming the field."""
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        error = exc.errors(include_input=False, include_url=False)[0]
+        if error["type"] == "json_invalid":
+            raise Refused(400, "invalid") from None
+        raise Refused(422, "invalid", ".".join(str(p) for p in error["loc"]) or None) from None
 
 
 def _flag(value: State | None) -> bool | None:

@@ -8,32 +8,55 @@ import hmac
 import ipaddress
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
 
-from starlette.requests import Request
+from starlette.types import Receive
 
 from revsync.config.collector import CollectorConfig, CollectorSite
 
+TWO_YEARS = 2 * 365 * 86400
+
 
 class Refused(Exception):
-    """A request the collector will not take: ``status`` to answer, ``reason`` to count."""
+    """A request the collector will not take: ``status`` to answer, ``reason`` to count,
+    and the ``field`` at fault when one is."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, field: str | None = None) -> None:
         super().__init__(reason)
-        self.status, self.reason = status, reason
+        self.status, self.reason, self.field = status, reason, field
 
 
-def client_ip(request: Request, trust_forwarded: bool) -> str | None:
-    """The client's IP address (``None`` when the peer is no IP, e.g. a Unix socket)."""
-    value = request.client.host if request.client else None
-    if trust_forwarded:
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            value = forwarded.split(",")[0].strip()
-    try:
-        return str(ipaddress.ip_address(value)) if value else None
-    except ValueError:
+class Gone(Exception):
+    """The client went away before its request was read."""
+
+
+def _remembered(cache: MutableMapping[str, Any], key: str, value: Any) -> None:
+    if len(cache) >= 10_000:  # a bounded cache: start again
+        cache.clear()
+    cache[key] = value
+
+
+_IPS: dict[str, str | None] = {}
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, trust_forwarded: bool) -> str | None:
+    """The client's IP address, normalised (``None`` when the peer is no IP, e.g. a Unix
+    socket); with ``trust_forwarded`` the first address of X-Forwarded-For."""
+    value = peer
+    if trust_forwarded and forwarded_for:
+        value = forwarded_for.split(",")[0].strip()
+    if not value:
         return None
+    if value in _IPS:
+        return _IPS[value]
+    try:
+        address: str | None = str(ipaddress.ip_address(value))
+    except ValueError:
+        address = None
+    _remembered(_IPS, value, address)
+    return address
 
 
 class RateLimit:
@@ -54,13 +77,25 @@ class RateLimit:
             raise Refused(429, "rate_limited")
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 past ``limit`` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length")
+async def read_body(receive: Receive, declared: str | None, limit: int) -> bytes:
+    """The body from ASGI ``receive``, refused with 413 past ``limit`` bytes (declared in
+    Content-Length or streamed); raises ``Gone`` when the client disconnects."""
     if declared is not None and (not declared.isdigit() or int(declared) > limit):
         raise Refused(413, "too_large")
-    chunks, size = [], 0
-    async for chunk in request.stream():
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):  # the common case: one message
+        if message["type"] == "http.disconnect":
+            raise Gone
+        if len(body) > limit:
+            raise Refused(413, "too_large")
+        return body
+    chunks, size = [body], len(body)
+    while message.get("more_body"):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise Gone
+        chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
             raise Refused(413, "too_large")
@@ -85,16 +120,11 @@ class Bots:
         return verdict
 
 
-def check_origin(request: Request, site: CollectorSite) -> str:
-    """The request's Origin, which must be one of the site's origins (403 otherwise)."""
-    origin = request.headers.get("origin")
+def check_origin(origin: str | None, site: CollectorSite) -> str:
+    """``origin``, which must be one of the site's origins (403 otherwise)."""
     if origin is None or origin.lower() not in site.origins:
         raise Refused(403, "origin")
     return origin
-
-
-def any_origin(config: CollectorConfig, origin: str | None) -> bool:
-    return origin is not None and any(origin.lower() in s.origins for s in config.sites)
 
 
 def cors_headers(origin: str) -> dict[str, str]:
@@ -103,6 +133,39 @@ def cors_headers(origin: str) -> dict[str, str]:
         "access-control-allow-credentials": "true",
         "vary": "Origin",
     }
+
+
+_HOSTS: dict[str, str] = {}
+
+
+def host_name(host: str) -> str:
+    """The name in a Host header (``t.example.com:8443`` -> ``t.example.com``), lower
+    case; empty when it has none or is malformed."""
+    known = _HOSTS.get(host)
+    if known is None:
+        try:
+            known = urlsplit(f"//{host}").hostname or ""
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            known = ""
+        _remembered(_HOSTS, host, known)
+    return known
+
+
+def visitor_cookie(
+    config: CollectorConfig, site: CollectorSite, vid: str, host: str, scheme: str
+) -> str | None:
+    """The visitor cookie to set when the request came to the site's own domain
+    (``host``: the Host header; ``scheme``: the request's, or X-Forwarded-Proto's)."""
+    domain = site.cookie_domain
+    if domain is None:
+        return None
+    name = host_name(host)
+    if not (name == domain or name.endswith("." + domain)):
+        return None
+    cookie = f"{config.cookie_name}={vid}; Max-Age={TWO_YEARS}; Path=/; SameSite=Lax"
+    if name != domain:
+        cookie += f"; Domain={domain}"
+    return cookie + ("; Secure" if scheme == "https" else "")
 
 
 def sign(secret: bytes, timestamp: int, body: bytes) -> str:

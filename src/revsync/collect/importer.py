@@ -73,12 +73,12 @@ def truncate_ip(value: str) -> str:
 _OCTET = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
 
 
-def _limits(table: Table) -> tuple[tuple[str, int], ...]:
-    return tuple(
-        (c.name, c.type.length)
+def _limits(table: Table) -> dict[str, int]:
+    return {
+        c.name: c.type.length
         for c in table.columns
         if isinstance(c.type, String) and c.type.length is not None
-    )
+    }
 
 
 _TOUCHPOINT_LIMITS = _limits(touchpoints)
@@ -90,12 +90,16 @@ def _cut(value: str | None) -> str | None:
     return value[:_TEXT_LIMIT] if value else value
 
 
-def _fits(row: dict[str, Any], limits: tuple[tuple[str, int], ...]) -> dict[str, Any]:
-    """``row`` if every text value fits its column (the store would refuse it otherwise)."""
-    for name, limit in limits:
-        value = row.get(name)
-        if value is not None and len(value) > limit:
-            raise RowError(name, f"is longer than {limit} characters")
+def _fits(row: dict[str, Any], limits: dict[str, int]) -> dict[str, Any]:
+    """``row`` if every text value fits its column and has no NUL character (the store
+    would refuse it otherwise)."""
+    for name, value in row.items():
+        if type(value) is str:
+            if "\x00" in value:
+                raise RowError(name, "contains a NUL character")
+            limit = limits.get(name)
+            if limit is not None and len(value) > limit:
+                raise RowError(name, f"is longer than {limit} characters")
     return row
 
 
