@@ -11,6 +11,8 @@ import hashlib
 import ipaddress
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -115,17 +117,32 @@ def touchpoint_row(
     visitor = text(row, "visitor_id", required=True)
     occurred = timestamp(row, "occurred_at", required=True)
     assert visitor is not None and occurred is not None
-    landing_url, referrer = text(row, "landing_url"), text(row, "referrer")
+    return visit_row(visitor, occurred, partial(text, row), partial(boolean, row), rules, privacy)
+
+
+def visit_row(
+    visitor: str,
+    occurred: datetime,
+    read_text: Callable[[str], str | None],
+    read_flag: Callable[[str], bool | None],
+    rules: Sequence[ChannelRule],
+    privacy: PrivacyConfig,
+) -> dict[str, Any]:
+    """The store row of a visit by ``visitor`` at ``occurred`` (aware UTC), its other
+    fields read by name: ``read_text`` a text (stripped; None when empty), ``read_flag`` a
+    true/false. Raises ``RowError`` naming the field."""
+    landing_url, referrer = read_text("landing_url"), read_text("referrer")
     try:
         landing = parse_landing(landing_url, referrer)
     except ParseError as exc:
         raise RowError(exc.field or "landing_url", str(exc)) from None
     clicks = dict(landing.click_ids)
     for name in CLICK_PARAMS:
-        if row.get(name) is None:
+        given = read_text(name)
+        if given is None:
             continue
         try:
-            value = click_id(name, text(row, name))
+            value = click_id(name, given)
         except ParseError as exc:
             raise RowError(name, str(exc)) from None
         if value:
@@ -134,20 +151,20 @@ def touchpoint_row(
     if len(present) > 1 and "gclid" not in present:
         raise RowError(present[1], "gbraid and wbraid are never both set on one click")
     try:
-        client_id = ga_client_id(text(row, "_ga") or text(row, "ga_client_id"))
+        client_id = ga_client_id(read_text("_ga") or read_text("ga_client_id"))
     except ParseError as exc:
         raise RowError("_ga", str(exc)) from None
     try:
-        fbp = fb_cookie("_fbp", text(row, "_fbp") or text(row, "fbp"))
-        fbc = fb_cookie("_fbc", text(row, "_fbc") or text(row, "fbc"))
+        fbp = fb_cookie("_fbp", read_text("_fbp") or read_text("fbp"))
+        fbc = fb_cookie("_fbc", read_text("_fbc") or read_text("fbc"))
     except ParseError as exc:
         raise RowError(str(exc).split(" ")[0], str(exc)) from None
     if fbc is None and "fbclid" in clicks:
         fbc = fbc_from_fbclid(clicks["fbclid"], occurred)
-    source = (_cut(text(row, "utm_source") or landing.source) or "").lower() or None
-    medium = (_cut(text(row, "utm_medium") or landing.medium) or "").lower() or None
-    campaign = _cut(text(row, "utm_campaign") or landing.campaign)
-    ip = text(row, "ip")
+    source = (_cut(read_text("utm_source") or landing.source) or "").lower() or None
+    medium = (_cut(read_text("utm_medium") or landing.medium) or "").lower() or None
+    campaign = _cut(read_text("utm_campaign") or landing.campaign)
+    ip = read_text("ip")
     if ip is not None:
         try:
             ip = ip if privacy.keep_full_ip else truncate_ip(ip)
@@ -161,8 +178,8 @@ def touchpoint_row(
         "source": source,
         "medium": medium,
         "campaign": campaign,
-        "term": _cut(text(row, "utm_term") or landing.term),
-        "content": _cut(text(row, "utm_content") or landing.content),
+        "term": _cut(read_text("utm_term") or landing.term),
+        "content": _cut(read_text("utm_content") or landing.content),
         "landing_url": landing_url,
         "referrer": referrer,
         "gclid": clicks.get("gclid"),
@@ -175,9 +192,9 @@ def touchpoint_row(
         "msclkid": clicks.get("msclkid"),
         "ttclid": clicks.get("ttclid"),
         "li_fat_id": clicks.get("li_fat_id"),
-        "consent_ad_user_data": boolean(row, "consent_ad_user_data"),
-        "consent_ad_personalization": boolean(row, "consent_ad_personalization"),
-        "user_agent": text(row, "user_agent"),
+        "consent_ad_user_data": read_flag("consent_ad_user_data"),
+        "consent_ad_personalization": read_flag("consent_ad_personalization"),
+        "user_agent": read_text("user_agent"),
         "ip": ip,
     }, _TOUCHPOINT_LIMITS)  # fmt: skip
 
