@@ -1,6 +1,6 @@
 """What browsers and lead tools send to the collector, and the store rows made from it.
 
-Rows are built by the importer's own ``touchpoint_row`` and ``identity_row``: click IDs,
+Rows are built by the importer's own ``visit_row`` and ``identity_row``: click IDs,
 channel, cookies, IP truncation and PII hashing follow exactly the rules of
 ``revsync import``.
 """
@@ -8,13 +8,13 @@ channel, cookies, IP truncation and PII hashing follow exactly the rules of
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from revsync.collect.guard import Refused
-from revsync.collect.importer import identity_row, touchpoint_row
+from revsync.collect.importer import identity_row, touchpoint_row, visit_row
 from revsync.config.collector import CollectorConfig
 from revsync.config.mapping import RevsyncConfig
 
@@ -95,6 +95,11 @@ def parse(model: type[_M], body: bytes) -> _M:
         raise Refused(422, "invalid", ".".join(str(p) for p in error["loc"]) or None) from None
 
 
+def _text(value: str | None) -> str | None:
+    """As the importer reads a text field: stripped, None when empty."""
+    return (value.strip() or None) if value else None
+
+
 def _flag(value: State | None) -> bool | None:
     return None if value is None else value == "granted"
 
@@ -118,24 +123,23 @@ class RowMaker:
     def touchpoint(
         self, event: CollectEvent, now: datetime, user_agent: str | None, ip: str | None
     ) -> dict[str, Any]:
-        """Raises ``RowError`` naming the field the store would refuse."""
-        return touchpoint_row(
-            {
-                "visitor_id": event.vid,
-                "occurred_at": now.isoformat(),
-                "landing_url": event.url,
-                "referrer": event.ref,
-                "_ga": event.ga,
-                "_fbp": event.fbp,
-                "_fbc": event.fbc,
-                "consent_ad_user_data": _flag(event.consent.ad_user_data),
-                "consent_ad_personalization": _flag(event.consent.ad_personalization),
-                "user_agent": user_agent[:1000] if user_agent else None,
-                "ip": ip,
-            },
-            self.rules,
-            self.privacy,
-        )
+        """The importer's rules on the event (``visit_row``); raises ``RowError`` naming the
+        field the store would refuse."""
+        fields = {
+            "landing_url": _text(event.url),
+            "referrer": _text(event.ref),
+            "_ga": _text(event.ga),
+            "_fbp": _text(event.fbp),
+            "_fbc": _text(event.fbc),
+            "user_agent": _text(user_agent[:1000] if user_agent else None),
+            "ip": _text(ip),
+        }
+        flags = {
+            "consent_ad_user_data": _flag(event.consent.ad_user_data),
+            "consent_ad_personalization": _flag(event.consent.ad_personalization),
+        }
+        occurred = now.astimezone(UTC)
+        return visit_row(event.vid, occurred, fields.get, flags.get, self.rules, self.privacy)
 
     def identity(
         self,

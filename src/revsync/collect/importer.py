@@ -12,6 +12,8 @@ import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from sqlalchemy.exc import (
 )
 
 from revsync.collect.parsing import (
+    CLICK_PARAMS,
     ParseError,
     channel_of,
     click_id,
@@ -119,25 +122,35 @@ def _texts(row: dict[str, Any]) -> Callable[[str], str | None]:
     return lambda name: clean.get(name) or text(row, name)
 
 
-_CLICK_COLUMNS = ("gclid", "gbraid", "wbraid", "fbclid", "msclkid", "ttclid", "li_fat_id")
-
-
 def touchpoint_row(
     row: dict[str, Any], rules: Sequence[ChannelRule], privacy: PrivacyConfig
 ) -> dict[str, Any]:
     """Validate one touchpoint row into a store row; raises ``RowError`` naming the field."""
-    get = _texts(row)
     visitor = text(row, "visitor_id", required=True)
     occurred = timestamp(row, "occurred_at", required=True)
     assert visitor is not None and occurred is not None
-    landing_url, referrer = get("landing_url"), get("referrer")
+    return visit_row(visitor, occurred, _texts(row), partial(boolean, row), rules, privacy)
+
+
+def visit_row(
+    visitor: str,
+    occurred: datetime,
+    read_text: Callable[[str], str | None],
+    read_flag: Callable[[str], bool | None],
+    rules: Sequence[ChannelRule],
+    privacy: PrivacyConfig,
+) -> dict[str, Any]:
+    """The store row of a visit by ``visitor`` at ``occurred`` (aware UTC), its other
+    fields read by name: ``read_text`` a text (stripped; None when empty), ``read_flag`` a
+    true/false. Raises ``RowError`` naming the field."""
+    landing_url, referrer = read_text("landing_url"), read_text("referrer")
     try:
         landing = parse_landing(landing_url, referrer)
     except ParseError as exc:
         raise RowError(exc.field or "landing_url", str(exc)) from None
     clicks = dict(landing.click_ids)
-    for name in _CLICK_COLUMNS:
-        given = get(name)
+    for name in CLICK_PARAMS:
+        given = read_text(name)
         if given is None:
             continue
         try:
@@ -150,20 +163,20 @@ def touchpoint_row(
     if len(present) > 1 and "gclid" not in present:
         raise RowError(present[1], "gbraid and wbraid are never both set on one click")
     try:
-        client_id = ga_client_id(get("_ga") or get("ga_client_id"))
+        client_id = ga_client_id(read_text("_ga") or read_text("ga_client_id"))
     except ParseError as exc:
         raise RowError("_ga", str(exc)) from None
     try:
-        fbp = fb_cookie("_fbp", get("_fbp") or get("fbp"))
-        fbc = fb_cookie("_fbc", get("_fbc") or get("fbc"))
+        fbp = fb_cookie("_fbp", read_text("_fbp") or read_text("fbp"))
+        fbc = fb_cookie("_fbc", read_text("_fbc") or read_text("fbc"))
     except ParseError as exc:
         raise RowError(str(exc).split(" ")[0], str(exc)) from None
     if fbc is None and "fbclid" in clicks:
         fbc = fbc_from_fbclid(clicks["fbclid"], occurred)
-    source = (_cut(get("utm_source") or landing.source) or "").lower() or None
-    medium = (_cut(get("utm_medium") or landing.medium) or "").lower() or None
-    campaign = _cut(get("utm_campaign") or landing.campaign)
-    ip = get("ip")
+    source = (_cut(read_text("utm_source") or landing.source) or "").lower() or None
+    medium = (_cut(read_text("utm_medium") or landing.medium) or "").lower() or None
+    campaign = _cut(read_text("utm_campaign") or landing.campaign)
+    ip = read_text("ip")
     if ip is not None:
         try:
             ip = ip if privacy.keep_full_ip else truncate_ip(ip)
@@ -177,8 +190,8 @@ def touchpoint_row(
         "source": source,
         "medium": medium,
         "campaign": campaign,
-        "term": _cut(get("utm_term") or landing.term),
-        "content": _cut(get("utm_content") or landing.content),
+        "term": _cut(read_text("utm_term") or landing.term),
+        "content": _cut(read_text("utm_content") or landing.content),
         "landing_url": landing_url,
         "referrer": referrer,
         "gclid": clicks.get("gclid"),
@@ -191,9 +204,9 @@ def touchpoint_row(
         "msclkid": clicks.get("msclkid"),
         "ttclid": clicks.get("ttclid"),
         "li_fat_id": clicks.get("li_fat_id"),
-        "consent_ad_user_data": boolean(row, "consent_ad_user_data"),
-        "consent_ad_personalization": boolean(row, "consent_ad_personalization"),
-        "user_agent": get("user_agent"),
+        "consent_ad_user_data": read_flag("consent_ad_user_data"),
+        "consent_ad_personalization": read_flag("consent_ad_personalization"),
+        "user_agent": read_text("user_agent"),
         "ip": ip,
     }, _TOUCHPOINT_LIMITS)  # fmt: skip
 

@@ -20,8 +20,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Executable, Table
-from sqlalchemy.dialects import sqlite
+from sqlalchemy import Connection, Dialect, Engine, Table
 
 from revsync.collect.importer import visitor_rows
 from revsync.store.schema import identities, touchpoints, visitors
@@ -172,10 +171,12 @@ def store(conn: Connection, tps: list[dict[str, Any]], ids: list[dict[str, Any]]
         )
         return
     for table, rows in batch:
-        names = {name for row in rows for name in row}
-        conn.execute(
-            _sqlite_insert(table), [{name: row.get(name) for name in names} for row in rows]
-        )
+        sql, columns = _sqlite_insert(table, conn.dialect)
+        conn.exec_driver_sql(sql, [_values(row, columns) for row in rows])
+
+
+def _values(row: dict[str, Any], columns: list[tuple[str, Any]]) -> tuple[Any, ...]:
+    return tuple(row.get(name) if bind is None else bind(row.get(name)) for name, bind in columns)
 
 
 def _keys(table: Table) -> tuple[str, ...]:
@@ -208,5 +209,15 @@ def _pg_insert(tables: tuple[Table, ...]) -> str:
 
 
 @cache
-def _sqlite_insert(table: Table) -> Executable:
-    return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(_keys(table)))
+def _sqlite_insert(table: Table, dialect: Dialect) -> tuple[str, list[tuple[str, Any]]]:
+    """The insert with one ``?`` per column, and each column's name and the store type's
+    bind processor (None for a value the driver takes as it is): the values SQLAlchemy
+    would bind, without its per-row work."""
+    names = [c.name for c in table.columns]
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))}) "  # noqa: S608 - names from the schema
+        f"ON CONFLICT ({', '.join(_keys(table))}) DO NOTHING"
+    )
+    return sql, [
+        (c.name, c.type.dialect_impl(dialect).bind_processor(dialect)) for c in table.columns
+    ]
