@@ -1,8 +1,9 @@
 """``revsync import spend``: daily ad spend from a CSV or JSONL export.
 
-Columns: ``date, platform, account, campaign, cost, currency, clicks, impressions``. A
-row is keyed by platform, account, date and campaign; importing a day again replaces its
-figures (platforms restate recent spend)."""
+Columns: ``date, platform, account, campaign, cost, currency, clicks, impressions`` and,
+optionally, ``campaign_id, ad_group, keyword`` (a keyword row: both named). A row is keyed
+by platform, account, date, campaign, ad group and keyword; importing a day again replaces
+its figures (platforms restate recent spend)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from revsync.rows import RowError, date_or_timestamp, decimal, shown, text
 from revsync.store.queries import upsert
 from revsync.store.schema import spend
 
-_FIGURES = ("cost", "currency", "clicks", "impressions", "updated_at")
+_FIGURES = ("campaign_id", "cost", "currency", "clicks", "impressions", "updated_at")
 
 
 def spend_row(row: dict[str, Any], now: datetime) -> dict[str, Any]:
@@ -38,6 +39,9 @@ def spend_row(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         "account": _short(row, "account", 64),
         "day": day,
         "campaign": _short(row, "campaign", 255),
+        "ad_group": _optional(row, "ad_group", 255),
+        "keyword": _optional(row, "keyword", 255),
+        "campaign_id": _optional(row, "campaign_id", 64) or None,
         "cost": cost,
         "currency": currency,
         "updated_at": now,
@@ -47,7 +51,16 @@ def spend_row(row: dict[str, Any], now: datetime) -> dict[str, Any]:
         if count is not None and (count < 0 or count != count.to_integral_value()):
             raise RowError(name, f"{count} is not a whole number of at least 0")
         stored[name] = None if count is None else int(count)
+    if bool(stored["ad_group"]) != bool(stored["keyword"]):
+        raise RowError("keyword", "a keyword row names both ad_group and keyword")
     return stored
+
+
+def _optional(row: dict[str, Any], name: str, limit: int) -> str:
+    value = text(row, name) or ""
+    if len(value) > limit:
+        raise RowError(name, f"is longer than {limit} characters")
+    return value
 
 
 def _short(row: dict[str, Any], name: str, limit: int) -> str:

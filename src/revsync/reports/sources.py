@@ -213,11 +213,12 @@ def _credits(by: GroupBy, model: str, period: Period, currency: str | None) -> s
 
 
 def _spend(by: GroupBy, period: Period, currency: str | None) -> sa.Select[Any]:
-    """Cost per campaign (by campaign) or in all (other groupings) and currency."""
+    """Cost per campaign (by campaign) or in all (other groupings) and currency, from
+    campaign rows (keyword rows are a part of them)."""
     key = spend.c.campaign if by == "campaign" else sa.literal("")
     query = (
         sa.select(key, spend.c.currency, sa.func.sum(spend.c.cost))
-        .where(period.days(spend.c.day))
+        .where(period.days(spend.c.day), spend.c.keyword == "")
         .group_by(key, spend.c.currency)
     )
     return query.where(spend.c.currency == currency) if currency else query

@@ -158,6 +158,8 @@ deals = Table(
     Column("click_ids", JSON, nullable=False),
     Column("fields", JSON, nullable=False),
     Column("synced_at", TS, nullable=False),
+    Column("account_id", String(64)),  # CRM account / company: customers for ARPC and CLTV
+    Column("created_at", TS),  # when the CRM created the deal (pipeline report)
     Index(None, "status", "close_at"),
 )
 
@@ -308,10 +310,50 @@ spend = Table(
     Column("account", String(64), primary_key=True),
     Column("day", Date, primary_key=True),  # the account's day, as the platform reports it
     Column("campaign", String(255), primary_key=True),
+    # "" on campaign rows; a keyword row (Google Ads keyword_view) names both. Keyword rows
+    # do not add up to their campaign's row (not all spend is on keywords): reports read
+    # one level or the other, never both.
+    Column("ad_group", String(255), primary_key=True, server_default=""),
+    Column("keyword", String(255), primary_key=True, server_default=""),
+    Column("campaign_id", String(64)),  # the platform's ID, where the reader knows it
     Column("cost", MONEY, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("clicks", Integer),
     Column("impressions", Integer),
     Column("updated_at", TS, nullable=False),
     Index(None, "day"),
+)
+
+exchange_rates = Table(
+    "exchange_rates",
+    metadata,
+    Column("day", Date, primary_key=True),
+    Column("base", String(3), primary_key=True),  # 1 base = rate quote
+    Column("quote", String(3), primary_key=True),
+    Column("rate", Numeric(24, 10), nullable=False),
+)
+
+deal_stages = Table(
+    "deal_stages",
+    metadata,
+    Column("source", String(40), primary_key=True),
+    Column("deal_id", String(64), primary_key=True),
+    Column("entered_at", TS, primary_key=True),
+    Column("stage", String(255), primary_key=True),
+    Column("origin", String(16), nullable=False),  # "sync" (seen changing) or "crm" (history)
+)
+
+gclid_clicks = Table(
+    "gclid_clicks",
+    metadata,
+    Column("gclid", String(255), primary_key=True),
+    Column("customer_id", String(20), nullable=False),
+    Column("day", Date),
+    Column("campaign_id", String(32)),  # all NULL: Google Ads does not know the click
+    Column("campaign", String(255)),
+    Column("ad_group_id", String(32)),
+    Column("ad_group", String(255)),
+    Column("keyword", String(255)),
+    Column("match_type", String(20)),
+    Column("resolved_at", TS, nullable=False),
 )
