@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import csv
 import random
+import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -41,12 +42,58 @@ LEAD_FIELDS = ["visitor_id", "observed_at", "email", "phone", "event"]
 LANDINGS = ("/", "/pricing", "/demo", "/features", "/blog/attribution", "/case-studies")
 
 
+# What a click costs in the demo, per platform and campaign (USD); the platforms count
+# more clicks than the site records sessions (blocked scripts, bounces before the tag).
+CPC = {"brand": 9.0, "generic": 38.0, "competitor": 46.0, "retargeting": 7.0}
+PLATFORM_CPC = {"google_ads": 1.0, "meta": 0.5, "linkedin": 1.6}
+ACCOUNTS = {"google_ads": "1234567890", "meta": "act_1234567890", "linkedin": "508912345"}
+_PAID = {"google": "google_ads", "facebook": "meta", "linkedin": "linkedin"}
+_UTM = re.compile(r"utm_(source|campaign|term)=([^&]+)")
+
+
 @dataclass(frozen=True)
 class DemoFiles:
     touchpoints: Path
     leads: Path
     deals: Path
     counts: dict[str, int]
+    spend: Path | None = None
+
+
+def _clicks(row: dict[str, Any], day: date, counts: dict[tuple[str, ...], int]) -> None:
+    """Count a paid session under (platform, day, campaign[, keyword])."""
+    utm = dict(_UTM.findall(row["landing_url"]))
+    platform = _PAID.get(utm.get("source", ""))
+    if platform is None:
+        return
+    key = (platform, day.isoformat(), utm["campaign"])
+    counts[key] = counts.get(key, 0) + 1
+    if "term" in utm:
+        keyword = (*key, utm["term"].replace("+", " "))
+        counts[keyword] = counts.get(keyword, 0) + 1
+
+
+def _write_spend(path: Path, counts: dict[tuple[str, ...], int], seed: int) -> None:
+    """Daily spend per campaign (and per keyword on Google Ads) in USD, from the sessions
+    each drew: ``revsync import spend``'s columns."""
+    rng = random.Random(seed)
+    fields = ["date", "platform", "account", "campaign", "ad_group", "keyword", "cost",
+              "currency", "clicks", "impressions"]  # fmt: skip
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=fields)
+        writer.writeheader()
+        for key in sorted(counts):
+            platform, day, campaign, *keyword = key
+            clicks = round(counts[key] * rng.uniform(1.2, 1.5))
+            base = campaign.removeprefix("fb_").removeprefix("li_")
+            cost = clicks * CPC[base] * PLATFORM_CPC[platform] * rng.uniform(0.85, 1.15)
+            writer.writerow({
+                "date": day, "platform": platform, "account": ACCOUNTS[platform],
+                "campaign": campaign, "ad_group": f"{campaign} – search" if keyword else "",
+                "keyword": keyword[0] if keyword else "", "cost": f"{cost:.2f}",
+                "currency": "USD", "clicks": clicks,
+                "impressions": round(clicks * rng.uniform(12, 40)),
+            })  # fmt: skip
 
 
 def _iso(value: datetime) -> str:
@@ -86,13 +133,13 @@ def _session(rng: random.Random, kind: str, at: datetime, ios: bool) -> dict[str
     elif kind == "meta_ads":
         row["landing_url"] = (
             f"{base}?fbclid={_token(rng, 60)}&utm_source=facebook&utm_medium=paid_social"
-            f"&utm_campaign={campaign}"
+            f"&utm_campaign=fb_{campaign}"
         )
         row["referrer"] = "https://l.facebook.com/"
     elif kind == "linkedin_ads":
         row["landing_url"] = (
             f"{base}?li_fat_id={_token(rng, 30)}&utm_source=linkedin&utm_medium=paid_social"
-            f"&utm_campaign={campaign}"
+            f"&utm_campaign=li_{campaign}"
         )
     elif kind == "organic_search":
         row["referrer"] = rng.choice(("https://www.google.com/", "https://www.bing.com/"))
@@ -110,14 +157,17 @@ def _session(rng: random.Random, kind: str, at: datetime, ios: bool) -> dict[str
 def generate(
     directory: Path, visitors: int = 5_000, seed: int = 7, now: datetime | None = None
 ) -> DemoFiles:
-    """Write ``touchpoints.csv``, ``leads.csv`` and ``deals.csv`` into ``directory``."""
+    """Write ``touchpoints.csv``, ``leads.csv``, ``deals.csv`` and ``spend.csv`` into
+    ``directory``."""
     rng = random.Random(seed)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
     start = now - timedelta(days=90)
     directory.mkdir(parents=True, exist_ok=True)
     paths = DemoFiles(
-        directory / "touchpoints.csv", directory / "leads.csv", directory / "deals.csv", {}
-    )
+        directory / "touchpoints.csv", directory / "leads.csv", directory / "deals.csv", {},
+        directory / "spend.csv",
+    )  # fmt: skip
+    clicks: dict[tuple[str, ...], int] = {}
     tp_fields = [
         "visitor_id", "occurred_at", "landing_url", "referrer", "_ga", "_fbp",
         "consent_ad_user_data", "consent_ad_personalization", "user_agent", "ip",
@@ -165,6 +215,7 @@ def generate(
                     ip=f"203.0.113.{rng.randint(1, 254)}",
                 )
                 tps.writerow(row)
+                _clicks(row, at.date(), clicks)
                 times.append(at)
                 counts["touchpoints"] += 1
                 at += timedelta(hours=rng.uniform(2, 24 * 9))
@@ -231,7 +282,9 @@ def generate(
                 }
             )
         _bad_rows(crm, now)
-    return DemoFiles(paths.touchpoints, paths.leads, paths.deals, counts)
+    assert paths.spend is not None
+    _write_spend(paths.spend, clicks, seed + 1)
+    return DemoFiles(paths.touchpoints, paths.leads, paths.deals, counts, paths.spend)
 
 
 def _bad_rows(crm: csv.DictWriter[str], now: datetime) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import Engine
@@ -58,7 +59,22 @@ UNCUT = 10_000
 
 
 def show_table(table: Table) -> None:
-    (out if out.is_terminal else Console(file=out.file, width=UNCUT)).print(table)
+    """Print ``table`` without ever cutting a figure: right-aligned (number) columns keep
+    their full width, label columns wrap instead of being cut; off a terminal the table
+    prints at its natural width."""
+    for column in table.columns:
+        if column.justify == "right":
+            cells = [str(cell) for cell in column.cells]
+            column.min_width = max(map(len, [*cells, str(column.header)]), default=1)
+            column.no_wrap = True
+        else:
+            column.overflow = "fold"
+            column.min_width = min(12, max(map(len, [str(c) for c in column.cells]), default=1))
+    console = out if out.is_terminal else Console(file=out.file, width=UNCUT)
+    needed = Measurement.get(console, console.options.update(max_width=UNCUT), table).minimum
+    if needed > console.width:  # too many figures for the screen: lines wrap, none is cut
+        console = Console(file=console.file, width=needed, force_terminal=console.is_terminal)
+    console.print(table)
 
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_PARTIAL, EXIT_STOPPED, EXIT_BUSY = 0, 1, 2, 3, 4, 5

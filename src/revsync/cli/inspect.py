@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal
 from fractions import Fraction
 from typing import Annotated
 
@@ -158,31 +159,27 @@ def report_models(
 ) -> None:
     """Revenue by channel under each attribution model, side by side."""
     from revsync.attribution import MODEL_NAMES
-    from revsync.reports.models import models_report
+    from revsync.reports.models import as_dict, models_report
 
     settings = cli_settings(database_url, config)
     mapping = load_mapping(settings)
     engine = store_engine(settings, read_only=True)
-    report, matched, fitted = models_report(engine, mapping, workers=workers)
-    rows = sorted(report.items(), key=lambda item: (item[0][1], -sum(item[1].values())))
+    report = models_report(engine, mapping, workers=workers)
+    data = as_dict(report)
     if as_json:
-        payload = [
-            {"channel": ch, "currency": cur, **{m: str(v.get(m, 0)) for m in MODEL_NAMES}}
-            for (ch, cur), v in rows
-        ]
-        out.print_json(
-            json.dumps({"deals": matched, "data_driven_fitted": fitted, "rows": payload})
-        )
+        out.print_json(json.dumps(data))
         return
-    table = Table(title=f"Revenue by channel and model ({matched:,} matched won deals)")
+    table = Table(title=f"Revenue by channel and model ({report.matched:,} matched won deals)")
     table.add_column("channel")
     table.add_column("cur")
     for name in MODEL_NAMES:
         table.add_column(name.replace("_", " "), justify="right")
-    for (channel, currency), values in rows:
-        table.add_row(channel, currency, *(f"{values.get(m, 0):,.2f}" for m in MODEL_NAMES))
+    for row in data["rows"]:
+        table.add_row(
+            row["channel"], row["currency"], *(f"{Decimal(row[m]):,.2f}" for m in MODEL_NAMES)
+        )
     show_table(table)
-    if not fitted:
+    if not report.data_driven_fitted:
         out.print(
             f"data driven: no visitor path of the last {mapping.matching.lookback_days} days "
             "led to a won deal (links are stored when `revsync sync` matches deals), so it "

@@ -36,7 +36,10 @@ from revsync.cli.base import (
     stop_on_signals,
     store_engine,
 )
+from revsync.cli.dashboard import report_all
+from revsync.cli.reports import report_sources
 from revsync.collect.importer import import_identities, import_touchpoints
+from revsync.collect.spend import import_spend
 from revsync.config.loader import load_config
 from revsync.config.mapping import RevsyncConfig
 from revsync.config.settings import Settings
@@ -393,6 +396,8 @@ def demo(
     print_import("touchpoints", tp_report)
     id_report = import_identities(engine, files.leads, mapping.matching.default_phone_region)
     print_import("identities", id_report)
+    assert files.spend is not None
+    print_import("spend rows", import_spend(engine, files.spend))
     summary = run_sync(engine, mapping, settings, show_progress=True)
     print_summary(summary)
     again = SyncJob(
@@ -419,8 +424,12 @@ def demo(
     for path in sorted((directory / "out").glob("*.jsonl")):
         lines = sum(1 for _ in path.open(encoding="utf-8"))
         out.print(f"  {path.name}: {lines:,} requests")
+    report_sources(by="campaign", config=config_path, database_url=database_url)
+    report_all(html=directory / "report.html", config=config_path, database_url=database_url)
     out.print(
-        f"Done in {time.perf_counter() - started:.1f}s. Sync again with:\n"
+        f"Done in {time.perf_counter() - started:.1f}s. Open {directory / 'report.html'} in a "
+        "browser for the charts; by keyword: revsync report sources --by keyword "
+        f"--config {config_path} --database-url {database_url}\nSync again with:\n"
         f"  revsync sync --config {config_path} --database-url {database_url}\n"
         "Capture a website's sessions into this store (README: Website capture):\n"
         f"  revsync serve --config {config_path} --database-url {database_url}\n"

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine
 
@@ -77,6 +77,20 @@ def models_report(
             for name, amount in by_model.items():
                 report[key][name] += amount
     return ModelsReport(report, matched, fitted)
+
+
+def as_dict(report: ModelsReport) -> dict[str, Any]:
+    """JSON-ready: a row per (channel, currency), each model's revenue as a string; by
+    currency, then by the channel's revenue over the models."""
+    rows = sorted(report.revenue.items(), key=lambda item: (item[0][1], -sum(item[1].values())))
+    return {
+        "deals": report.matched,
+        "data_driven_fitted": report.data_driven_fitted,
+        "rows": [
+            {"channel": ch, "currency": cur, **{m: str(v.get(m, 0)) for m in MODEL_NAMES}}
+            for (ch, cur), v in rows
+        ],
+    }
 
 
 def _revenue(

@@ -1,5 +1,6 @@
-"""The snippet in a real browser (``browser_cases.py``: Debian chromium via Playwright),
-run in a process of its own with a deadline. A chromium that stops answering (seen once
+"""The real-browser cases (Debian chromium via Playwright): the snippet
+(``browser_cases.py``) and the HTML dashboard (``report_html_cases.py``), each run in a
+process of its own with a deadline. A chromium that stops answering (seen once
 in six CI runs; the cause is not known yet) ends that attempt instead of hanging the
 suite, and is tried once more; any failing case fails this test with its output."""
 
@@ -14,14 +15,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).parents[2]
-CASES = Path(__file__).with_name("browser_cases.py")
 DEADLINE = 180  # seconds; the cases take about 5
 
 
-def test_the_snippet_captures_visits_leads_and_consent_in_a_real_browser() -> None:
+@pytest.mark.parametrize("cases", ["browser_cases.py", "report_html_cases.py"])
+def test_the_browser_cases(cases: str) -> None:
     # .ci/run installs Debian's chromium: the cases must run, never skip, in CI
     assert Path("/usr/bin/chromium").exists(), "apt-get install -y chromium"
-    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(CASES)]
+    path = Path(__file__).with_name(cases)
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(path)]
     for _attempt in range(2):
         cases = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE,
                                  stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip

@@ -1,0 +1,72 @@
+"""``revsync report all --html FILE``: every report in one self-contained HTML file."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from revsync.cli.base import (
+    ConfigOption,
+    DatabaseOption,
+    cli_settings,
+    config_failure,
+    load_mapping,
+    out,
+    report_app,
+    store_engine,
+)
+from revsync.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from revsync.config.mapping import RevsyncConfig
+    from revsync.reports.html import Dashboard
+
+
+@report_app.command("all")
+def report_all(
+    html: Annotated[Path, typer.Option("--html", help="The HTML file to write.")],
+    model: Annotated[
+        str | None, typer.Option(help="Attribution model (default: the mapping's).")
+    ] = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write every report into one HTML file that opens offline: charts of revenue and
+    lead value by source, the funnel, spend against revenue per campaign and the models
+    side by side, each with its figures in a table."""
+    from revsync.attribution import MODEL_NAMES
+    from revsync.reports.html import render
+
+    settings = cli_settings(database_url, config)
+    mapping = load_mapping(settings)
+    model = model or mapping.attribution.model
+    if model not in MODEL_NAMES:
+        raise config_failure(ConfigError(f"--model {model!r}: one of {', '.join(MODEL_NAMES)}"))
+    engine = store_engine(settings, read_only=True)
+    board = dashboard(engine, mapping, model)
+    html.write_text(render(board), encoding="utf-8")
+    out.print(f"wrote {html} ({html.stat().st_size / 1e6:.1f} MB, opens offline)")
+
+
+def dashboard(engine: Engine, mapping: RevsyncConfig, model: str) -> Dashboard:
+    """The reports over all time, in their JSON forms."""
+    from revsync.reports.html import Dashboard
+    from revsync.reports.models import as_dict as models_dict
+    from revsync.reports.models import models_report
+    from revsync.reports.sources import GROUPINGS, as_dict, sources_report
+
+    with engine.connect() as conn:
+        sources = {by: as_dict(sources_report(conn, by, model)) for by in GROUPINGS}  # type: ignore[arg-type]
+    models = models_dict(models_report(engine, mapping, workers=min(8, os.cpu_count() or 1)))
+    return Dashboard(
+        title="revsync: revenue by source",
+        subtitle=f"All time, model {model}; written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        sources=sources,
+        models=models,
+    )
