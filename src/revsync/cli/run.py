@@ -129,6 +129,9 @@ def print_summary(summary: RunSummary) -> None:
         out.print("[bold]Uploaded, with a caveat[/bold]:")
         for note, count in sorted(summary.notes.items()):
             out.print(f"  {count:>6,}  {note}", highlight=False)
+    if summary.retention:
+        removed = ", ".join(f"{n:,} {what}" for what, n in summary.retention.items())
+        out.print(f"[bold]Retention[/bold] (privacy windows): {removed}", highlight=False)
     if summary.rejections:
         out.print("[bold]Rejected by the platform[/bold] (by code):")
         for reason, count in sorted(summary.rejections.items()):

@@ -569,6 +569,14 @@ class PrivacyConfig(Block):
         description="A person with no consent signal at all (no visitor states one): deny "
         "(not uploaded) or grant (uploaded as consented; your legal basis).",
     )
+    touchpoints_days: int | None = Field(
+        None, ge=1, description="Delete touchpoints older than this, except credited ones "
+        "(default: keep). At least matching.lookback_days.",
+    )  # fmt: skip
+    payloads_days: int | None = Field(
+        None, ge=1, description="Strip the person from ledger payloads done this long ago, "
+        "keeping the click IDs a retraction needs (default: keep).",
+    )  # fmt: skip
 
 
 class RevsyncConfig(Block):
@@ -602,6 +610,16 @@ class RevsyncConfig(Block):
         description="Deals closed before this date are never planned (a first backfill "
         "stops here); a destination's own `since` overrides it.",
     )
+
+    @model_validator(mode="after")
+    def _retention(self) -> RevsyncConfig:
+        days = self.privacy.touchpoints_days
+        if days is not None and days < self.matching.lookback_days:
+            raise ValueError(
+                f"privacy.touchpoints_days ({days}) is shorter than matching.lookback_days "
+                f"({self.matching.lookback_days}): deals would lose their journeys"
+            )
+        return self
 
     @model_validator(mode="after")
     def _start_dates(self) -> RevsyncConfig:

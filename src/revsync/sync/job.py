@@ -53,6 +53,7 @@ from revsync.sync.ledger import State
 from revsync.sync.matches import by_source, store_credits, store_links
 from revsync.sync.planning import plan_destination
 from revsync.sync.reconcile import reconcile
+from revsync.sync.retention import apply_retention
 from revsync.sync.summary import RunSummary
 from revsync.sync.upload import Progress, upload
 
@@ -141,6 +142,8 @@ class SyncJob:
                 if lease is not None:
                     upload(self.engine, destination, summary, self.clock, self.progress, lease,
                            self.stop.is_set)  # fmt: skip
+            if not self.stop.is_set():
+                summary.retention = apply_retention(self.engine, self.config.privacy, self.clock())
             if summary.failures:
                 summary.status = "failed"
             elif self.stop.is_set():

@@ -31,6 +31,7 @@ class RunSummary:
     skipped: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     notes: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # sent, with a caveat
     rejections: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    retention: dict[str, int] = field(default_factory=dict)  # privacy windows: what went
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # what made the run fail
     # seconds each batch's send took, retries within it included (for metrics, not --json)
@@ -66,6 +67,7 @@ class RunSummary:
             },
             "skipped": dict(self.skipped),
             "notes": dict(self.notes),
+            "retention": self.retention,
             "rejections": dict(self.rejections),
             "quarantined": [
                 {
