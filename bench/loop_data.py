@@ -24,7 +24,8 @@ IDENTIFIED = 0.5
 SECOND_DEVICE = 0.1
 EXTRA_EVENT = 0.55
 CHANNELS = (  # (weight, landing query, referrer)
-    (30, "utm_source=google&utm_medium=cpc&utm_campaign=brand&gclid={token}", ""),
+    (30, "utm_source=google&utm_medium=cpc&utm_campaign={campaign}&utm_term={keyword}"
+         "&gclid={token}", ""),
     (18, "", "https://www.google.com/"),
     (14, "utm_source=facebook&utm_medium=paid_social&utm_campaign=generic&fbclid={token}",
      "https://l.facebook.com/"),
@@ -35,6 +36,9 @@ CHANNELS = (  # (weight, landing query, referrer)
     (4, "utm_source=gdn&utm_medium=display&utm_campaign=retargeting", ""),
     (2, "", "https://www.linkedin.com/"),
 )  # fmt: skip
+# Google Ads keywords (utm_term) and campaigns, by visitor: bench.reports joins them to spend.
+KEYWORDS = tuple(f"crm+keyword+{n:03d}" for n in range(250))
+CAMPAIGNS = ("brand", "generic", "competitor", "retargeting")
 _CUMULATIVE = [sum(c[0] for c in CHANNELS[: i + 1]) for i in range(len(CHANNELS))]
 LANDINGS = ("/", "/pricing", "/demo", "/features", "/blog/attribution", "/case-studies")
 DEAL_HEADER = ("deal_id,status,stage,amount,currency,close_date,modified_at,pipeline,owner,"
@@ -180,7 +184,9 @@ def _touchpoints(
             _, query, referrer = CHANNELS[
                 bisect.bisect_right(_CUMULATIVE, rng.random() * _CUMULATIVE[-1])
             ]
-            query = query.format(token=f"{rng.getrandbits(160):040x}")
+            query = query.format(token=f"{rng.getrandbits(160):040x}",
+                                 campaign=CAMPAIGNS[v % len(CAMPAIGNS)],
+                                 keyword=KEYWORDS[v % len(KEYWORDS)])  # fmt: skip
             landing = "https://www.example-saas.com" + LANDINGS[v % 6]
             landing += "?" + query if query else ""
             consent = "granted" if (v * 2654435761) % 100 >= 8 else "denied"
