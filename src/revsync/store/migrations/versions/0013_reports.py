@@ -19,21 +19,25 @@ _TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("deals") as batch:
-        batch.add_column(sa.Column("account_id", sa.String(length=64), nullable=True))
-        batch.add_column(sa.Column("created_at", _TS, nullable=True))
-    with op.batch_alter_table("spend", recreate="always") as batch:
-        batch.add_column(
-            sa.Column("ad_group", sa.String(length=255), nullable=False, server_default="")
-        )
-        batch.add_column(
-            sa.Column("keyword", sa.String(length=255), nullable=False, server_default="")
-        )
-        batch.add_column(sa.Column("campaign_id", sa.String(length=64), nullable=True))
-        batch.drop_constraint("pk_spend", type_="primary")
-        batch.create_primary_key(
-            "pk_spend", ["platform", "account", "day", "campaign", "ad_group", "keyword"]
-        )
+    op.add_column("deals", sa.Column("account_id", sa.String(length=64), nullable=True))
+    op.add_column("deals", sa.Column("created_at", _TS, nullable=True))
+    keyed = ["platform", "account", "day", "campaign", "ad_group", "keyword"]
+    columns = [
+        sa.Column("ad_group", sa.String(length=255), nullable=False, server_default=""),
+        sa.Column("keyword", sa.String(length=255), nullable=False, server_default=""),
+        sa.Column("campaign_id", sa.String(length=64), nullable=True),
+    ]
+    if op.get_context().dialect.name == "sqlite":  # a primary key changes by a copy
+        with op.batch_alter_table("spend", recreate="always") as batch:
+            for column in columns:
+                batch.add_column(column)
+            batch.drop_constraint("pk_spend", type_="primary")
+            batch.create_primary_key("pk_spend", keyed)
+    else:  # plain ALTERs, which `db upgrade --sql` can print without a live database
+        for column in columns:
+            op.add_column("spend", column)
+        op.drop_constraint("pk_spend", "spend", type_="primary")
+        op.create_primary_key("pk_spend", "spend", keyed)
     op.create_table(
         "exchange_rates",
         sa.Column("day", sa.Date(), nullable=False),
