@@ -235,3 +235,33 @@ def test_meta_invalid_token_is_a_permanent_error(meta: MetaInsightsEmulator, sto
     with pytest.raises(PermanentError, match="META_190"):
         read_spend(store, mapping(None, None, None, meta), bad, "meta", NOW)
     assert stored(store, "meta") == {}
+
+
+def test_cli_import_spend_from_meta_and_argument_errors(
+    meta: MetaInsightsEmulator, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from revsync.cli import app
+
+    config = tmp_path / "revsync.yaml"
+    config.write_text(
+        "sources: []\ndestinations:\n  - name: fb\n    type: meta\n    pixel_id: '42'\n"
+        f"    ad_account_id: '{ACCOUNT}'\n    graph_url: {meta.url}\n"
+    )
+    where = ["-c", str(config), "--database-url", f"sqlite:///{tmp_path / 'revsync.db'}"]
+    runner = CliRunner()
+    env = {"REVSYNC_META_ACCESS_TOKEN": TOKEN}
+    result = runner.invoke(app, ["import", "spend", "--from", "meta", *where], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"meta {ACCOUNT}: 0 spend rows" in result.stdout
+    assert meta.insight_requests[0]["level"] == "campaign"
+    both = runner.invoke(app, ["import", "spend", "x.csv", "--from", "meta", *where], env=env)
+    assert both.exit_code == 2
+    refused = runner.invoke(app, ["import", "spend", "--from", "meta", *where],
+                            env={"REVSYNC_META_ACCESS_TOKEN": "wrong"})  # fmt: skip
+    assert refused.exit_code == 1 and "META_190" in refused.output and "wrong" not in (
+        refused.output
+    )  # fmt: skip
+    no_google = runner.invoke(app, ["import", "clicks", *where], env=env)
+    assert no_google.exit_code == 2 and "has no google_ads destination" in no_google.output

@@ -230,9 +230,9 @@ def _accounts(mapping: RevsyncConfig, platform: str) -> list[Any]:
             seen.setdefault(block.ad_account_id, block)
     if not seen:
         what = (
-            "a google_ads destination"
+            "google_ads destination"
             if platform == "google_ads"
-            else ("a meta destination with ad_account_id")
+            else ("meta destination with ad_account_id")
         )
         raise ConfigError(f"import {platform}: the mapping has no {what}")
     return list(seen.values())
