@@ -160,7 +160,8 @@ def test_empty_period(engine: Engine) -> None:
         report = as_dict(sources_report(conn, "channel", "last_non_direct", empty))
     assert report["rows"] == []
     assert report["total"] == {"channel": "total", "visits": 0, "leads": 0,
-                               "visit_to_lead": None, "currencies": {}}  # fmt: skip
+                               "visit_to_lead": None, "leads_by_type": {},
+                               "new_customers": 0, "currencies": {}}  # fmt: skip
 
 
 def test_cli_on_the_demo_matches_report_models(tmp_path: Path) -> None:
@@ -217,7 +218,7 @@ def test_spend_cpl_roas_roi(engine: Engine, tmp_path: Path) -> None:
     retargeting = _by_key(by_campaign, "campaign")["retargeting"]
     assert retargeting["leads"] == 0 and retargeting["currencies"]["GBP"] == {
         "won_deals": 0, "revenue": "0.00", "lead_value": None, "lead_to_won": None,
-        "average_deal": None, "spend": "3000.00", "cpl": None, "roas": "0.0000",
+        "average_deal": None, "spend": "3000.00", "cpl": None, "cac": None, "roas": "0.0000",
         "roi": "-1.0000",
     }  # fmt: skip
     # other groupings: spend only in the total (18,000 over 200 leads = 90 a lead)

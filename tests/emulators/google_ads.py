@@ -215,6 +215,8 @@ class GoogleAdsEmulator:
         self.uploads: list[StoredConversion] = []
         self.adjustments: list[StoredAdjustment] = []
         self.calls: Counter[str] = Counter()
+        self.reporting: Any = None  # tests.emulators.google_ads_reporting, when registered
+        self.stream_batch_size = 10_000  # rows per SearchStream response, as the API
         self._by_order: dict[tuple[str, str], StoredConversion] = {}
         self._by_click: dict[tuple[str, str, dt.datetime], StoredConversion] = {}
         self._faults: deque[grpc.StatusCode] = deque()
@@ -401,7 +403,14 @@ class GoogleAdsEmulator:
     ) -> NoReturn:
         """Fail the whole call with a GoogleAdsFailure in the trailers, as the real API does."""
         code, kind, message = _REFUSALS[name]
-        error = _Error(kind, name, message, () if at is None else ((at, None),))
+        path = () if at is None else ((at, None),)
+        self.abort(context, call, code, _Error(kind, name, message, path))
+
+    def abort(
+        self, context: grpc.ServicerContext, call: _Request, code: grpc.StatusCode, error: _Error
+    ) -> NoReturn:
+        """Abort with ``error`` as the GoogleAdsFailure of the call."""
+        message = error.message
         failure = self._failure([error], call.request_id)
         key = f"google.ads.googleads.{self.version}.errors.googleadsfailure-bin"
         context.set_trailing_metadata(
@@ -790,7 +799,9 @@ class GoogleAdsEmulator:
         if match is None:
             self._refuse(context, call, "EXPECTED_FROM", "query")
         if match.group(1).lower() != "conversion_action":
-            self._refuse(context, call, "BAD_RESOURCE_TYPE_IN_FROM_CLAUSE", "query")
+            if self.reporting is None:
+                self._refuse(context, call, "BAD_RESOURCE_TYPE_IN_FROM_CLAUSE", "query")
+            return list(self.reporting.rows(call, request, context))
         resources = self._resources
         with self._lock:
             actions = [a for a in self.actions.values() if a.customer_id == request.customer_id]
@@ -813,7 +824,9 @@ class GoogleAdsEmulator:
 
     def _search_stream(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
         rows = self._rows("SearchStream", request, context)
-        yield self._search.SearchGoogleAdsStreamResponse(results=rows)
+        size = self.stream_batch_size
+        for start in range(0, max(len(rows), 1), size):
+            yield self._search.SearchGoogleAdsStreamResponse(results=rows[start : start + size])
 
 
 def _date_time(value: str, at: str) -> dt.datetime:

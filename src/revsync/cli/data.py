@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -9,6 +11,7 @@ import typer
 
 from revsync.cli.base import (
     EXIT_CONFIG,
+    EXIT_FAILED,
     EXIT_OK,
     EXIT_PARTIAL,
     ConfigOption,
@@ -27,7 +30,12 @@ from revsync.cli.base import (
 from revsync.collect.importer import import_identities, import_touchpoints
 from revsync.config.loader import config_warnings, load_config
 from revsync.config.mapping import RevsyncConfig
-from revsync.errors import ConfigError
+from revsync.errors import ConfigError, RevsyncError
+
+
+class Platform(StrEnum):
+    google_ads = "google_ads"
+    meta = "meta"
 
 
 def import_file(
@@ -91,16 +99,79 @@ def import_identities_command(
 
 @import_app.command("spend")
 def import_spend_command(
-    file: FileArg,
+    file: Annotated[Path | None, typer.Argument(help="CSV or JSONL file.")] = None,
+    platform: Annotated[
+        Platform | None,
+        typer.Option("--from", help="Read through the API of google_ads or meta instead."),
+    ] = None,
+    days: Annotated[
+        int, typer.Option(min=1, max=1100, help="With --from: days of the first read.")
+    ] = 30,
+    lookback: Annotated[
+        int,
+        typer.Option(
+            min=0, max=90, help="With --from: days before the last stored one to re-read."
+        ),
+    ] = 3,
     rejects: RejectsOption = None,
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Import daily ad spend.
+    """Import daily ad spend from a file or from the ad platforms.
 
-    Columns: date, platform, account, campaign, cost, currency, clicks, impressions. A
-    day imported again replaces its figures."""
-    import_file("spend", file, rejects, config, database_url)
+    FILE columns: date, platform, account, campaign, cost, currency, clicks, impressions
+    (optionally campaign_id, ad_group, keyword). A day imported again replaces its figures.
+    With --from, campaign (and Google Ads keyword) rows per day of the accounts named in the
+    mapping's destinations: the first read covers --days days, later ones start --lookback
+    days before the last stored day."""
+    if (file is None) == (platform is None):
+        err.print("[red]error[/red] give a FILE or --from google_ads|meta (not both)")
+        raise typer.Exit(EXIT_CONFIG)
+    if file is not None:
+        import_file("spend", file, rejects, config, database_url)
+    assert platform is not None
+    from revsync.collect.ad_spend import read_spend
+
+    settings = cli_settings(database_url, config)
+    mapping = load_mapping(settings)
+    engine = store_engine(settings)
+    try:
+        reads = read_spend(
+            engine, mapping, settings, platform.value, datetime.now(UTC), days, lookback
+        )
+    except ConfigError as exc:
+        raise config_failure(exc) from None
+    except RevsyncError as exc:
+        err.print(f"error {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    for read in reads:
+        out.print(
+            f"{read.platform} {read.account}: {read.rows} spend rows for {read.first}..{read.last}",
+            markup=False,
+        )
+
+
+@import_app.command("clicks")
+def import_clicks_command(config: ConfigOption = None, database_url: DatabaseOption = None) -> None:
+    """Resolve stored gclids of the last 90 days to campaign, ad group and keyword
+    (Google Ads click_view), for the source report's keywords without UTMs."""
+    from revsync.collect.ad_spend import read_clicks
+
+    settings = cli_settings(database_url, config)
+    mapping = load_mapping(settings)
+    engine = store_engine(settings)
+    try:
+        reads = read_clicks(engine, mapping, settings, datetime.now(UTC))
+    except ConfigError as exc:
+        raise config_failure(exc) from None
+    except RevsyncError as exc:
+        err.print(f"error {exc}", markup=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILED) from None
+    for read in reads:
+        out.print(
+            f"{read.asked} gclids: {read.resolved} resolved, {read.unknown} unknown to Google",
+            markup=False,
+        )
 
 
 @config_app.command("validate")

@@ -492,12 +492,26 @@ class MetaDestination(DestinationBase):
     )
     data_processing_country: int | None = Field(None, description="0 = geolocate; 1 = USA.")
     data_processing_state: int | None = Field(None, description="0 = geolocate; 1000 = CA.")
+    ad_account_id: str | None = Field(
+        None, description="Ad account ID (digits, without act_) to read spend from."
+    )
+    account_timezone: rules.TimeZoneName = Field(
+        "UTC", description="The ad account's time zone (its reporting day)."
+    )
 
     @field_validator("pixel_id")
     @classmethod
     def _pixel_id(cls, value: str) -> str:
         if not value.isdigit():
             raise ValueError("a pixel (dataset) ID is digits only")
+        return value
+
+    @field_validator("ad_account_id")
+    @classmethod
+    def _ad_account_id(cls, value: str | None) -> str | None:
+        value = value.removeprefix("act_") if value else value
+        if value is not None and not value.isdigit():
+            raise ValueError("an ad account ID is digits only (act_ is optional)")
         return value
 
 

@@ -294,6 +294,19 @@ class GoogleAdsApiTransport:
         else:
             yield fail("upload access", f"sample upload refused: {outcome.code}: {outcome.message}")
 
+    def search_stream(self, query: str) -> Iterator[Any]:
+        """The ``GoogleAdsRow`` results of a GAQL query, batch after batch
+        (``GoogleAdsService.SearchStream``); errors as ``PermanentError``/``TransientError``."""
+        self._connect()
+        stream = self._service("GoogleAdsService").search_stream
+        with self._classified():
+            batches = stream(
+                request={"customer_id": self.config.customer_id, "query": query},
+                timeout=self.config.timeout_seconds,
+            )
+            for batch in batches:
+                yield from batch.results
+
     # --- sending ---------------------------------------------------------------------
 
     def send(self, request: ApiRequest) -> list[UploadOutcome]:

@@ -1,5 +1,5 @@
 """The source report: visits, leads, won deals, attributed revenue and lead value per
-channel, source, campaign or keyword over a period.
+channel, source, campaign, ad group, keyword or landing page over a period.
 
 Definitions (README, "Reports"):
 
@@ -13,6 +13,16 @@ Definitions (README, "Reports"):
 - *lead value* = revenue ÷ leads; *visit→lead* = leads ÷ visits; *lead→won* = won deals
   ÷ leads; *average deal size* = revenue ÷ won deals. Money is per currency, never summed
   across currencies.
+- *campaign*, *ad group*, *keyword* of a touchpoint: its ``utm_campaign``, ``utm_content``,
+  ``utm_term``, each else the campaign, ad group, keyword Google Ads resolved its gclid to
+  (``gclid_clicks``, ``revsync import clicks``). A ``utm_campaign`` that is a spend row's
+  campaign ID (ValueTrack ``{campaignid}``) stands for that campaign's name. *landing page*:
+  the landing URL without query string and fragment.
+- *new customers*: customers (``deals.account_id``, else the deal) whose first won deal
+  closes in the period, counted by the model's share of that deal; *CAC* = spend ÷ new
+  customers.
+- *spend* joins: by campaign, campaign rows on the campaign name; by ad group / keyword,
+  keyword rows on the ad group name / keyword text; other groupings: the total only.
 """
 
 from __future__ import annotations
@@ -28,12 +38,15 @@ from sqlalchemy import ColumnElement, Connection
 
 from revsync.attribution.money import minor_units
 from revsync.domain import Channel
-from revsync.store.schema import credits, deals, identities, spend, touchpoints
+from revsync.store.schema import credits, deals, gclid_clicks, identities, spend, touchpoints
 
-GroupBy = Literal["channel", "source", "campaign", "keyword"]
+GroupBy = Literal["channel", "source", "campaign", "ad_group", "keyword", "landing_page"]
 GROUPINGS: tuple[str, ...] = get_args(GroupBy)
 NONE = "(none)"
-_COLUMN = {"channel": "channel", "source": "source", "campaign": "campaign", "keyword": "term"}
+_CLICKED = {"campaign": "campaign", "ad_group": "ad_group", "keyword": "keyword"}
+_UTM = {"campaign": "campaign", "ad_group": "content", "keyword": "term"}
+_COLUMN = {"channel": "channel", "source": "source", "landing_page": "landing_url"}
+_SPEND_KEY = {"campaign": "campaign", "ad_group": "ad_group", "keyword": "keyword"}
 _DIRECT = (Channel.DIRECT.value, Channel.UNASSIGNED.value)
 
 
@@ -85,6 +98,8 @@ class SourceRow:
     visits: int = 0
     leads: int = 0
     money: dict[str, Money] = field(default_factory=dict)
+    lead_types: dict[str, int] = field(default_factory=dict)  # identities.event -> leads
+    customers: Fraction = Fraction(0)  # new customers, by credit share
 
 
 @dataclass(slots=True)
@@ -120,29 +135,45 @@ def sources_report(
     """The report over ``period`` (default: all time), money only in ``currency`` if given."""
     period = period or Period()
     rows: dict[str, SourceRow] = {}
+    names = _campaign_names(conn) if by == "campaign" else {}
 
     def row(key: str | None) -> SourceRow:
+        if by == "landing_page" and key:
+            key = key.split("#")[0].split("?")[0]
+        key = names.get(key, key) if key else key
         key = key if key not in (None, "") else NONE
         return rows.setdefault(key, SourceRow(key))
 
-    group = touchpoints.c[_COLUMN[by]]
-    visits = sa.select(group, sa.func.count()).where(period.where(touchpoints.c.occurred_at))
+    group = _key(by)
+    visits = (
+        sa.select(group, sa.func.count())
+        .select_from(_clicked(touchpoints))
+        .where(period.where(touchpoints.c.occurred_at))
+    )
     for key, count in conn.execute(visits.group_by(group)):
         row(key).visits += count
-    for key, count in conn.execute(_leads(by, period)):
-        row(key).leads += count
+    for key, event, count in conn.execute(_leads(by, period)):
+        r = row(key)
+        r.leads += count
+        r.lead_types[event] = r.lead_types.get(event, 0) + count
     for key, cur, weight, amount, count in conn.execute(_credits(by, model, period, currency)):
         money = row(key).money.setdefault(cur, Money())
         money.won += Fraction(weight) * count
         money.revenue += Decimal(amount)
-    spent = conn.execute(_spend(by, period, currency)).all()
-    for key, cur, cost in spent:
-        money = (row(key) if by == "campaign" else SourceRow("")).money.setdefault(cur, Money())
-        money.spend = (money.spend or Decimal(0)) + Decimal(cost)
+    for key, weight, count in conn.execute(_new_customers(by, model, period)):
+        row(key).customers += Fraction(weight) * count
+    spent = conn.execute(_spend("total", period, currency)).all()
+    if by in _SPEND_KEY:
+        for key, cur, cost in conn.execute(_spend(by, period, currency)):
+            money = row(key).money.setdefault(cur, Money())
+            money.spend = (money.spend or Decimal(0)) + Decimal(cost)
     total = SourceRow("total")
     for r in rows.values():
         total.visits += r.visits
         total.leads += r.leads
+        total.customers += r.customers
+        for event, count in r.lead_types.items():
+            total.lead_types[event] = total.lead_types.get(event, 0) + count
         for cur, m in r.money.items():
             t = total.money.setdefault(cur, Money())
             t.won += m.won
@@ -160,16 +191,38 @@ def sources_report(
     return SourcesReport(by, model, sorted(rows.values(), key=order), total, bool(spent))
 
 
+def _key(by: GroupBy) -> ColumnElement[Any]:
+    """A touchpoint's grouping key: UTM first, else what its resolved gclid says."""
+    t = touchpoints.c
+    if by in _UTM:
+        utm = sa.func.nullif(t[_UTM[by]], "")
+        return sa.func.coalesce(utm, gclid_clicks.c[_CLICKED[by]])
+    return t[_COLUMN[by]]
+
+
+def _clicked(source: Any) -> Any:
+    """``source`` (touchpoints joined already) with each touchpoint's resolved gclid."""
+    return source.outerjoin(gclid_clicks, gclid_clicks.c.gclid == touchpoints.c.gclid)
+
+
+def _campaign_names(conn: Connection) -> dict[str, str]:
+    """Campaign ID -> name from spend rows: a ``{campaignid}`` utm_campaign joins by ID."""
+    query = sa.select(spend.c.campaign_id, spend.c.campaign).where(
+        spend.c.campaign_id.is_not(None), spend.c.keyword == ""
+    )
+    return {str(cid): name for cid, name in conn.execute(query.distinct())}
+
+
 def _leads(by: GroupBy, period: Period) -> sa.Select[Any]:
     """Leads in the period per grouping key of their lead-time touchpoint."""
     i = identities.c
     person = sa.func.coalesce(i.email_sha256, i.phone_sha256, i.crm_id, "v:" + i.visitor_id)
     first = sa.select(
-        i.id, i.visitor_id, i.observed_at,
+        i.id, i.visitor_id, i.observed_at, i.event,
         sa.func.row_number().over(partition_by=person, order_by=(i.observed_at, i.id)).label("n"),
     ).subquery("first")  # fmt: skip
     leads = (
-        sa.select(first.c.id, first.c.visitor_id, first.c.observed_at)
+        sa.select(first.c.id, first.c.visitor_id, first.c.observed_at, first.c.event)
         .where(first.c.n == 1, period.where(first.c.observed_at))
         .subquery("leads")
     )
@@ -178,33 +231,44 @@ def _leads(by: GroupBy, period: Period) -> sa.Select[Any]:
     touch = (
         sa.select(
             leads.c.id.label("lead"),
-            t[_COLUMN[by]].label("key"),
+            leads.c.event,
+            _key(by).label("key"),
             sa.func.row_number()
             .over(partition_by=leads.c.id, order_by=(direct, t.occurred_at.desc(), t.id.desc()))
             .label("n"),
         )
         .select_from(
-            leads.outerjoin(
-                touchpoints,
-                sa.and_(t.visitor_id == leads.c.visitor_id, t.occurred_at <= leads.c.observed_at),
+            _clicked(
+                leads.outerjoin(
+                    touchpoints,
+                    sa.and_(
+                        t.visitor_id == leads.c.visitor_id, t.occurred_at <= leads.c.observed_at
+                    ),
+                )
             )
         )
         .subquery("touch")
     )
-    return sa.select(touch.c.key, sa.func.count()).where(touch.c.n == 1).group_by(touch.c.key)
+    return (
+        sa.select(touch.c.key, touch.c.event, sa.func.count())
+        .where(touch.c.n == 1)
+        .group_by(touch.c.key, touch.c.event)
+    )
 
 
 def _credits(by: GroupBy, model: str, period: Period, currency: str | None) -> sa.Select[Any]:
     """Credited revenue and deal counts per key, currency and share of deals won in the
     period; a credit on a touchpoint not in the store (a CRM click ID) keeps its channel."""
     c, t = credits.c, touchpoints.c
-    key = sa.func.coalesce(t.channel, c.channel) if by == "channel" else t[_COLUMN[by]]
+    key = sa.func.coalesce(t.channel, c.channel) if by == "channel" else _key(by)
     query = (
         sa.select(key, c.currency, c.weight, sa.func.sum(c.amount), sa.func.count())
         .select_from(
-            credits.join(
-                deals, sa.and_(deals.c.source == c.source, deals.c.id == c.deal_id)
-            ).outerjoin(touchpoints, t.id == c.touchpoint_id)
+            _clicked(
+                credits.join(
+                    deals, sa.and_(deals.c.source == c.source, deals.c.id == c.deal_id)
+                ).outerjoin(touchpoints, t.id == c.touchpoint_id)
+            )
         )
         .where(c.model == model, deals.c.status == "won", period.where(deals.c.close_at))
         .group_by(key, c.currency, c.weight)
@@ -212,15 +276,46 @@ def _credits(by: GroupBy, model: str, period: Period, currency: str | None) -> s
     return query.where(c.currency == currency) if currency else query
 
 
-def _spend(by: GroupBy, period: Period, currency: str | None) -> sa.Select[Any]:
-    """Cost per campaign (by campaign) or in all (other groupings) and currency, from
-    campaign rows (keyword rows are a part of them)."""
-    key = spend.c.campaign if by == "campaign" else sa.literal("")
+def _new_customers(by: GroupBy, model: str, period: Period) -> sa.Select[Any]:
+    """Per key and credit share: customers whose first won deal closed in the period."""
+    c, t, d = credits.c, touchpoints.c, deals.c
+    customer = sa.func.coalesce(d.account_id, d.source + ":" + d.id)
+    first = (
+        sa.select(
+            d.source, d.id, d.close_at,
+            sa.func.row_number().over(partition_by=customer, order_by=(d.close_at, d.id))
+            .label("n"),
+        )
+        .where(d.status == "won", d.close_at.is_not(None))
+        .subquery("first_won")
+    )  # fmt: skip
+    key = sa.func.coalesce(t.channel, c.channel) if by == "channel" else _key(by)
+    return (
+        sa.select(key, c.weight, sa.func.count())
+        .select_from(
+            _clicked(
+                credits.join(
+                    first, sa.and_(first.c.source == c.source, first.c.id == c.deal_id)
+                ).outerjoin(touchpoints, t.id == c.touchpoint_id)
+            )
+        )
+        .where(c.model == model, first.c.n == 1, period.where(first.c.close_at))
+        .group_by(key, c.weight)
+    )
+
+
+def _spend(by: str, period: Period, currency: str | None) -> sa.Select[Any]:
+    """Cost per key and currency: by campaign from campaign rows (on the name), by ad group
+    or keyword from keyword rows; ``total`` from campaign rows (keyword rows are a part)."""
+    key = spend.c[_SPEND_KEY[by]] if by in _SPEND_KEY else sa.literal("")
+    keyword_rows = by in ("ad_group", "keyword")
     query = (
         sa.select(key, spend.c.currency, sa.func.sum(spend.c.cost))
-        .where(period.days(spend.c.day), spend.c.keyword == "")
+        .where(period.days(spend.c.day), (spend.c.keyword != "") if keyword_rows else (
+            spend.c.keyword == ""
+        ))
         .group_by(key, spend.c.currency)
-    )
+    )  # fmt: skip
     return query.where(spend.c.currency == currency) if currency else query
 
 
@@ -236,14 +331,16 @@ def as_dict(report: SourcesReport) -> dict[str, Any]:
             "visits": r.visits,
             "leads": r.leads,
             "visit_to_lead": ratio(rate(r.leads, r.visits)),
+            "leads_by_type": dict(sorted(r.lead_types.items())),
+            "new_customers": _count(r.customers),
             "currencies": {
                 cur: {
-                    "won_deals": str(m.won) if m.won.denominator != 1 else int(m.won),
+                    "won_deals": _count(m.won),
                     "revenue": f"{m.revenue:.{minor_units(cur)}f}",
                     "lead_value": _str(per(m.revenue, r.leads, cur)),
                     "lead_to_won": ratio(rate(m.won, r.leads)),
                     "average_deal": _str(per(m.revenue, m.won, cur)),
-                    **(_with_spend(m, r.leads, cur) if report.has_spend else {}),
+                    **(_with_spend(m, r, cur) if report.has_spend else {}),
                 }
                 for cur, m in sorted(r.money.items())
             },
@@ -257,10 +354,11 @@ def as_dict(report: SourcesReport) -> dict[str, Any]:
     }
 
 
-def _with_spend(m: Money, leads: int, cur: str) -> dict[str, Any]:
-    """Spend, CPL = spend ÷ leads, ROAS = revenue ÷ spend, ROI = (revenue − spend) ÷ spend."""
+def _with_spend(m: Money, r: SourceRow, cur: str) -> dict[str, Any]:
+    """Spend, CPL = spend ÷ leads, CAC = spend ÷ new customers, ROAS = revenue ÷ spend,
+    ROI = (revenue − spend) ÷ spend."""
     if m.spend is None:
-        return {"spend": None, "cpl": None, "roas": None, "roi": None}
+        return {"spend": None, "cpl": None, "cac": None, "roas": None, "roi": None}
     places = minor_units(cur)
 
     def ratio(value: Fraction | None) -> str | None:
@@ -268,10 +366,15 @@ def _with_spend(m: Money, leads: int, cur: str) -> dict[str, Any]:
 
     return {
         "spend": f"{m.spend:.{places}f}",
-        "cpl": _str(per(m.spend, leads, cur)),
+        "cpl": _str(per(m.spend, r.leads, cur)),
+        "cac": _str(per(m.spend, r.customers, cur)),
         "roas": ratio(rate(Fraction(m.revenue), Fraction(m.spend))),
         "roi": ratio(rate(Fraction(m.revenue - m.spend), Fraction(m.spend))),
     }
+
+
+def _count(value: Fraction) -> int | str:
+    return int(value) if value.denominator == 1 else str(value)
 
 
 def _str(value: Decimal | None) -> str | None:
