@@ -91,21 +91,33 @@ def _spend_row(day: date, campaign: str, keyword: str, rng: random.Random,
 
 
 def one_statement(by: sources.GroupBy) -> sa.CompoundSelect:
-    """The report's aggregates as one statement: (part, key, currency, figure, count)."""
+    """The report's aggregates as one statement: (part, key, label, amount, count)."""
     period = sources.Period()
-    group = sources.touchpoints.c[sources._COLUMN[by]]
-    visits = sa.select(sa.literal("visits"), group, sa.literal(""), sa.literal(0),
-                       sa.func.count()).group_by(group)  # fmt: skip
+    key = sources._key(by)
+    visits = (
+        sa.select(key, sa.literal(""), sa.literal(0), sa.func.count())
+        .select_from(sources._clicked(sources.touchpoints))
+        .group_by(key)
+    )
     leads = sources._leads(by, period).subquery()
     credits = sources._credits(by, MODEL, period, None).subquery()
+    customers = sources._new_customers(by, MODEL, period).subquery()
     spent = sources._spend(by, period, None).subquery()
-    lc, cc, sc = list(leads.c), list(credits.c), list(spent.c)
-    return sa.union_all(
-        visits,
-        sa.select(sa.literal("leads"), lc[0], sa.literal(""), sa.literal(0), lc[1]),
-        sa.select(sa.literal("credits"), cc[0], cc[1], cc[3], cc[4]),
-        sa.select(sa.literal("spend"), sc[0], sc[1], sc[2], sa.literal(0)),
-    )
+    lc, cc, nc, sc = (list(q.c) for q in (leads, credits, customers, spent))
+    parts = {
+        "visits": visits,
+        "leads": sa.select(lc[0], lc[1], sa.literal(0), lc[2]),
+        "credits": sa.select(cc[0], cc[1] + "|" + cc[2], cc[3], cc[4]),
+        "customers": sa.select(nc[0], nc[1], sa.literal(0), nc[2]),
+        "spend": sa.select(sc[0], sc[1], sc[2], sa.literal(0)),
+    }
+    typed = []
+    for part, query in parts.items():
+        k, label, amount, count = (c for c in query.subquery().c)
+        text, number = sa.String, sa.Numeric
+        typed.append(sa.select(sa.literal(part), sa.cast(k, text), sa.cast(label, text),
+                               sa.cast(amount, number), sa.cast(count, number)))  # fmt: skip
+    return sa.union_all(*typed)
 
 
 def best(repeat: int, work: Callable[[], object]) -> float:
