@@ -104,7 +104,7 @@ def test_google_ads_spend_campaign_and_keyword_rows_incremental_with_restatement
     day = TODAY - timedelta(days=1)
     old = TODAY - timedelta(days=40)  # outside the first 30-day window
     reporting.add_campaign_day(CUSTOMER, old, 7, "Brand", 5_000_000, 1, 10)
-    reporting.add_campaign_day(CUSTOMER, day, 7, "Brand", 12_345_600, 10, 100)
+    reporting.add_campaign_day(CUSTOMER, day, 7, "Brand", 12_345_678, 10, 100)
     reporting.add_campaign_day(CUSTOMER, TODAY - timedelta(days=2), 7, "Brand", 1_000_100, 1, 9)
     reporting.add_campaign_day(CUSTOMER, day, 8, "Generic", 20_000_000, 4, 50)
     for match_type, micros in (("EXACT", 3_000_000), ("PHRASE", 500_000)):
@@ -115,7 +115,7 @@ def test_google_ads_spend_campaign_and_keyword_rows_incremental_with_restatement
     [read] = read_spend(store, config, SETTINGS, "google_ads", NOW)
     assert (read.first, read.last) == (TODAY - timedelta(days=29), TODAY)
     assert stored(store, "google_ads") == {
-        (day, "Brand", "", ""): (Decimal("12.3456"), "EUR", 10, "7"),
+        (day, "Brand", "", ""): (Decimal("12.345678"), "EUR", 10, "7"),  # micros, exact
         (TODAY - timedelta(days=2), "Brand", "", ""): (Decimal("1.0001"), "EUR", 1, "7"),
         (day, "Generic", "", ""): (Decimal("20"), "EUR", 4, "8"),
         (day, "Generic", "CRM", "crm software"): (Decimal("3.5"), "EUR", 2, "8"),

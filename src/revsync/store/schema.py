@@ -316,7 +316,7 @@ spend = Table(
     Column("ad_group", String(255), primary_key=True, server_default=""),
     Column("keyword", String(255), primary_key=True, server_default=""),
     Column("campaign_id", String(64)),  # the platform's ID, where the reader knows it
-    Column("cost", MONEY, nullable=False),
+    Column("cost", Numeric(20, 6), nullable=False),  # exact: Google reports micros
     Column("currency", String(3), nullable=False),
     Column("clicks", Integer),
     Column("impressions", Integer),

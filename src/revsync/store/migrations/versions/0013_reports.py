@@ -1,4 +1,4 @@
-"""reports: exchange rates, deal stage history, gclid clicks, keyword spend, deal accounts
+"""reports: exchange rates, deal stage history, gclid clicks, keyword spend in micros, deal accounts
 
 Revision ID: 0013
 Revises: 0012
@@ -16,6 +16,7 @@ branch_labels = None
 depends_on = None
 
 _TS = sa.DateTime(timezone=True)
+_COST = sa.Numeric(20, 6)  # Google Ads reports cost in micros
 
 
 def upgrade() -> None:
@@ -31,11 +32,13 @@ def upgrade() -> None:
         with op.batch_alter_table("spend", recreate="always") as batch:
             for column in columns:
                 batch.add_column(column)
+            batch.alter_column("cost", type_=_COST, existing_nullable=False)
             batch.drop_constraint("pk_spend", type_="primary")
             batch.create_primary_key("pk_spend", keyed)
     else:  # plain ALTERs, which `db upgrade --sql` can print without a live database
         for column in columns:
             op.add_column("spend", column)
+        op.alter_column("spend", "cost", type_=_COST, existing_nullable=False)
         op.drop_constraint("pk_spend", "spend", type_="primary")
         op.create_primary_key("pk_spend", "spend", keyed)
     op.create_table(
@@ -78,6 +81,7 @@ def downgrade() -> None:
     op.drop_table("deal_stages")
     op.drop_table("exchange_rates")
     with op.batch_alter_table("spend", recreate="always") as batch:
+        batch.alter_column("cost", type_=sa.Numeric(18, 4), existing_nullable=False)
         batch.drop_constraint("pk_spend", type_="primary")
         batch.drop_column("campaign_id")
         batch.drop_column("keyword")
