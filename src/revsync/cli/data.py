@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -31,6 +32,8 @@ from revsync.collect.importer import import_identities, import_touchpoints
 from revsync.config.loader import config_warnings, load_config
 from revsync.config.mapping import RevsyncConfig
 from revsync.errors import ConfigError, RevsyncError
+
+T = TypeVar("T")
 
 
 class Platform(StrEnum):
@@ -132,23 +135,27 @@ def import_spend_command(
     assert platform is not None
     from revsync.collect.ad_spend import read_spend
 
+    for read in _from_platforms(read_spend, config, database_url, platform.value, days, lookback):
+        out.print(
+            f"{read.platform} {read.account}: {read.rows} spend rows for {read.first}..{read.last}",
+            markup=False,
+        )
+
+
+def _from_platforms(read: Callable[..., list[T]], config: Path | None,
+                    database_url: str | None, *args: Any) -> list[T]:  # fmt: skip
+    """``read(engine, mapping, settings, *args[:1], now, *args[1:])`` with the mapping's
+    store and accounts; configuration problems exit 2, platform failures exit 1."""
     settings = cli_settings(database_url, config)
     mapping = load_mapping(settings)
     engine = store_engine(settings)
     try:
-        reads = read_spend(
-            engine, mapping, settings, platform.value, datetime.now(UTC), days, lookback
-        )
+        return read(engine, mapping, settings, *args[:1], datetime.now(UTC), *args[1:])
     except ConfigError as exc:
         raise config_failure(exc) from None
     except RevsyncError as exc:
         err.print(f"error {exc}", markup=False, soft_wrap=True)
         raise typer.Exit(EXIT_FAILED) from None
-    for read in reads:
-        out.print(
-            f"{read.platform} {read.account}: {read.rows} spend rows for {read.first}..{read.last}",
-            markup=False,
-        )
 
 
 @import_app.command("clicks")
@@ -157,17 +164,7 @@ def import_clicks_command(config: ConfigOption = None, database_url: DatabaseOpt
     (Google Ads click_view), for the source report's keywords without UTMs."""
     from revsync.collect.ad_spend import read_clicks
 
-    settings = cli_settings(database_url, config)
-    mapping = load_mapping(settings)
-    engine = store_engine(settings)
-    try:
-        reads = read_clicks(engine, mapping, settings, datetime.now(UTC))
-    except ConfigError as exc:
-        raise config_failure(exc) from None
-    except RevsyncError as exc:
-        err.print(f"error {exc}", markup=False, soft_wrap=True)
-        raise typer.Exit(EXIT_FAILED) from None
-    for read in reads:
+    for read in _from_platforms(read_clicks, config, database_url):
         out.print(
             f"{read.asked} gclids: {read.resolved} resolved, {read.unknown} unknown to Google",
             markup=False,
