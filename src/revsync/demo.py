@@ -344,6 +344,11 @@ destinations:
     output_dir: out
     pixel_id: "1234567890"
     event_name: Purchase
+# Reports in one currency: EUR and GBP revenue converted at these rates (a daily rates file
+# imported with `revsync import rates` takes precedence).
+reports:
+  currency: USD
+  rates: {EUR: 1.08, GBP: 1.27}
 # `revsync serve` with this file records a local test page's sessions into the demo store.
 collector:
   sites:

@@ -173,11 +173,12 @@ def test_cli_on_the_demo_matches_report_models(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     sources = json.loads(result.stdout)
     models = json.loads(runner.invoke(app, ["report", "models", "--json", *where]).stdout)
-    for cur, money in sources["total"]["currencies"].items():
-        expected = sum(
-            Decimal(r["last_non_direct"]) for r in models["rows"] if r["currency"] == cur
-        )
-        assert Decimal(money["revenue"]) == expected
+    # the demo reports in USD, EUR and GBP converted at its mapping's rates
+    assert sources["currency"] == "USD" and sources["unconverted"] == []
+    rates = {"USD": Decimal(1), "EUR": Decimal("1.08"), "GBP": Decimal("1.27")}
+    expected = sum(Decimal(r["last_non_direct"]) * rates[r["currency"]] for r in models["rows"])
+    [(cur, money)] = sources["total"]["currencies"].items()
+    assert cur == "USD" and Decimal(money["revenue"]) == expected.quantize(Decimal("0.01"))
     table = runner.invoke(app, ["report", "sources", "--by", "keyword", *where]).stdout
     assert "lead value" in table and "…" not in table  # wide figures are never cut
     bad = runner.invoke(app, ["report", "sources", "--by", "planet", *where])

@@ -59,10 +59,15 @@ def dashboard(engine: Engine, mapping: RevsyncConfig, model: str) -> Dashboard:
     from revsync.reports.html import Dashboard
     from revsync.reports.models import as_dict as models_dict
     from revsync.reports.models import models_report
+    from revsync.reports.money import Converter
     from revsync.reports.sources import GROUPINGS, as_dict, sources_report
 
     with engine.connect() as conn:
-        sources = {by: as_dict(sources_report(conn, by, model)) for by in GROUPINGS}  # type: ignore[arg-type]
+        convert = Converter.load(conn, mapping.reports)
+        sources = {
+            by: as_dict(sources_report(conn, by, model, convert=convert))  # type: ignore[arg-type]
+            for by in GROUPINGS
+        }
     models = models_dict(models_report(engine, mapping, workers=min(8, os.cpu_count() or 1)))
     return Dashboard(
         title="revsync: revenue by source",

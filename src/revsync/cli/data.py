@@ -56,13 +56,17 @@ def import_file(
             from revsync.collect.spend import import_spend
 
             report = import_spend(engine, file, rejects)
+        elif kind == "rates":
+            from revsync.collect.spend import import_rates
+
+            report = import_rates(engine, file, rejects)
         elif kind == "touchpoints":
             report = import_touchpoints(engine, file, mapping.channels, mapping.privacy, rejects)
         else:
             report = import_identities(engine, file, mapping.matching.default_phone_region, rejects)
     except ConfigError as exc:
         raise config_failure(exc) from None
-    print_import("spend rows" if kind == "spend" else kind, report)
+    print_import({"spend": "spend rows", "rates": "exchange rates"}.get(kind, kind), report)
     raise typer.Exit(EXIT_PARTIAL if report.rejected else EXIT_OK)
 
 
@@ -98,6 +102,16 @@ def import_identities_command(
     Columns: visitor_id, observed_at, email, phone, crm_id, event. Email and phone are
     hashed on import; the raw values are not kept."""
     import_file("identities", file, rejects, config, database_url)
+
+
+@import_app.command("rates")
+def import_rates_command(
+    file: FileArg, rejects: RejectsOption = None, config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+) -> None:  # fmt: skip
+    """Import daily exchange rates for the reports' currency: date, base, quote, rate
+    (1 base = rate quote). A (date, base, quote) imported again takes the new rate."""
+    import_file("rates", file, rejects, config, database_url)
 
 
 @import_app.command("spend")

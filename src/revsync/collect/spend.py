@@ -1,6 +1,7 @@
-"""``revsync import spend``: daily ad spend from a CSV or JSONL export.
+"""``revsync import spend`` (daily ad spend) and ``revsync import rates`` (daily exchange
+rates: ``date, base, quote, rate``).
 
-Columns: ``date, platform, account, campaign, cost, currency, clicks, impressions`` and,
+Spend columns: ``date, platform, account, campaign, cost, currency, clicks, impressions`` and,
 optionally, ``campaign_id, ad_group, keyword`` (a keyword row: both named). A row is keyed
 by platform, account, date, campaign, ad group and keyword; importing a day again replaces
 its figures (platforms restate recent spend)."""
@@ -17,7 +18,7 @@ from revsync.collect.importer import ImportReport, _import
 from revsync.currencies import ISO_4217
 from revsync.rows import RowError, date_or_timestamp, decimal, shown, text
 from revsync.store.queries import upsert
-from revsync.store.schema import spend
+from revsync.store.schema import exchange_rates, spend
 
 _FIGURES = ("campaign_id", "cost", "currency", "clicks", "impressions", "updated_at")
 
@@ -81,3 +82,31 @@ def import_spend(
 
 def _store_spend(conn: Any, rows: list[dict[str, Any]]) -> None:
     upsert(conn, spend, rows, update=_FIGURES)
+
+
+def rate_row(row: dict[str, Any]) -> dict[str, Any]:
+    """An exchange-rate row: ``date, base, quote, rate`` (1 base = rate quote)."""
+    day = date_or_timestamp(row, "date")
+    if day is None or isinstance(day, datetime):
+        raise RowError("date", "is required: a day (YYYY-MM-DD)")
+    codes = {}
+    for name in ("base", "quote"):
+        code = (text(row, name, required=True) or "").upper()
+        if code not in ISO_4217:
+            raise RowError(name, f"{shown(code)} is not an ISO 4217 currency code")
+        codes[name] = code
+    if codes["base"] == codes["quote"]:
+        raise RowError("quote", "is the base currency itself")
+    rate = decimal(row, "rate")
+    if rate is None or not rate.is_finite() or rate <= 0:
+        raise RowError("rate", "is required and must be a positive number")
+    return {"day": day, **codes, "rate": rate}
+
+
+def import_rates(engine: Engine, path: Path, rejects: Path | None = None) -> ImportReport:
+    """Daily exchange rates; a (day, base, quote) imported again takes the new rate."""
+    return _import(engine, path, rejects, rate_row, _store_rates, (exchange_rates,))
+
+
+def _store_rates(conn: Any, rows: list[dict[str, Any]]) -> None:
+    upsert(conn, exchange_rates, rows, update=("rate",))

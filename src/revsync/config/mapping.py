@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from revsync.attribution.models import ModelName
 from revsync.config import rules
 from revsync.config.collector import CollectorConfig
+from revsync.config.reports import ReportsConfig
 from revsync.config.rules import Block
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
@@ -618,6 +619,10 @@ class RevsyncConfig(Block):
     )
     collector: CollectorConfig | None = Field(
         None, description="`revsync serve`: the website collector and its sites."
+    )
+    reports: ReportsConfig = Field(
+        default_factory=ReportsConfig,  # type: ignore[arg-type]
+        description="Reporting currency, exchange rates and time zone of the reports.",
     )
     start_date: date | None = Field(
         None,

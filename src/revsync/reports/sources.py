@@ -27,8 +27,9 @@ Definitions (README, "Reports"):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from typing import Any, Literal, get_args
@@ -38,6 +39,7 @@ from sqlalchemy import ColumnElement, Connection
 
 from revsync.attribution.money import minor_units
 from revsync.domain import Channel
+from revsync.reports.money import Converter
 from revsync.store.schema import credits, deals, gclid_clicks, identities, spend, touchpoints
 
 GroupBy = Literal["channel", "source", "campaign", "ad_group", "keyword", "landing_page"]
@@ -60,7 +62,7 @@ class Period:
     last_day: date | None = None
 
     @classmethod
-    def of_dates(cls, since: date | None, until: date | None, tz: timezone) -> Period:
+    def of_dates(cls, since: date | None, until: date | None, tz: tzinfo) -> Period:
         """Whole days ``since``..``until`` (both included) in the time zone ``tz``."""
         start = datetime.combine(since, time(), tz) if since else None
         end = datetime.combine(until + timedelta(days=1), time(), tz) if until else None
@@ -109,6 +111,8 @@ class SourcesReport:
     rows: list[SourceRow]
     total: SourceRow
     has_spend: bool = False
+    currency: str | None = None  # the reporting currency money was converted into
+    unconverted: list[str] = field(default_factory=list)  # currencies without a rate
 
 
 def rate(part: Fraction | int, whole: int | Fraction) -> Fraction | None:
@@ -131,9 +135,12 @@ def sources_report(
     model: str = "last_non_direct",
     period: Period | None = None,
     currency: str | None = None,
+    convert: Converter | None = None,
 ) -> SourcesReport:
-    """The report over ``period`` (default: all time), money only in ``currency`` if given."""
+    """The report over ``period`` (default: all time), money only in ``currency`` if given,
+    converted into the reporting currency by ``convert`` on each amount's day."""
     period = period or Period()
+    dated = convert is not None
     rows: dict[str, SourceRow] = {}
     names = _campaign_names(conn) if by == "campaign" else {}
 
@@ -156,15 +163,20 @@ def sources_report(
         r = row(key)
         r.leads += count
         r.lead_types[event] = r.lead_types.get(event, 0) + count
-    for key, cur, weight, amount, count in conn.execute(_credits(by, model, period, currency)):
+    for key, cur, weight, amount, count, *day in conn.execute(
+        _credits(by, model, period, currency, dated)
+    ):
+        amount, cur = convert(Decimal(amount), cur, day[0].date()) if convert else (amount, cur)
         money = row(key).money.setdefault(cur, Money())
         money.won += Fraction(weight) * count
         money.revenue += Decimal(amount)
     for key, weight, count in conn.execute(_new_customers(by, model, period)):
         row(key).customers += Fraction(weight) * count
-    spent = conn.execute(_spend("total", period, currency)).all()
+    spent = _converted(conn.execute(_spend("total", period, currency, dated)), convert)
     if by in _SPEND_KEY:
-        for key, cur, cost in conn.execute(_spend(by, period, currency)):
+        for key, cur, cost in _converted(
+            conn.execute(_spend(by, period, currency, dated)), convert
+        ):
             money = row(key).money.setdefault(cur, Money())
             money.spend = (money.spend or Decimal(0)) + Decimal(cost)
     total = SourceRow("total")
@@ -188,7 +200,19 @@ def sources_report(
         revenue = r.money[only].revenue if only in r.money else Decimal(0)
         return (-revenue, -r.leads, -r.visits, r.key)
 
-    return SourcesReport(by, model, sorted(rows.values(), key=order), total, bool(spent))
+    return SourcesReport(
+        by, model, sorted(rows.values(), key=order), total, bool(spent),
+        convert.currency if convert else None, sorted(convert.unconverted) if convert else [],
+    )  # fmt: skip
+
+
+def _converted(rows: Iterable[Any], convert: Converter | None) -> list[tuple[str, str, Decimal]]:
+    """Spend rows (key, currency, cost[, day]) in the reporting currency where it can be."""
+    out = []
+    for key, cur, cost, *day in rows:
+        amount, cur = convert(Decimal(cost), cur, day[0]) if convert else (Decimal(cost), cur)
+        out.append((key, cur, amount))
+    return out
 
 
 def _key(by: GroupBy) -> ColumnElement[Any]:
@@ -256,13 +280,17 @@ def _leads(by: GroupBy, period: Period) -> sa.Select[Any]:
     )
 
 
-def _credits(by: GroupBy, model: str, period: Period, currency: str | None) -> sa.Select[Any]:
+def _credits(
+    by: GroupBy, model: str, period: Period, currency: str | None, dated: bool = False
+) -> sa.Select[Any]:
     """Credited revenue and deal counts per key, currency and share of deals won in the
-    period; a credit on a touchpoint not in the store (a CRM click ID) keeps its channel."""
+    period (and close time when ``dated``); a credit on a touchpoint not in the store (a
+    CRM click ID) keeps its channel."""
     c, t = credits.c, touchpoints.c
     key = sa.func.coalesce(t.channel, c.channel) if by == "channel" else _key(by)
+    day = [deals.c.close_at] if dated else []
     query = (
-        sa.select(key, c.currency, c.weight, sa.func.sum(c.amount), sa.func.count())
+        sa.select(key, c.currency, c.weight, sa.func.sum(c.amount), sa.func.count(), *day)
         .select_from(
             _clicked(
                 credits.join(
@@ -271,7 +299,7 @@ def _credits(by: GroupBy, model: str, period: Period, currency: str | None) -> s
             )
         )
         .where(c.model == model, deals.c.status == "won", period.where(deals.c.close_at))
-        .group_by(key, c.currency, c.weight)
+        .group_by(key, c.currency, c.weight, *day)
     )
     return query.where(c.currency == currency) if currency else query
 
@@ -304,17 +332,19 @@ def _new_customers(by: GroupBy, model: str, period: Period) -> sa.Select[Any]:
     )
 
 
-def _spend(by: str, period: Period, currency: str | None) -> sa.Select[Any]:
-    """Cost per key and currency: by campaign from campaign rows (on the name), by ad group
-    or keyword from keyword rows; ``total`` from campaign rows (keyword rows are a part)."""
+def _spend(by: str, period: Period, currency: str | None, dated: bool = False) -> sa.Select[Any]:
+    """Cost per key and currency (and day when ``dated``): by campaign from campaign rows
+    (on the name), by ad group or keyword from keyword rows; ``total`` from campaign rows
+    (keyword rows are a part)."""
     key = spend.c[_SPEND_KEY[by]] if by in _SPEND_KEY else sa.literal("")
     keyword_rows = by in ("ad_group", "keyword")
+    day = [spend.c.day] if dated else []
     query = (
-        sa.select(key, spend.c.currency, sa.func.sum(spend.c.cost))
+        sa.select(key, spend.c.currency, sa.func.sum(spend.c.cost), *day)
         .where(period.days(spend.c.day), (spend.c.keyword != "") if keyword_rows else (
             spend.c.keyword == ""
         ))
-        .group_by(key, spend.c.currency)
+        .group_by(key, spend.c.currency, *day)
     )  # fmt: skip
     return query.where(spend.c.currency == currency) if currency else query
 
@@ -349,6 +379,8 @@ def as_dict(report: SourcesReport) -> dict[str, Any]:
     return {
         "by": report.by,
         "model": report.model,
+        "currency": report.currency,
+        "unconverted": report.unconverted,
         "rows": [one(r) for r in report.rows],
         "total": one(report.total),
     }
