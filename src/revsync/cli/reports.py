@@ -138,3 +138,145 @@ def _flat(data: dict[str, Any]) -> list[dict[str, Any]]:
         for cur, money in (row["currencies"] or {"": {}}).items():
             lines.append({**base, "currency": cur, **money})
     return lines
+
+
+@report_app.command("uploads")
+def report_uploads(
+    first: FromOption = None,
+    last: ToOption = None,
+    runs: Annotated[int, typer.Option(min=0, help="How many recent runs to list.")] = 10,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    fmt: FormatOption = Format.table,
+    as_json: JsonOption = False,
+) -> None:
+    """What was uploaded where, for the deals won in the period: per destination planned,
+    sent, rejected by code, skipped by reason, pending; match rate; revenue uploaded
+    against revenue won; the last runs."""
+    from revsync.reports.html import Dashboard
+    from revsync.reports.money import Converter
+    from revsync.reports.uploads import uploads_report
+
+    settings = cli_settings(database_url, config)
+    mapping = load_mapping(settings)
+    engine = store_engine(settings, read_only=True)
+    with engine.connect() as conn:
+        convert = Converter.load(conn, mapping.reports)
+        data = uploads_report(conn, period_of(mapping, first, last),
+                              [d.name for d in mapping.destinations], convert, runs)  # fmt: skip
+    title = f"Uploads for deals won {span(mapping, first, last)}"
+    emit(
+        fmt_of(fmt, as_json),
+        data,
+        lambda: _uploads_table(data, title),
+        lambda: [
+            {k: v for k, v in d.items() if not isinstance(v, dict)} for d in data["destinations"]
+        ],
+        lambda: Dashboard(title, "", uploads=data),
+    )
+
+
+def _uploads_table(data: dict[str, Any], title: str) -> None:
+    table = Table(title=f"{title}: {data['won_deals']:,} won deals", title_justify="left")
+    for column in ("destination", "planned", "sent", "rejected", "pending", "skipped",
+                   "match rate", "revenue uploaded", "revenue won"):  # fmt: skip
+        table.add_column(column, justify="left" if column == "destination" else "right")
+    for d in data["destinations"]:
+        table.add_row(
+            d["destination"], *(f"{d[k]:,}" for k in ("planned", "sent", "rejected", "pending",
+                                                     "skipped")),
+            pct(d["match_rate"]), _amounts(d["revenue_uploaded"]), _amounts(d["revenue_won"]),
+        )  # fmt: skip
+    show_table(table)
+    for d in data["destinations"]:
+        for label, counts in (("rejected", d["rejected_by_code"]),
+                              ("skipped", d["skipped_by_reason"]),
+                              ("pending", d["pending_by_state"])):  # fmt: skip
+            for reason, n in counts.items():
+                out.print(f"  {d['destination']} {label}: {n:,}  {reason}", highlight=False)
+    if data["runs"]:
+        recent = Table(title="Last runs", title_justify="left")
+        for column in ("run", "started", "status", "deals read", "sent"):
+            recent.add_column(
+                column, justify="right" if column in ("run", "deals read") else "left"
+            )
+        for run in data["runs"]:
+            sent = ", ".join(f"{dest} {r.get('sent', 0):,}" for dest, r in run["results"].items())
+            recent.add_row(str(run["id"]), run["started_at"][:19], run["status"],
+                           f"{run['deals_read']:,}", sent or "—")  # fmt: skip
+        show_table(recent)
+
+
+def _amounts(money: dict[str, str]) -> str:
+    return ", ".join(f"{amount(v)} {cur}" for cur, v in money.items()) or "—"
+
+
+@report_app.command("kpis")
+def report_kpis(
+    first: FromOption = None,
+    last: ToOption = None,
+    model: ModelOption = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    fmt: FormatOption = Format.table,
+    as_json: JsonOption = False,
+) -> None:
+    """The period's KPIs beside the previous period of the same length: visits, leads,
+    conversion rates, won deals, revenue, average deal size, lead value, customers, ARPC,
+    CLTV, spend, CPL, CAC, ROAS, ROI."""
+    from revsync.reports.html import Dashboard
+    from revsync.reports.kpis import kpis_report
+    from revsync.reports.money import Converter
+
+    if first is None or last is None or last < first:
+        raise config_failure(ConfigError("report kpis needs --from and --to (from <= to)"))
+    settings = cli_settings(database_url, config)
+    mapping = load_mapping(settings)
+    engine = store_engine(settings, read_only=True)
+    with engine.connect() as conn:
+        convert = Converter.load(conn, mapping.reports)
+        data = kpis_report(conn, period_of(mapping, first, last),
+                           model or mapping.attribution.model, convert)  # fmt: skip
+    title = f"KPIs {span(mapping, first, last)}"
+    emit(
+        fmt_of(fmt, as_json),
+        data,
+        lambda: _kpis_table(data, title),
+        lambda: _kpi_lines(data),
+        lambda: Dashboard(title, "", kpis=data),
+    )
+
+
+_COUNTS = ("visits", "leads", "visit_to_lead", "won_deals", "lead_to_won", "customers",
+           "new_customers")  # fmt: skip
+_MONEY = ("revenue", "average_deal", "lead_value", "arpc", "cltv", "spend", "cpl", "cac",
+          "roas", "roi")  # fmt: skip
+
+
+def _kpi_lines(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """A line per KPI (and currency), the current and the previous period."""
+    now, before = data["current"], data["previous"]
+    lines = [{"kpi": k, "currency": "", "current": now[k], "previous": before[k]}
+             for k in _COUNTS]  # fmt: skip
+    for cur in sorted(set(now["currencies"]) | set(before["currencies"])):
+        a, b = now["currencies"].get(cur, {}), before["currencies"].get(cur, {})
+        lines += [{"kpi": k, "currency": cur, "current": a.get(k), "previous": b.get(k)}
+                  for k in _MONEY]  # fmt: skip
+    return lines
+
+
+def _kpis_table(data: dict[str, Any], title: str) -> None:
+    first, last = data["previous_period"]
+    table = Table(title=title, title_justify="left")
+    for column in ("KPI", "cur", "this period", f"previous ({first} to {last})", "change"):
+        table.add_column(column, justify="left" if column in ("KPI", "cur") else "right")
+    ratios = {"visit_to_lead", "lead_to_won", "roi"}
+    for line in _kpi_lines(data):
+        kpi, now, before = line["kpi"], line["current"], line["previous"]
+        shown = pct if kpi in ratios else times if kpi == "roas" else (
+            count if line["currency"] == "" else amount)  # fmt: skip
+        change = "—"
+        if now is not None and before not in (None, 0, "0", "0.00") and kpi not in ratios:
+            change = f"{float(now) / float(before) - 1:+.1%}"
+        table.add_row(kpi.replace("_", " "), line["currency"], shown(now), shown(before), change)
+    show_table(table)

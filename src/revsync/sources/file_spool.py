@@ -94,9 +94,7 @@ class Spool:
         self.db.execute("PRAGMA journal_mode=OFF")
         self.db.execute("PRAGMA synchronous=OFF")
         self.db.execute("CREATE TABLE spool (page INTEGER, rank INTEGER, number INTEGER, row TEXT)")
-        self.db.executemany(
-            "INSERT INTO spool VALUES (?, ?, ?, ?)", self._rows(path, pages)
-        )
+        self.db.executemany("INSERT INTO spool VALUES (?, ?, ?, ?)", self._rows(path, pages))
         self.db.execute("CREATE INDEX spool_page ON spool (page, rank, number)")
         self.db.commit()
 

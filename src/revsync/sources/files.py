@@ -110,9 +110,7 @@ class FileDealSource:
             stamp = _stamp(self.config.path)
             found = scan(self.config.path)
             order = found.ordered(since, now)
-            problems = [
-                self._problem(f"row {n}", name, why, n) for n, name, why in found.bad_rows
-            ]
+            problems = [self._problem(f"row {n}", name, why, n) for n, name, why in found.bad_rows]
             if not order:
                 yield DealPage(deals=(), quarantined=tuple(problems), watermark=watermark)
                 return

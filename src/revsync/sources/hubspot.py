@@ -376,8 +376,11 @@ class HubSpotDealSource:
             paging = response.paging
             more = bool(results) and paging is not None and paging.next is not None
             last = modified_of(results[-1]) if results else None
-            if more and last is not None and last == cursor and all(
-                modified_of(d) == last for d in results
+            if (
+                more
+                and last is not None
+                and last == cursor
+                and all(modified_of(d) == last for d in results)
             ):
                 # More deals share the cursor's timestamp than one page holds past those read.
                 yield from self._drain_tie(last, seen_at_cursor)

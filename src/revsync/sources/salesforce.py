@@ -472,9 +472,7 @@ class SalesforceDealSource:
         done: set[str] = set()
         resume, renewed, failures = since, False, 0
         while True:
-            soql = (
-                f"SELECT {', '.join(select)} FROM Opportunity{self._where(resume, until)}"  # noqa: S608
-            )
+            soql = f"SELECT {', '.join(select)} FROM Opportunity{self._where(resume, until)}"  # noqa: S608
             sf = self._sf or self._authenticate()
             try:
                 stream = self._bulk(sf, soql) if bulk else self._rest(sf, soql)
@@ -592,9 +590,12 @@ class SalesforceDealSource:
             mine = by_opp.setdefault(opp_id, {})
             deleted = role.get("contact.isdeleted")
             if not contact_id or deleted is None or _boolean(deleted):
-                reason = ("the contact role's contact is deleted" if deleted is not None else
-                          "the contact role's contact is not found: deleted, or not visible to "
-                          "revsync's integration user (check its sharing and profile)")
+                reason = (
+                    "the contact role's contact is deleted"
+                    if deleted is not None
+                    else "the contact role's contact is not found: deleted, or not visible to "
+                    "revsync's integration user (check its sharing and profile)"
+                )
                 problems.append(Quarantined(
                     "contact", opp_id, "ContactId", reason, self.name,
                     {"contact_id": contact_id or ""},
