@@ -22,7 +22,7 @@ if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-CHARTS = ("revenue-by-source", "funnel", "spend-vs-revenue", "models")
+CHARTS = ("kpis", "revenue-by-source", "funnel", "spend-vs-revenue", "models", "upload-health")
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +45,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "source": report("sources", "--by", "source"),
         "campaign": report("sources", "--by", "campaign"),
         "models": report("models", "--workers", "1"),
+        "uploads": report("uploads"),
     }
 
 
@@ -124,6 +125,10 @@ def test_the_charts_show_the_numbers_of_the_json_reports(page: Any, demo: dict[s
     models = [r for r in demo["models"]["rows"] if r["currency"] == "USD"]
     assert _trace(view, "models", 0, "x") == [r["channel"] for r in models]
     assert _trace(view, "models", 0, "y") == [float(r["first_touch"]) for r in models]
+    uploads = demo["uploads"]["destinations"]
+    assert _trace(view, "upload-health", 0, "x") == [d["destination"] for d in uploads]
+    for index, state in enumerate(("sent", "rejected", "pending", "skipped")):
+        assert _trace(view, "upload-health", index, "y") == [d[state] for d in uploads]
     # the tables under the charts hold the same figures
     cells = view.locator("#spend-vs-revenue + table tbody tr").first.locator("td")
     first = spent[0]

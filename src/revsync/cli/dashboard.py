@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 
@@ -37,9 +38,10 @@ def report_all(
     config: ConfigOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Write every report into one HTML file that opens offline: charts of revenue and
-    lead value by source, the funnel, spend against revenue per campaign and the models
-    side by side, each with its figures in a table."""
+    """Write every report into one HTML file that opens offline: the last 30 days' KPIs
+    against the 30 before, revenue and lead value by source, the funnel, spend against
+    revenue per campaign, the models side by side and upload health, each with its
+    figures in a table."""
     from revsync.attribution import MODEL_NAMES
     from revsync.reports.html import render
 
@@ -57,21 +59,30 @@ def report_all(
 def dashboard(engine: Engine, mapping: RevsyncConfig, model: str) -> Dashboard:
     """The reports over all time, in their JSON forms."""
     from revsync.reports.html import Dashboard
+    from revsync.reports.kpis import kpis_report
     from revsync.reports.models import as_dict as models_dict
     from revsync.reports.models import models_report
     from revsync.reports.money import Converter
-    from revsync.reports.sources import GROUPINGS, as_dict, sources_report
+    from revsync.reports.sources import GROUPINGS, Period, as_dict, sources_report
+    from revsync.reports.uploads import uploads_report
 
+    today = datetime.now(ZoneInfo(mapping.reports.timezone)).date()
+    month = Period.of_dates(today - timedelta(days=29), today, ZoneInfo(mapping.reports.timezone))
     with engine.connect() as conn:
         convert = Converter.load(conn, mapping.reports)
         sources = {
             by: as_dict(sources_report(conn, by, model, convert=convert))  # type: ignore[arg-type]
             for by in GROUPINGS
         }
+        kpis = kpis_report(conn, month, model, convert)
+        uploads = uploads_report(conn, None, [d.name for d in mapping.destinations], convert)
     models = models_dict(models_report(engine, mapping, workers=min(8, os.cpu_count() or 1)))
     return Dashboard(
         title="revsync: revenue by source",
-        subtitle=f"All time, model {model}; written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
+        subtitle=f"All time (KPIs: the last 30 days to {today}), model {model}; written "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC",
         sources=sources,
         models=models,
+        kpis=kpis,
+        uploads=uploads,
     )

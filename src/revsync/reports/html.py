@@ -107,7 +107,8 @@ def _money(rows: Rows, cur: str, name: str) -> list[float | None]:
 
 
 def _revenue_by_source(board: Dashboard) -> Chart | None:
-    by = "source" if "source" in board.sources else "channel"
+    groupings: list[str] = [*("source", "channel"), *board.sources]
+    by = next((b for b in groupings if b in board.sources), "channel")
     report = board.sources.get(by)
     if not report or not report["rows"]:
         return None
@@ -249,11 +250,62 @@ def _section(chart: Chart) -> str:
     )
 
 
+def _upload_health(board: Dashboard) -> Chart | None:
+    if not board.uploads or not board.uploads["destinations"]:
+        return None
+    rows = board.uploads["destinations"]
+    names = [d["destination"] for d in rows]
+    states = ("sent", "rejected", "pending", "skipped")
+    return Chart(
+        "upload-health",
+        f"Upload health: {board.uploads['won_deals']:,} won deals, per destination",
+        [
+            {"type": "bar", "name": state, "x": names, "y": [d[state] for d in rows]}
+            for state in states
+        ],
+        {"barmode": "stack", "yaxis": {"title": {"text": "conversions"}}},
+        _plain_table(["destination", *states, "match_rate", "matched_deals", "won_deals"], rows),
+    )
+
+
+def _kpis(board: Dashboard) -> Chart | None:
+    if not board.kpis:
+        return None
+    now, before = board.kpis["current"], board.kpis["previous"]
+    cur = board.kpis["currency"] or next(iter(sorted(now["currencies"])), None)
+    if cur is None:
+        return None
+    names = ("revenue", "spend", "lead_value", "average_deal", "arpc", "cltv", "cpl", "cac")
+    money = now["currencies"].get(cur, {}), before["currencies"].get(cur, {})
+    first, last = board.kpis["previous_period"]
+    lines = [{"kpi": n.replace("_", " "), "this period": m[0].get(n), "previous": m[1].get(n)}
+             for n in names for m in [money]]  # fmt: skip
+    counts = [{"kpi": n.replace("_", " "), "this period": now[n], "previous": before[n]}
+              for n in ("visits", "leads", "won_deals", "customers", "new_customers")]  # fmt: skip
+    return Chart(
+        "kpis",
+        f"KPIs against the previous period ({first} to {last}), {cur}",
+        [
+            {
+                "type": "bar",
+                "name": label,
+                "x": [n.replace("_", " ") for n in names],
+                "y": [_number(m.get(n)) for n in names],
+            }
+            for label, m in (("this period", money[0]), ("previous", money[1]))
+        ],
+        {"barmode": "group", "yaxis": {"title": {"text": cur}}},
+        _plain_table(["kpi", "this period", "previous"], counts + lines),
+    )
+
+
 _BUILDERS: list[Callable[[Dashboard], Chart | None]] = [
+    _kpis,
     _revenue_by_source,
     _funnel,
     _spend_vs_revenue,
     _models,
+    _upload_health,
 ]
 
 _PAGE = """<!DOCTYPE html>
