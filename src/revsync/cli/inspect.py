@@ -26,6 +26,7 @@ from revsync.cli.base import (
     show_table,
     store_engine,
 )
+from revsync.cli.output import Format, FormatOption, JsonOption, emit, fmt_of
 
 
 @app.command()
@@ -155,10 +156,12 @@ def report_models(
             "(default: one per CPU core, up to 8).",
         ),
     ] = min(8, os.cpu_count() or 1),
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    fmt: FormatOption = Format.table,
+    as_json: JsonOption = False,
 ) -> None:
     """Revenue by channel under each attribution model, side by side."""
     from revsync.attribution import MODEL_NAMES
+    from revsync.reports.html import Dashboard
     from revsync.reports.models import as_dict, models_report
 
     settings = cli_settings(database_url, config)
@@ -166,19 +169,24 @@ def report_models(
     engine = store_engine(settings, read_only=True)
     report = models_report(engine, mapping, workers=workers)
     data = as_dict(report)
-    if as_json:
-        out.print_json(json.dumps(data))
+
+    def table() -> None:
+        shown = Table(title=f"Revenue by channel and model ({report.matched:,} matched won deals)")
+        shown.add_column("channel")
+        shown.add_column("cur")
+        for name in MODEL_NAMES:
+            shown.add_column(name.replace("_", " "), justify="right")
+        for row in data["rows"]:
+            shown.add_row(
+                row["channel"], row["currency"], *(f"{Decimal(row[m]):,.2f}" for m in MODEL_NAMES)
+            )
+        show_table(shown)
+
+    fmt = fmt_of(fmt, as_json)
+    emit(fmt, data, table, lambda: data["rows"],
+         lambda: Dashboard("Revenue by channel under each model", "", models=data))  # fmt: skip
+    if fmt is not Format.table:
         return
-    table = Table(title=f"Revenue by channel and model ({report.matched:,} matched won deals)")
-    table.add_column("channel")
-    table.add_column("cur")
-    for name in MODEL_NAMES:
-        table.add_column(name.replace("_", " "), justify="right")
-    for row in data["rows"]:
-        table.add_row(
-            row["channel"], row["currency"], *(f"{Decimal(row[m]):,.2f}" for m in MODEL_NAMES)
-        )
-    show_table(table)
     if not report.data_driven_fitted:
         out.print(
             f"data driven: no visitor path of the last {mapping.matching.lookback_days} days "
