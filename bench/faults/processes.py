@@ -9,6 +9,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -124,6 +125,8 @@ class Cluster:
         subprocess.run(command, check=True, capture_output=True, timeout=120)
 
     def start(self) -> Cluster:
+        _stop_orphans(self)
+        (self.root / "bench.pid").write_text(str(os.getpid()))
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
@@ -141,13 +144,36 @@ class Cluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _stop_orphans(own: Cluster) -> None:
+    """Stop the clusters of earlier benches that were killed (SIGKILL leaves no chance to
+    clean up): those whose ``bench.pid`` names a process that is gone."""
+    for root in Path(tempfile.gettempdir()).glob("revsync-faults-pg-*"):
+        try:
+            pid = int((root / "bench.pid").read_text())
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            if stat.rpartition(")")[2].split()[0] != "Z":
+                continue  # its bench still runs (a zombie is gone but not yet reaped)
+        except FileNotFoundError:
+            if not (root / "bench.pid").exists():
+                continue  # a cluster still starting
+        except (OSError, ValueError):
+            continue
+        if (root / "data" / "postmaster.pid").exists():
+            own._run("pg_ctl", "-D", str(root / "data"), "-w", "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @contextmanager
 def cluster() -> Iterator[Cluster]:
+    """A cluster of the bench's own, stopped on the way out, SIGTERM included (a SIGKILLed
+    bench's cluster is stopped by the next bench's start)."""
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     own = Cluster().start()
     try:
         yield own
     finally:
         own.stop()
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_pg_restart(own: Cluster, seed: int, visitors: int, workdir: Path) -> Trial:
