@@ -215,6 +215,11 @@ class Deal:
     contacts: tuple[Contact, ...] = ()
     click_ids: ClickIds = field(default_factory=ClickIds)
     fields: Mapping[str, str] = field(default_factory=dict)
+    account_id: str | None = None  # the CRM account / company: a customer, for ARPC and CLTV
+    created_at: datetime | None = None
+    # (entered_at, stage) the CRM recorded (Salesforce OpportunityHistory, HubSpot
+    # hs_v2_date_entered_*), where the source reads it
+    stage_history: tuple[tuple[datetime, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ TEXT_TYPES = frozenset({"id", "reference", "string", "picklist", "email", "phone
 NUMBER_TYPES = frozenset({"currency", "double", "percent", "int"})
 ID_PREFIXES = {
     "Opportunity": "006", "Contact": "003", "Lead": "00Q", "OpportunityContactRole": "00K",
-    "Organization": "00D",
+    "Organization": "00D", "OpportunityHistory": "008",
 }
 SYSTEM_FIELDS = ("CreatedDate", "LastModifiedDate", "SystemModstamp")
 
@@ -93,6 +93,11 @@ STANDARD_FIELDS: dict[str, list[FieldDef]] = {
         "IsPrimary:boolean", "Role:picklist", OpportunityId="Opportunity", ContactId="Contact",
     ),
     "Organization": _fields("Name!:string", "TimeZoneSidKey!:picklist"),
+    # Salesforce writes a row on every change of an opportunity's stage (and on creation)
+    "OpportunityHistory": _fields(
+        "StageName!:picklist", "Amount!:currency", "CloseDate!:date",
+        OpportunityId="Opportunity",
+    ),
 }
 
 
@@ -396,7 +401,8 @@ class SalesforceEmulator(EmulatorServer):
         self.schema: dict[str, dict[str, FieldDef]] = {}
         for sobject, defs in STANDARD_FIELDS.items():
             extra = [FieldDef(n, t) for n, t in (custom_fields or {}).get(sobject, {}).items()]
-            if multi_currency and sobject not in ("OpportunityContactRole", "Organization"):
+            if multi_currency and sobject not in ("OpportunityContactRole", "Organization",
+                                                  "OpportunityHistory"):
                 extra.append(FieldDef("CurrencyIsoCode", "picklist"))
             self.schema[sobject] = {f.name.lower(): f for f in defs + extra}
         self._records: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in self.schema}
@@ -551,12 +557,29 @@ class SalesforceEmulator(EmulatorServer):
             staged[fdef.name] = self._coerce(fdef, value)
         record.update(staged)
         if sobject == "Opportunity":
+            self._stage_history(record)
             stage = record.get("StageName")
             record["IsWon"] = stage in self.won_stages
             record["IsClosed"] = stage in self.won_stages or stage in self.lost_stages
         if sobject in ("Contact", "Lead"):
             parts = (record.get("FirstName"), record.get("LastName"))
             record["Name"] = " ".join(p for p in parts if p) or None
+
+    def _stage_history(self, opportunity: dict[str, Any]) -> None:
+        """An OpportunityHistory row for the opportunity's stage, as Salesforce writes one."""
+        history = self._records["OpportunityHistory"]
+        last = max((h for h in history.values() if h["OpportunityId"] == opportunity["Id"]),
+                   key=lambda h: h["CreatedDate"], default=None)
+        if last is not None and last["StageName"] == opportunity["StageName"]:
+            return
+        record_id = _id_with_checksum(f"0085g{next(self._ids):010d}")
+        now = self.stamp()
+        history[record_id] = {
+            "Id": record_id, "IsDeleted": False, "OpportunityId": opportunity["Id"],
+            "StageName": opportunity["StageName"], "Amount": opportunity.get("Amount"),
+            "CloseDate": opportunity.get("CloseDate"), "CreatedDate": now,
+            "LastModifiedDate": now, "SystemModstamp": now,
+        }
 
     def _resolve_path(self, sobject: str, path: str) -> tuple[str, FieldDef]:
         """Canonical dotted path and the final field; follows child-to-parent references."""

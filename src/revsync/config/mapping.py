@@ -177,6 +177,10 @@ class SalesforceSource(ApiSource):
     push_attribution: bool = Field(
         False, description="Write first/last-touch data onto new contacts and leads."
     )
+    stage_history: bool = Field(
+        False, description="Read each page's OpportunityHistory for the pipeline report's "
+        "stage history (one more API call per page).",
+    )  # fmt: skip
     attribution_fields: dict[str, str] = Field(
         default_factory=_salesforce_attribution_fields,
         description="With push_attribution: what to write -> Contact/Lead field (custom "

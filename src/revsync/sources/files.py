@@ -1,12 +1,13 @@
 """A CRM export as a source: CSV or JSONL, one row per deal and contact.
 
-Columns: ``deal_id`` (required), ``status`` (won/lost/open) or ``stage`` with the mapping's
-``won_stages``, ``amount``, ``currency``, ``close_date`` (a date, placed at the mapping's
-``close_time`` in its ``timezone``, or a date-time with offset), ``modified_at``,
-``pipeline``, ``owner``; per contact ``contact_id``, ``email``, ``phone``, ``is_primary``;
-click IDs written on the CRM record: ``gclid``, ``gbraid``, ``wbraid``, ``fbclid``,
-``ga_client_id``. Column names are case-insensitive; of the other columns only those the
-mapping's ``fields`` names are kept (as deal fields), the rest is never stored.
+Columns: ``deal_id`` (required), ``status`` (won/lost/open) or ``stage`` with the
+mapping's ``won_stages``, ``amount``, ``currency``, ``close_date`` (a date, placed at
+the mapping's ``close_time`` in its ``timezone``, or a date-time with offset),
+``modified_at``, ``pipeline``, ``owner``, ``account_id`` (the customer), ``created_at``;
+per contact ``contact_id``, ``email``, ``phone``, ``is_primary``; click IDs written on
+the CRM record: ``gclid``, ``gbraid``, ``wbraid``, ``fbclid``, ``ga_client_id``. Column
+names are case-insensitive; of the other columns only those the mapping's ``fields``
+names are kept (as deal fields), the rest is never stored.
 
 A row that cannot be read, or a deal with a bad value, is quarantined with its row number
 and the rest goes on. Rows of one deal that disagree on the deal's own columns are
@@ -55,7 +56,7 @@ _HASHES_KEPT = 10_000
 _KNOWN = {
     "deal_id", "status", "stage", "amount", "currency", "close_date", "modified_at",
     "pipeline", "owner", "contact_id", "email", "phone", "is_primary", "gclid", "gbraid",
-    "wbraid", "fbclid", "ga_client_id",
+    "wbraid", "fbclid", "ga_client_id", "account_id", "created_at",
 }  # fmt: skip
 
 
@@ -77,7 +78,7 @@ class _Version:
 
 
 _DEAL_COLUMNS = ("status", "stage", "amount", "currency", "close_date", "modified_at",
-                 "pipeline", "owner")  # fmt: skip
+                 "pipeline", "owner", "account_id", "created_at")  # fmt: skip
 _TEXT_LIMIT = 255  # stage, pipeline, owner: longer values are cut
 
 
@@ -315,6 +316,10 @@ class FileDealSource:
             )
             fields = self._fields(row)
             stage, pipeline, owner = (_cut(text(row, n)) for n in ("stage", "pipeline", "owner"))
+            account = text(row, "account_id")
+            if account is not None and len(account) > 64:
+                raise RowError("account_id", "is longer than 64 characters")
+            created = timestamp(row, "created_at")
         except RowError as exc:
             problems.append(self._problem(deal_id, exc.field, str(exc), version.rows[0]))
             return None
@@ -333,6 +338,8 @@ class FileDealSource:
             contacts=tuple(contacts),
             click_ids=clicks,
             fields=fields,
+            account_id=account,
+            created_at=created,
         )
 
     def _fields(self, row: dict[str, Any]) -> dict[str, str]:

@@ -76,6 +76,7 @@ from revsync.sources.hubspot_values import (
     after_time,
     api_error,
     aware,
+    created_of,
     is_true,
     iso_or_none,
     join_watermark,
@@ -94,6 +95,7 @@ if TYPE_CHECKING:
 DEAL_PROPERTIES = (
     "amount", "closedate", "dealstage", "pipeline", "deal_currency_code", "hs_is_closed_won",
     "hs_is_closed", "hs_lastmodifieddate", "hubspot_owner_id", "hs_merged_object_ids",
+    "createdate",
 )  # fmt: skip
 CONTACT_PROPERTIES = ("email", "phone", "mobilephone", "hs_analytics_source")
 SEARCH_LIMIT = 200
@@ -636,6 +638,7 @@ class HubSpotDealSource:
                 "deal", deal_id, props, self.config.deal_click_id_properties, problems
             ),
             fields=fields,
+            created_at=created_of(props),
         )
 
     def _status(self, props: dict[str, Any]) -> DealStatus:

@@ -149,3 +149,15 @@ def modified_of(raw: Any) -> datetime:
         if isinstance(moment, datetime):
             return moment
     return aware(raw.updated_at)
+
+
+def created_of(props: dict[str, Any]) -> datetime | None:
+    """A deal's ``createdate``, aware UTC; ``None`` if absent or not a date-time."""
+    value = props.get("createdate")
+    if not value:
+        return None
+    try:
+        moment = parse_instant(str(value))
+    except ValueError:
+        return None
+    return moment if isinstance(moment, datetime) else None

@@ -34,6 +34,7 @@ empty exhausted one. The job stops there and the next run resumes from the water
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import logging
 import re
@@ -91,7 +92,7 @@ _SALESFORCE_ID = re.compile(r"^(?!\d+$)[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
 BULK_CHUNK = 10_000
 _BASE_FIELDS = (
     "Id", "IsDeleted", "Amount", "CloseDate", "StageName", "IsClosed", "OwnerId",
-    "SystemModstamp",
+    "SystemModstamp", "AccountId", "CreatedDate",
 )  # fmt: skip
 _REQUIRED = {
     "refresh_token": ("salesforce_client_id", "salesforce_refresh_token"),
@@ -522,12 +523,26 @@ class SalesforceDealSource:
         problems: list[Quarantined] = []
         live = [i for i, r in latest.items() if not _boolean(r.get("isdeleted"))]
         contacts = self._contacts(live, problems)
+        history = self._stage_history(live) if self.config.stage_history else {}
         deals = []
         for opp_id, record in latest.items():
             deal = self._deal(record, contacts.get(opp_id, []), problems)
             if deal is not None:
-                deals.append(deal)
+                deals.append(dataclasses.replace(deal, stage_history=history.get(opp_id, ())))
         return deals, problems
+
+    def _stage_history(self, opp_ids: list[str]) -> dict[str, tuple[tuple[datetime, str], ...]]:
+        """Each opportunity's stage changes from OpportunityHistory (Salesforce writes a row
+        on creation and on every stage change), one query per 200 opportunities."""
+        found: dict[str, list[tuple[datetime, str]]] = {}
+        rows = self._query_in(["OpportunityId", "StageName", "CreatedDate"],
+                              "OpportunityHistory", "OpportunityId", opp_ids)  # fmt: skip
+        for row in rows:
+            if row.get("stagename"):
+                found.setdefault(row["opportunityid"], []).append(
+                    (_timestamp(row["createddate"]), row["stagename"])
+                )
+        return {opp: tuple(sorted(changes)) for opp, changes in found.items()}
 
     def _deal(
         self, record: dict[str, Any], contacts: list[Contact], problems: list[Quarantined]
@@ -572,6 +587,8 @@ class SalesforceDealSource:
             contacts=tuple(contacts),
             click_ids=ClickIds(**clicks),
             fields=fields,
+            account_id=_text(record.get("accountid")),
+            created_at=_timestamp(record["createddate"]) if record.get("createddate") else None,
         )
 
     def _contacts(

@@ -20,7 +20,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, update
+from sqlalchemy import Connection, Engine, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 
 from revsync import logs
@@ -49,8 +49,9 @@ from revsync.store.schema import (
     runs,
 )
 from revsync.sync import ledger, writeback
+from revsync.sync.deal_writes import store_deals
 from revsync.sync.ledger import State
-from revsync.sync.matches import by_source, store_credits, store_links
+from revsync.sync.matches import store_credits, store_links
 from revsync.sync.planning import plan_destination
 from revsync.sync.reconcile import reconcile
 from revsync.sync.retention import apply_retention
@@ -282,7 +283,7 @@ class SyncJob:
             page = vetted(page, limit, self.clock())
             with self.engine.begin() as conn:
                 lease.renew(conn)
-                self._store_deals(conn, page.deals)
+                store_deals(conn, page.deals, self.clock())
                 queries.add_quarantined(conn, summary.run_id, page.quarantined, self.clock())
                 self._plan(conn, page.deals, summary)
                 queries.set_watermark(conn, source.name, page.watermark)
@@ -312,91 +313,6 @@ class SyncJob:
                 self.progress("replan", done, None)
                 if self.stop.is_set():
                     break
-
-    def _store_deals(self, conn: Connection, page: Sequence[Deal]) -> None:
-        now = self.clock()
-        queries.upsert(
-            conn,
-            deals,
-            [
-                {
-                    "source": d.source,
-                    "id": d.id,
-                    "status": d.status.value,
-                    "amount": d.amount,
-                    "currency": d.currency,
-                    "close_at": d.close_at,
-                    "modified_at": d.modified_at,
-                    "stage": d.stage,
-                    "pipeline": d.pipeline,
-                    "owner": d.owner,
-                    "click_ids": _present(d.click_ids),
-                    "fields": dict(d.fields),
-                    "synced_at": now,
-                }
-                for d in page
-            ],
-            update=(
-                "status",
-                "amount",
-                "currency",
-                "close_at",
-                "modified_at",
-                "stage",
-                "pipeline",
-                "owner",
-                "click_ids",
-                "fields",
-                "synced_at",
-            ),
-        )
-        contact_rows = {
-            (d.source, c.crm_id): {
-                "source": d.source,
-                "crm_id": c.crm_id,
-                "email_sha256": c.hashes.email,
-                "email_google_sha256": c.hashes.email_google,
-                "phone_sha256": c.hashes.phone,
-                "phone_meta_sha256": c.hashes.phone_meta,
-                "email_ga4_sha256": c.hashes.email_ga4,
-                "click_ids": _present(c.click_ids),
-            }
-            for d in page
-            for c in d.contacts
-        }
-        queries.upsert(
-            conn,
-            contacts,
-            list(contact_rows.values()),
-            update=(
-                "email_sha256",
-                "email_google_sha256",
-                "phone_sha256",
-                "phone_meta_sha256",
-                "email_ga4_sha256",
-                "click_ids",
-            ),
-        )
-        for source, ids in by_source(page).items():
-            conn.execute(
-                delete(deal_contacts).where(
-                    deal_contacts.c.source == source, deal_contacts.c.deal_id.in_(ids)
-                )
-            )
-        queries.upsert(
-            conn,
-            deal_contacts,
-            [
-                {
-                    "source": d.source,
-                    "deal_id": d.id,
-                    "contact_id": c.crm_id,
-                    "is_primary": c.is_primary,
-                }
-                for d in page
-                for c in d.contacts
-            ],
-        )
 
     def _plan(self, conn: Connection, page: Sequence[Deal], summary: RunSummary) -> None:
         now = self.clock()
@@ -451,10 +367,6 @@ def _store_error(exc: SQLAlchemyError) -> str:
     """The driver's error class, e.g. ``OperationalError``: never its text, which can hold
     SQL parameters or connection details."""
     return type(getattr(exc, "orig", None) or exc).__name__
-
-
-def _present(ids: Any) -> dict[str, str]:
-    return {name: getattr(ids, name) for name in ids.__slots__ if getattr(ids, name)}
 
 
 def _jsonable(value: Any) -> Any:
