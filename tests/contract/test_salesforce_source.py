@@ -598,3 +598,32 @@ def test_sync_job_plans_a_deal_whose_contact_was_added_after_it_was_read(
     third = run(T0 + timedelta(hours=5))
     assert third.status == "ok" and sum(third.planned.values()) == 0
     engine.dispose()
+
+
+def test_account_creation_time_and_stage_history_from_opportunity_history(
+    emu: SalesforceEmulator, tls: TlsFiles
+) -> None:
+    """AccountId and CreatedDate come with the page; with stage_history, one query per page
+    reads OpportunityHistory, which Salesforce writes on creation and each stage change."""
+    emu.set_clock(T0 - timedelta(days=3))
+    opp = emu.add("Opportunity", StageName="Prospecting", Amount=10.0, CloseDate="2026-02-27",
+                  AccountId="001000000000001AAA")  # fmt: skip
+    emu.set_clock(T0 - timedelta(days=2))
+    emu.update("Opportunity", opp, StageName="Negotiation/Review")
+    emu.update("Opportunity", opp, Amount=12.0)  # not a stage change: no history row
+    emu.set_clock(T0 - timedelta(days=1))
+    emu.update("Opportunity", opp, StageName="Closed Won")
+    emu.set_clock(T0)
+    before = emu.api_usage
+    [deal] = [d for p in read(source(emu, tls, stage_history=True)) for d in p.deals]
+    assert deal.account_id == "001000000000001AAA"
+    assert deal.created_at == T0 - timedelta(days=3)
+    assert deal.stage_history == (
+        (T0 - timedelta(days=3), "Prospecting"),
+        (T0 - timedelta(days=2), "Negotiation/Review"),
+        (T0 - timedelta(days=1), "Closed Won"),
+    )
+    with_history = emu.api_usage - before
+    before = emu.api_usage
+    [plain] = [d for p in read(source(emu, tls)) for d in p.deals]
+    assert plain.stage_history == () and with_history == emu.api_usage - before + 1

@@ -280,3 +280,59 @@ def _kpis_table(data: dict[str, Any], title: str) -> None:
             change = f"{float(now) / float(before) - 1:+.1%}"
         table.add_row(kpi.replace("_", " "), line["currency"], shown(now), shown(before), change)
     show_table(table)
+
+
+@report_app.command("pipeline")
+def report_pipeline(
+    first: FromOption = None,
+    last: ToOption = None,
+    by: Annotated[str, typer.Option(help="channel, source or campaign.")] = "channel",
+    model: ModelOption = None,
+    config: ConfigOption = None,
+    database_url: DatabaseOption = None,
+    fmt: FormatOption = Format.table,
+    as_json: JsonOption = False,
+) -> None:
+    """The opportunity report: deals created in the period by stage and source, each
+    stage's deals that moved on and median days in it (from the stage history revsync
+    records on every sync and, where read, the CRM's own)."""
+    from revsync.attribution import MODEL_NAMES
+    from revsync.reports.html import Dashboard
+    from revsync.reports.pipeline import pipeline_report
+
+    settings = cli_settings(database_url, config)
+    mapping = load_mapping(settings)
+    model = model or mapping.attribution.model
+    for option, value, allowed in (("--by", by, ("channel", "source", "campaign")),
+                                   ("--model", model, MODEL_NAMES)):  # fmt: skip
+        if value not in allowed:
+            raise config_failure(ConfigError(f"{option} {value!r}: one of {', '.join(allowed)}"))
+    engine = store_engine(settings, read_only=True)
+    with engine.connect() as conn:
+        data = pipeline_report(conn, by, model, period_of(mapping, first, last))  # type: ignore[arg-type]
+    title = f"Pipeline by stage and {by}, deals created {span(mapping, first, last)}"
+    emit(
+        fmt_of(fmt, as_json),
+        data,
+        lambda: _pipeline_tables(data, title),
+        lambda: data["rows"],
+        lambda: Dashboard(title, f"model {model}", pipeline=data),
+    )
+
+
+def _pipeline_tables(data: dict[str, Any], title: str) -> None:
+    stages = Table(title=f"{title}: {data['total']['deals']:,} deals", title_justify="left")
+    for column in ("stage", "deals now", "open", "won", "lost", "amount", "entered",
+                   "→ next", "median days"):  # fmt: skip
+        stages.add_column(column, justify="left" if column == "stage" else "right")
+    for s in data["stages"]:
+        stages.add_row(s["stage"], *(f"{s[k]:,}" for k in ("deals", "open", "won", "lost")),
+                       _amounts(s["amount"]), f"{s['entered']:,}", pct(s["to_next"]),
+                       "—" if s["median_days"] is None else f"{s['median_days']:,}")  # fmt: skip
+    show_table(stages)
+    cells = Table(title=f"Deals by stage and {data['by']}", title_justify="left")
+    for column in ("stage", data["by"], "deals", "amount"):
+        cells.add_column(column, justify="right" if column in ("deals", "amount") else "left")
+    for row in data["rows"]:
+        cells.add_row(row["stage"], row["source"], count(row["deals"]), _amounts(row["amount"]))
+    show_table(cells)
