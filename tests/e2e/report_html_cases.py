@@ -22,7 +22,8 @@ if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-CHARTS = ("kpis", "revenue-by-source", "funnel", "spend-vs-revenue", "models", "upload-health")
+CHARTS = ("kpis", "revenue-by-source", "funnel", "spend-vs-revenue", "pipeline", "models",
+          "upload-health")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "campaign": report("sources", "--by", "campaign"),
         "models": report("models", "--workers", "1"),
         "uploads": report("uploads"),
+        "pipeline": report("pipeline"),
     }
 
 
@@ -116,7 +118,11 @@ def test_the_charts_show_the_numbers_of_the_json_reports(page: Any, demo: dict[s
     total = demo["source"]["total"]
     funnel = _trace(view, "funnel", 0, "x")
     won = sum(float(m["won_deals"]) for m in total["currencies"].values())
-    assert funnel == [total["visits"], total["leads"], won]
+    deals = demo["pipeline"]["total"]["deals"]
+    assert funnel == [total["visits"], total["leads"], deals, won]
+    stages = demo["pipeline"]["stages"]
+    assert _trace(view, "pipeline", 0, "x") == [s["stage"] for s in stages]
+    assert _trace(view, "pipeline", 0, "y") == [s["entered"] for s in stages]
     spent = [r for r in demo["campaign"]["rows"] if r["currencies"].get("USD", {}).get("spend")]
     assert _trace(view, "spend-vs-revenue", 0, "x") == [r["campaign"] for r in spent]
     assert _trace(view, "spend-vs-revenue", 0, "y") == [

@@ -40,8 +40,8 @@ def report_all(
 ) -> None:
     """Write every report into one HTML file that opens offline: the last 30 days' KPIs
     against the 30 before, revenue and lead value by source, the funnel, spend against
-    revenue per campaign, the models side by side and upload health, each with its
-    figures in a table."""
+    revenue per campaign, the pipeline by stage, the models side by side and upload
+    health, each with its figures in a table."""
     from revsync.attribution import MODEL_NAMES
     from revsync.reports.html import render
 
@@ -63,6 +63,7 @@ def dashboard(engine: Engine, mapping: RevsyncConfig, model: str) -> Dashboard:
     from revsync.reports.models import as_dict as models_dict
     from revsync.reports.models import models_report
     from revsync.reports.money import Converter
+    from revsync.reports.pipeline import pipeline_report
     from revsync.reports.sources import GROUPINGS, Period, as_dict, sources_report
     from revsync.reports.uploads import uploads_report
 
@@ -75,6 +76,7 @@ def dashboard(engine: Engine, mapping: RevsyncConfig, model: str) -> Dashboard:
             for by in GROUPINGS
         }
         kpis = kpis_report(conn, month, model, convert)
+        pipeline = pipeline_report(conn, "channel", model)
         uploads = uploads_report(conn, None, [d.name for d in mapping.destinations], convert)
     models = models_dict(models_report(engine, mapping, workers=min(8, os.cpu_count() or 1)))
     return Dashboard(
@@ -85,4 +87,5 @@ def dashboard(engine: Engine, mapping: RevsyncConfig, model: str) -> Dashboard:
         models=models,
         kpis=kpis,
         uploads=uploads,
+        pipeline=pipeline,
     )

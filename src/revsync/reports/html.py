@@ -163,7 +163,7 @@ def _funnel(board: Dashboard) -> Chart | None:
     values.append(won)
     return Chart(
         "funnel",
-        "Funnel: visits → leads → won deals",
+        "Funnel: " + " → ".join(stages),
         [{"type": "funnel", "y": stages, "x": values, "textinfo": "value+percent previous"}],
         {},
     )
@@ -299,11 +299,36 @@ def _kpis(board: Dashboard) -> Chart | None:
     )
 
 
+def _pipeline(board: Dashboard) -> Chart | None:
+    if not board.pipeline or not board.pipeline["stages"]:
+        return None
+    stages = board.pipeline["stages"]
+    names = [s["stage"] for s in stages]
+    return Chart(
+        "pipeline",
+        f"Pipeline: {board.pipeline['total']['deals']:,} deals by stage",
+        [
+            {
+                "type": "bar",
+                "name": "entered the stage",
+                "x": names,
+                "y": [s["entered"] for s in stages],
+            },
+            {"type": "bar", "name": "in it now", "x": names, "y": [s["deals"] for s in stages]},
+        ],
+        {"barmode": "group", "yaxis": {"title": {"text": "deals"}}},
+        _plain_table(
+            ["stage", "deals", "open", "won", "lost", "entered", "to_next", "median_days"], stages
+        ),
+    )
+
+
 _BUILDERS: list[Callable[[Dashboard], Chart | None]] = [
     _kpis,
     _revenue_by_source,
     _funnel,
     _spend_vs_revenue,
+    _pipeline,
     _models,
     _upload_health,
 ]
