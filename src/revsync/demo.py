@@ -38,6 +38,7 @@ STAGES = {"won": "Closed Won", "lost": "Closed Lost", "open": "Negotiation"}
 PIPELINES = ("new_business", "expansion")
 FIRST_NAMES = "ana ben chloe dev emma felix gita hugo ines jon kai lena max nora omar pia".split()
 DOMAINS = ("gmail.com", "acme.io", "example.org", "outlook.com", "globex.com", "initech.net")
+FREE_MAIL = ("gmail.com", "outlook.com")
 LEAD_FIELDS = ["visitor_id", "observed_at", "email", "phone", "event"]
 LANDINGS = ("/", "/pricing", "/demo", "/features", "/blog/attribution", "/case-studies")
 
@@ -175,6 +176,7 @@ def generate(
     deal_fields = [
         "deal_id", "status", "stage", "amount", "currency", "close_date", "modified_at",
         "pipeline", "owner", "contact_id", "email", "phone", "is_primary", "gclid",
+        "account_id", "created_at",
     ]  # fmt: skip
     counts = {"visitors": 0, "touchpoints": 0, "leads": 0, "deals": 0, "won": 0}
     with (
@@ -279,6 +281,9 @@ def generate(
                     "phone": phone if rng.random() < 0.6 else "",
                     "is_primary": "true",
                     "gclid": "",
+                    # companies buy again; a free-mail buyer is a customer of their own
+                    "account_id": "" if domain in FREE_MAIL else f"ACC-{domain}",
+                    "created_at": _iso(lead_at + timedelta(hours=1)),
                 }
             )
         _bad_rows(crm, now)
