@@ -299,9 +299,9 @@ def _journeys(destination: str, conversions: int, now: datetime, ga4_clients: in
 
 
 def _destination(name: str, info: dict[str, Any], now: datetime) -> Any:
-    from revsync.config.mapping import Ga4Destination as Ga4Config
-    from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
-    from revsync.config.mapping import MetaDestination as MetaConfig
+    from revsync.config.destinations import Ga4Destination as Ga4Config
+    from revsync.config.destinations import GoogleAdsDestination as GoogleAdsConfig
+    from revsync.config.destinations import MetaDestination as MetaConfig
     from revsync.destinations.data_manager import DataManagerTransport
     from revsync.destinations.ga4 import Ga4Destination
     from revsync.destinations.ga4_http import Ga4HttpTransport

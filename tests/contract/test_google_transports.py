@@ -15,7 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
-from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
+from revsync.config.destinations import GoogleAdsDestination as GoogleAdsConfig
 from revsync.config.settings import Settings
 from revsync.destinations.data_manager import (
     INGEST_EVENTS,

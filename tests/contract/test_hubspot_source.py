@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from revsync.config.mapping import GoogleAdsDestination, HubSpotSource, RevsyncConfig
+from revsync.config.destinations import GoogleAdsDestination
+from revsync.config.mapping import HubSpotSource, RevsyncConfig
 from revsync.config.settings import Settings
 from revsync.destinations.pii import hash_person
 from revsync.domain import Deal, DealStatus, Quarantined
@@ -294,7 +295,9 @@ def test_deleted_deals_are_read_as_lost_with_a_position_of_their_own(
     # The deleted deals come first, as lost deals: their uploads get retracted.
     gone, *live = first
     assert [(d.id, d.status) for d in gone.deals] == [
-        (ids[1], DealStatus.LOST), (ids[3], DealStatus.LOST)]
+        (ids[1], DealStatus.LOST),
+        (ids[3], DealStatus.LOST),
+    ]
     assert gone.deals[0].fields == {"archivedAt": (T0 + timedelta(minutes=30)).isoformat()}
     assert (gone.deals[0].amount, gone.deals[0].contacts) == (Decimal(101), ())
     assert [d.id for d in deals_of(live)] == [ids[0], ids[2], ids[4]]

@@ -22,8 +22,8 @@ from facebook_business.api import FacebookAdsApi
 from facebook_business.session import FacebookSession
 from pydantic import SecretStr
 
-from revsync.config.mapping import Ga4Destination as Ga4Config
-from revsync.config.mapping import MetaDestination as MetaConfig
+from revsync.config.destinations import Ga4Destination as Ga4Config
+from revsync.config.destinations import MetaDestination as MetaConfig
 from revsync.config.mapping import RevsyncConfig
 from revsync.config.settings import Settings
 from revsync.destinations.ga4 import Ga4Destination

@@ -17,7 +17,8 @@ from simple_salesforce.exceptions import SalesforceGeneralError
 from sqlalchemy import Engine
 
 from revsync.collect.importer import import_identities, import_touchpoints
-from revsync.config.mapping import GoogleAdsDestination, RevsyncConfig, SalesforceSource
+from revsync.config.destinations import GoogleAdsDestination
+from revsync.config.mapping import RevsyncConfig, SalesforceSource
 from revsync.config.settings import Settings
 from revsync.destinations.pii import hash_person
 from revsync.domain import DealStatus
@@ -352,7 +353,12 @@ def test_bulk_api_above_the_threshold(emu: SalesforceEmulator, tls: TlsFiles) ->
     assert sorted(deal_ids(pages)) == sorted(ids)
     middle = (T0 + timedelta(hours=2)).isoformat()
     assert [(len(p.deals), p.watermark) for p in pages] == [
-        (2, None), (0, middle), (2, middle), (1, middle), (0, emu.now().isoformat())]
+        (2, None),
+        (0, middle),
+        (2, middle),
+        (1, middle),
+        (0, emu.now().isoformat()),
+    ]
     deals = {d.id: d for p in pages for d in p.deals}
     assert deals[ids[0]].amount == Decimal("100.0") and deals[ids[0]].contacts
     assert deals[ids[4]].status is DealStatus.LOST
@@ -547,8 +553,9 @@ def test_a_removed_contact_role_is_seen_and_a_deal_is_read_once_per_run(
     again = read(source(emu, tls), watermark)
     assert deal_ids(again) == [ids[0], ids[2], ids[1]]
     deals = {d.id: d for p in again for d in p.deals}
-    assert [c.hashes for c in deals[ids[0]].contacts] == [hash_person("p0@example.com",
-                                                                      "+14155550100")]
+    assert [c.hashes for c in deals[ids[0]].contacts] == [
+        hash_person("p0@example.com", "+14155550100")
+    ]
     assert len(deals[ids[1]].contacts) == 2 and deals[ids[1]].amount == Decimal("1.0")
 
 

@@ -32,7 +32,8 @@ import pytest
 from sqlalchemy import Engine, select
 
 from revsync.collect.importer import import_identities, import_touchpoints
-from revsync.config.mapping import GoogleAdsDestination, RevsyncConfig
+from revsync.config.destinations import GoogleAdsDestination
+from revsync.config.mapping import RevsyncConfig
 from revsync.config.settings import Settings
 from revsync.destinations.pii import hash_person
 from revsync.domain import Deal, DealStatus
@@ -280,7 +281,9 @@ def test_a_deleted_won_deal_is_retracted_once_through_the_sync_job(
     assert (second.status, dict(second.planned)) == ("ok", {"gads": 1})
     assert sum(third.planned.values()) == 0  # re-reading the deletion retracts nothing twice
     assert status == {ids[0]: "won", ids[1]: "lost", ids[2]: "won"}
-    kinds = {deal: [(r["kind"], r["state"]) for r in rows] for (deal, _), rows in ledger_rows.items()}
+    kinds = {
+        deal: [(r["kind"], r["state"]) for r in rows] for (deal, _), rows in ledger_rows.items()
+    }
     assert kinds[ids[1]] == [("conversion", "sent"), ("retraction", "sent")]
     assert kinds[ids[0]] == kinds[ids[2]] == [("conversion", "sent")]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from revsync.config.mapping import Ga4Destination as Ga4Config
-from revsync.config.mapping import MetaDestination as MetaConfig
+from revsync.config.destinations import Ga4Destination as Ga4Config
+from revsync.config.destinations import MetaDestination as MetaConfig
 from revsync.destinations.files import FileTransport
 from revsync.destinations.ga4 import Ga4Destination
 from revsync.destinations.meta import MetaDestination

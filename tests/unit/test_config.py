@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from revsync.config.destinations import GoogleAdsDestination
 from revsync.config.loader import load_config
-from revsync.config.mapping import FileSource, GoogleAdsDestination
+from revsync.config.mapping import FileSource
 from revsync.config.settings import Settings
 from revsync.errors import ConfigError
 
@@ -113,15 +114,17 @@ def test_secrets_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_the_example_documents_every_key() -> None:
     from pydantic import BaseModel
 
-    from revsync.config import mapping
+    from revsync.config import destinations, mapping
     from revsync.config.collector import CollectorConfig, CollectorSite
+    from revsync.config.reports import ReportsConfig
 
     text = EXAMPLE.read_text()
     blocks: list[type[BaseModel]] = [
         mapping.FileSource, mapping.SalesforceSource, mapping.HubSpotSource,
-        mapping.GoogleAdsDestination, mapping.Ga4Destination, mapping.MetaDestination,
-        mapping.MatchingConfig, mapping.AttributionConfig, mapping.ChannelRule,
-        mapping.PrivacyConfig, mapping.RevsyncConfig, CollectorConfig, CollectorSite,
+        destinations.GoogleAdsDestination, destinations.Ga4Destination,
+        destinations.MetaDestination, mapping.MatchingConfig, mapping.AttributionConfig,
+        mapping.ChannelRule, mapping.PrivacyConfig, mapping.RevsyncConfig, CollectorConfig,
+        CollectorSite, ReportsConfig,
     ]  # fmt: skip
     missing = sorted(
         f"{block.__name__}.{name}"

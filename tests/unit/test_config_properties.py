@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from revsync.config import mapping
+from revsync.config import destinations, mapping
 from revsync.config.loader import load_config
 from revsync.config.mapping import RevsyncConfig
 from revsync.config.settings import load_settings
@@ -76,8 +76,8 @@ def test_the_example_with_text_spliced_in(splices: list[tuple[int, str]]) -> Non
 
 _KEYS = sorted(
     {name for block in (mapping.FileSource, mapping.SalesforceSource, mapping.HubSpotSource,
-                        mapping.GoogleAdsDestination, mapping.Ga4Destination,
-                        mapping.MetaDestination, mapping.MatchingConfig,
+                        destinations.GoogleAdsDestination, destinations.Ga4Destination,
+                        destinations.MetaDestination, mapping.MatchingConfig,
                         mapping.AttributionConfig, mapping.RevsyncConfig)
      for name in block.model_fields}
 )  # fmt: skip

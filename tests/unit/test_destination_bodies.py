@@ -9,9 +9,9 @@ from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
-from revsync.config.mapping import Ga4Destination as Ga4Config
-from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
-from revsync.config.mapping import MetaDestination as MetaConfig
+from revsync.config.destinations import Ga4Destination as Ga4Config
+from revsync.config.destinations import GoogleAdsDestination as GoogleAdsConfig
+from revsync.config.destinations import MetaDestination as MetaConfig
 from revsync.destinations.files import FileTransport
 from revsync.destinations.ga4 import Ga4Destination
 from revsync.destinations.google_ads import GoogleAdsDestination, google_datetime
@@ -92,8 +92,14 @@ def test_google_custom_variables_from_deal_attributes(tmp_path: Path) -> None:
     [request] = destination.build([conversion])
     row = request.body["conversions"][0]
     assert row["custom_variables"] == [
-        {"conversion_custom_variable": "customers/1230000000/conversionCustomVariables/55", "value": "expansion"},
-        {"conversion_custom_variable": "customers/1230000000/conversionCustomVariables/56", "value": "EMEA"},
+        {
+            "conversion_custom_variable": "customers/1230000000/conversionCustomVariables/55",
+            "value": "expansion",
+        },
+        {
+            "conversion_custom_variable": "customers/1230000000/conversionCustomVariables/56",
+            "value": "EMEA",
+        },
     ]  # no owner on the deal: nothing sent for 57
     # The body is a valid request for the google-ads client, field for field.
     proto = UploadClickConversionsRequest(request.body)
@@ -171,6 +177,8 @@ def test_ga4_and_google_each_get_their_own_gmail_normalisation(tmp_path: Path) -
     )  # fmt: skip
     [event_request] = ga4.build(ga4.plan(j, credits, NOW).conversions)
     [click_request] = google.build(google.plan(j, credits, NOW).conversions)
-    assert event_request.body["user_data"]["sha256_email_address"] == [sha256_hex("annlee+crm@gmail.com")]
+    assert event_request.body["user_data"]["sha256_email_address"] == [
+        sha256_hex("annlee+crm@gmail.com")
+    ]
     assert click_request.body["conversions"][0]["user_identifiers"] == [
         {"hashed_email": sha256_hex("annlee@gmail.com")}]  # fmt: skip

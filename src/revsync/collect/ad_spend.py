@@ -20,7 +20,8 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
-from revsync.config.mapping import GoogleAdsDestination, MetaDestination, RevsyncConfig
+from revsync.config.destinations import GoogleAdsDestination, MetaDestination
+from revsync.config.mapping import RevsyncConfig
 from revsync.config.settings import Settings, for_credentials
 from revsync.errors import ConfigError
 from revsync.store.schema import gclid_clicks, spend, touchpoints

@@ -9,15 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from revsync.config.mapping import (
-    FileSource,
-    Ga4Destination,
-    GoogleAdsDestination,
-    HubSpotSource,
-    MetaDestination,
-    RevsyncConfig,
-    SalesforceSource,
-)
+from revsync.config.destinations import Ga4Destination, GoogleAdsDestination, MetaDestination
+from revsync.config.mapping import FileSource, HubSpotSource, RevsyncConfig, SalesforceSource
 from revsync.config.reading import format_key_path, item_line, key_line, plain, read_document
 from revsync.config.rules import LocatedValueError, cross_block
 from revsync.errors import ConfigError

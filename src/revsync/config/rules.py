@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 EXPORT_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 """What a file source reads (see ``rows.file_format``)."""
@@ -198,3 +206,25 @@ class Block(BaseModel):
     @classmethod
     def _no_bool_numbers(cls, data: Any) -> Any:
         return no_bool_numbers(cls, data)
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+
+
+class Named(Block):
+    """A source or destination block: its name keys watermarks and idempotency keys."""
+
+    name: str
+    credentials: str | None = Field(
+        None,
+        pattern=r"^[a-z][a-z0-9_]{0,30}$",
+        description="Named credentials: REVSYNC_<NAME>_<VARIABLE> (REVSYNC_ACME_GA4_API_SECRET) "
+        "or the secret file revsync_<name>_<variable>; default: the unnamed REVSYNC_<VARIABLE>.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _valid_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use lowercase letters, digits, '-' or '_' (max 40)")
+        return value

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
-from revsync.config.mapping import DestinationBase
+from revsync.config.destinations import DestinationBase
 from revsync.destinations.people import People, Person
 from revsync.domain import (
     ClickIds,

@@ -30,7 +30,7 @@ from google.api_core import exceptions as core_exceptions
 from google.auth import exceptions as auth_exceptions
 from google.protobuf import json_format
 
-from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
+from revsync.config.destinations import GoogleAdsDestination as GoogleAdsConfig
 from revsync.destinations.base import ApiRequest, RequestVerdict
 from revsync.destinations.files import FileTransport
 from revsync.destinations.google_ads_api import (

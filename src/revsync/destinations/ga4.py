@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from revsync.config.mapping import Ga4Destination as Ga4Config
+from revsync.config.destinations import Ga4Destination as Ga4Config
 from revsync.destinations.base import ApiRequest, Plan, PlatformDestination, conversion_key
 from revsync.destinations.people import Person
 from revsync.domain import (

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from pydantic import SecretStr
 
-from revsync.config.mapping import Ga4Destination as Ga4Config
+from revsync.config.destinations import Ga4Destination as Ga4Config
 from revsync.destinations.base import ApiRequest
 from revsync.destinations.retry import (
     RejectedCall,

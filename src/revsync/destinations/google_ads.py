@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
+from revsync.config.destinations import GoogleAdsDestination as GoogleAdsConfig
 from revsync.destinations.base import ApiRequest, PlatformDestination, conversion_key
 from revsync.destinations.ownership import is_google
 from revsync.destinations.people import Person

@@ -37,7 +37,7 @@ from google.auth.transport.requests import Request
 from google.oauth2.credentials import Credentials
 from pydantic import SecretStr
 
-from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
+from revsync.config.destinations import GoogleAdsDestination as GoogleAdsConfig
 from revsync.destinations.base import ApiRequest
 from revsync.destinations.retry import RetryPolicy
 from revsync.domain import OutcomeStatus, UploadOutcome

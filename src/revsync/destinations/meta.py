@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from revsync.config.mapping import MetaDestination as MetaConfig
+from revsync.config.destinations import MetaDestination as MetaConfig
 from revsync.destinations.base import ApiRequest, PlatformDestination
 from revsync.destinations.ownership import is_meta
 from revsync.destinations.people import Person

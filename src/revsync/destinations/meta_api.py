@@ -24,7 +24,7 @@ from facebook_business.exceptions import FacebookRequestError
 from facebook_business.session import FacebookSession
 from pydantic import SecretStr
 
-from revsync.config.mapping import MetaDestination as MetaConfig
+from revsync.config.destinations import MetaDestination as MetaConfig
 from revsync.destinations.base import ApiRequest
 from revsync.destinations.retry import (
     RejectedCall,

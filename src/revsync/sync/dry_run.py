@@ -9,7 +9,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert
 
-from revsync.config.mapping import GoogleAdsDestination, RevsyncConfig
+from revsync.config.destinations import GoogleAdsDestination
+from revsync.config.mapping import RevsyncConfig
 from revsync.store.engine import open_store
 from revsync.store.schema import metadata
 

@@ -7,20 +7,14 @@ from datetime import datetime
 
 from pydantic import SecretStr
 
+from revsync.config.destinations import Ga4Destination as Ga4Config
+from revsync.config.destinations import GoogleAdsDestination as GoogleAdsConfig
+from revsync.config.destinations import MetaDestination as MetaConfig
 from revsync.config.mapping import (
     FileSource,
     HubSpotSource,
     RevsyncConfig,
     SalesforceSource,
-)
-from revsync.config.mapping import (
-    Ga4Destination as Ga4Config,
-)
-from revsync.config.mapping import (
-    GoogleAdsDestination as GoogleAdsConfig,
-)
-from revsync.config.mapping import (
-    MetaDestination as MetaConfig,
 )
 from revsync.config.settings import Settings, for_credentials
 from revsync.destinations.base import Destination, Transport

@@ -31,9 +31,9 @@ import grpc
 from google.protobuf import json_format
 from pydantic import SecretStr
 
-from revsync.config.mapping import Ga4Destination as Ga4Config
-from revsync.config.mapping import GoogleAdsDestination as GoogleAdsConfig
-from revsync.config.mapping import MetaDestination as MetaConfig
+from revsync.config.destinations import Ga4Destination as Ga4Config
+from revsync.config.destinations import GoogleAdsDestination as GoogleAdsConfig
+from revsync.config.destinations import MetaDestination as MetaConfig
 from revsync.destinations.base import PlatformDestination
 from revsync.destinations.data_manager import DataManagerTransport
 from revsync.destinations.files import FileTransport
