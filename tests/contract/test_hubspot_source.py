@@ -587,3 +587,22 @@ def test_a_crm_deal_with_an_unbelievable_zero_or_future_won_amount_is_not_upload
     sent = {(c["currency_code"], c["conversion_value"])
             for line in lines for c in json.loads(line)["body"]["conversions"]}  # fmt: skip
     assert sent == {("JPY", 101.0), ("USD", 2400.0)}
+
+
+def test_each_deals_primary_company_and_creation_time(emu: HubSpotEmulator) -> None:
+    """With ``companies: true``, one associations call per page gives each deal its primary
+    company (association type 5), whatever HubSpot's order; ``createdate`` comes along."""
+    first, second, alone = seed(emu, 3)
+    emu.associate_company(first, "900")
+    emu.associate_company(first, "77", primary=True)  # primary although listed after 900
+    emu.associate_company(second, "901")
+    before = emu.daily_usage
+    deals = {d.id: d for d in deals_of(read(source(emu, companies=True)))}
+    with_companies = emu.daily_usage - before
+    assert (deals[first].account_id, deals[second].account_id) == ("77", "901")
+    assert deals[alone].account_id is None
+    assert deals[first].created_at == T0
+    before = emu.daily_usage
+    plain = deals_of(read(source(emu)))
+    assert {d.account_id for d in plain} == {None}
+    assert with_companies == emu.daily_usage - before + 1

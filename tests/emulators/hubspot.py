@@ -36,7 +36,9 @@ from tests.emulators.crm_http import EmulatorServer, Request, Response, json_res
 OPERATORS = frozenset({"EQ", "NEQ", "GT", "GTE", "LT", "LTE", "IN", "NOT_IN", "BETWEEN",
                        "HAS_PROPERTY", "NOT_HAS_PROPERTY"})
 MODIFIED = {"deals": "hs_lastmodifieddate", "contacts": "lastmodifieddate"}
-ASSOCIATION_TYPE_IDS = {("deals", "contacts"): 3, ("contacts", "deals"): 4}
+# HubSpot-defined association types; deal -> company: 5 is the primary company, 341 any
+ASSOCIATION_TYPE_IDS = {("deals", "contacts"): 3, ("contacts", "deals"): 4,
+                        ("deals", "companies"): 341}
 
 
 @dataclass(frozen=True)
@@ -205,6 +207,7 @@ class HubSpotEmulator(EmulatorServer):
         # indexes (performance only): associations by end, and per-generation caches of
         # records sorted by a property and keyed by a property, rebuilt after any write
         self._associated: dict[str, dict[str, set[str]]] = {"deals": {}, "contacts": {}}
+        self._companies: dict[str, list[str]] = {}  # deal id -> company ids, primary first
         self._generation = 0
         self._sorted_cache: dict[tuple[str, PropertyDef], tuple[int, _Sorted]] = {}
         self._keyed_cache: dict[tuple[str, str], tuple[int, dict[Any, dict[str, Any]]]] = {}
@@ -251,6 +254,12 @@ class HubSpotEmulator(EmulatorServer):
             self._associations.add((deal_id, contact_id))
             self._associated["deals"].setdefault(deal_id, set()).add(contact_id)
             self._associated["contacts"].setdefault(contact_id, set()).add(deal_id)
+
+    def associate_company(self, deal_id: str, company_id: str, primary: bool = False) -> None:
+        """Associate a deal with a company (the primary one, or one of the others)."""
+        with self._lock:
+            companies = self._companies.setdefault(deal_id, [])
+            companies.insert(0 if primary else len(companies), company_id)
 
     def update(self, object_type: str, object_id: str, **properties: Any) -> None:
         """Edit a record as a user would mid-run: bumps the last-modified date to the clock."""
@@ -705,7 +714,12 @@ class HubSpotEmulator(EmulatorServer):
         results, missing = [], []
         for item in inputs:
             from_id = str(item["id"])
-            targets = sorted(self._associated[from_type].get(from_id, ()), key=int)
+            if to_type == "companies":
+                primary = self._companies.get(from_id, [])[:1]
+                targets = sorted(self._companies.get(from_id, []), key=int)
+            else:
+                primary = []
+                targets = sorted(self._associated[from_type].get(from_id, ()), key=int)
             if not targets:
                 missing.append(from_id)
                 continue
@@ -715,7 +729,9 @@ class HubSpotEmulator(EmulatorServer):
             end = start + self.associations_per_page
             result: dict[str, Any] = {"from": {"id": from_id}, "to": [
                 {"toObjectId": int(t), "associationTypes": [
-                    {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None}]}
+                    {"category": "HUBSPOT_DEFINED", "typeId": type_id, "label": None},
+                    *([{"category": "HUBSPOT_DEFINED", "typeId": 5, "label": "Primary"}]
+                      if t in primary else [])]}
                 for t in targets[start:end]]}
             if end < len(targets):
                 token = base64.urlsafe_b64encode(f"assoc-{end}".encode()).decode()

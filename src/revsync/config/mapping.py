@@ -263,6 +263,10 @@ class HubSpotSource(ApiSource):
         description="Pipeline -> stage ids that mean won; a pipeline not listed is won by "
         "won_property (doctor lists such pipelines).",
     )
+    companies: bool = Field(
+        False, description="Read each deal's primary company (one more call per page): "
+        "the customer of report kpis' ARPC, CLTV and CAC.",
+    )  # fmt: skip
     push_attribution: bool = Field(
         False, description="Write first/last-touch data onto newly identified contacts."
     )

@@ -479,6 +479,9 @@ class HubSpotDealSource:
     def _page(self, raw: list[Any]) -> DealPage:
         problems: list[Quarantined] = []
         contact_ids = self._associated_contacts([str(d.id) for d in raw])
+        companies = (
+            self._primary_companies([str(d.id) for d in raw]) if self.config.companies else {}
+        )
         wanted = list(dict.fromkeys(c for ids in contact_ids.values() for c in ids))
         records = self._contacts(wanted, problems)
         for contact_id in wanted:
@@ -499,7 +502,7 @@ class HubSpotDealSource:
             linked = [records[c] for c in contact_ids.get(str(item.id), []) if c in records]
             deal = self._deal(item, linked, problems)
             if deal is not None:
-                out.append(deal)
+                out.append(dataclasses.replace(deal, account_id=companies.get(deal.id)))
         return DealPage(
             deals=tuple(out),
             quarantined=tuple(problems),
@@ -507,7 +510,16 @@ class HubSpotDealSource:
         )
 
     def _associated_contacts(self, deal_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Deal id -> associated contact ids, in HubSpot's order (deals without any omitted).
+        """Deal id -> associated contact ids, in HubSpot's order (deals without any omitted)."""
+        return self._associated(deal_ids, "contacts")
+
+    def _primary_companies(self, deal_ids: Sequence[str]) -> dict[str, str]:
+        """Deal id -> its primary company (association type 5), else its first company."""
+        return {deal_id: ids[0] for deal_id, ids in self._associated(deal_ids, "companies").items()}
+
+    def _associated(self, deal_ids: Sequence[str], to_type: str) -> dict[str, list[str]]:
+        """Deal id -> associated ``to_type`` ids, the primary ones (type 5) first, then in
+        HubSpot's order.
 
         A deal's associations may come a page at a time (the page size is not documented):
         a result with ``paging`` is asked for again with its ``after`` token alongside the
@@ -521,14 +533,16 @@ class HubSpotDealSource:
                 "association read",
                 self._associations_api.get_page,
                 "deals",
-                "contacts",
+                to_type,
                 BatchInputPublicFetchAssociationsBatchRequest(inputs=chunk),
                 _request_timeout=self.config.timeout_seconds,
             )
             for result in response.results or []:
                 deal_id = str(result._from.id)
                 targets = out.setdefault(deal_id, [])
-                targets += (str(t.to_object_id) for t in result.to or [])
+                for target in result.to or []:
+                    primary = any(a.type_id == 5 for a in target.association_types or [])
+                    targets.insert(0 if primary else len(targets), str(target.to_object_id))
                 following = result.paging.next if result.paging else None
                 if following is not None and following.after:
                     pending.append({"id": deal_id, "after": following.after})
