@@ -13,13 +13,11 @@ import typer
 from revsync.cli.base import (
     ConfigOption,
     DatabaseOption,
-    cli_settings,
     config_failure,
-    load_mapping,
     out,
     report_app,
-    store_engine,
 )
+from revsync.cli.output import report_store
 from revsync.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -45,12 +43,10 @@ def report_all(
     from revsync.attribution import MODEL_NAMES
     from revsync.reports.html import render
 
-    settings = cli_settings(database_url, config)
-    mapping = load_mapping(settings)
+    mapping, engine = report_store(database_url, config)
     model = model or mapping.attribution.model
     if model not in MODEL_NAMES:
         raise config_failure(ConfigError(f"--model {model!r}: one of {', '.join(MODEL_NAMES)}"))
-    engine = store_engine(settings, read_only=True)
     board = dashboard(engine, mapping, model)
     html.write_text(render(board), encoding="utf-8")
     out.print(f"wrote {html} ({html.stat().st_size / 1e6:.1f} MB, opens offline)")

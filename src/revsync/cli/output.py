@@ -15,9 +15,13 @@ from zoneinfo import ZoneInfo
 
 import typer
 
-from revsync.cli.base import out
+from revsync.cli.base import cli_settings, load_mapping, out, store_engine
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from sqlalchemy import Engine
+
     from revsync.config.mapping import RevsyncConfig
     from revsync.reports.html import Dashboard
     from revsync.reports.sources import Period
@@ -47,6 +51,12 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Same as --format json.
 ModelOption = Annotated[
     str | None, typer.Option(help="Attribution model (default: the mapping's).")
 ]
+
+
+def report_store(database_url: str | None, config: Path | None) -> tuple[RevsyncConfig, Engine]:
+    """The mapping and the store a report reads (never created or migrated)."""
+    settings = cli_settings(database_url, config)
+    return load_mapping(settings), store_engine(settings, read_only=True)
 
 
 def period_of(mapping: RevsyncConfig, first: datetime | None, last: datetime | None) -> Period:

@@ -10,13 +10,10 @@ from rich.table import Table
 from revsync.cli.base import (
     ConfigOption,
     DatabaseOption,
-    cli_settings,
     config_failure,
-    load_mapping,
     out,
     report_app,
     show_table,
-    store_engine,
 )
 from revsync.cli.output import (
     Format,
@@ -31,6 +28,7 @@ from revsync.cli.output import (
     fmt_of,
     pct,
     period_of,
+    report_store,
     span,
     times,
 )
@@ -68,14 +66,12 @@ def report_sources(
     from revsync.reports.money import Converter
     from revsync.reports.sources import GROUPINGS, as_dict, sources_report
 
-    settings = cli_settings(database_url, config)
-    mapping = load_mapping(settings)
+    mapping, engine = report_store(database_url, config)
     model = model or mapping.attribution.model
     for option, value, allowed in (("--by", by, GROUPINGS), ("--model", model, MODEL_NAMES)):
         if value not in allowed:
             raise config_failure(ConfigError(f"{option} {value!r}: one of {', '.join(allowed)}"))
     period = period_of(mapping, first, last)
-    engine = store_engine(settings, read_only=True)
     with engine.connect() as conn:
         convert = Converter.load(conn, mapping.reports)
         report = sources_report(conn, cast("GroupBy", by), model, period,
@@ -157,9 +153,7 @@ def report_uploads(
     from revsync.reports.money import Converter
     from revsync.reports.uploads import uploads_report
 
-    settings = cli_settings(database_url, config)
-    mapping = load_mapping(settings)
-    engine = store_engine(settings, read_only=True)
+    mapping, engine = report_store(database_url, config)
     with engine.connect() as conn:
         convert = Converter.load(conn, mapping.reports)
         data = uploads_report(conn, period_of(mapping, first, last),
@@ -230,9 +224,7 @@ def report_kpis(
 
     if first is None or last is None or last < first:
         raise config_failure(ConfigError("report kpis needs --from and --to (from <= to)"))
-    settings = cli_settings(database_url, config)
-    mapping = load_mapping(settings)
-    engine = store_engine(settings, read_only=True)
+    mapping, engine = report_store(database_url, config)
     with engine.connect() as conn:
         convert = Converter.load(conn, mapping.reports)
         data = kpis_report(conn, period_of(mapping, first, last),
@@ -300,14 +292,12 @@ def report_pipeline(
     from revsync.reports.html import Dashboard
     from revsync.reports.pipeline import pipeline_report
 
-    settings = cli_settings(database_url, config)
-    mapping = load_mapping(settings)
+    mapping, engine = report_store(database_url, config)
     model = model or mapping.attribution.model
     for option, value, allowed in (("--by", by, ("channel", "source", "campaign")),
                                    ("--model", model, MODEL_NAMES)):  # fmt: skip
         if value not in allowed:
             raise config_failure(ConfigError(f"{option} {value!r}: one of {', '.join(allowed)}"))
-    engine = store_engine(settings, read_only=True)
     with engine.connect() as conn:
         data = pipeline_report(conn, by, model, period_of(mapping, first, last))  # type: ignore[arg-type]
     title = f"Pipeline by stage and {by}, deals created {span(mapping, first, last)}"
