@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from sqlalchemy import select
 
 from revsync.config.destinations import GoogleAdsDestination
 from revsync.config.mapping import HubSpotSource, RevsyncConfig
@@ -22,6 +23,8 @@ from revsync.errors import ConfigError, PermanentError, TransientError
 from revsync.sources.base import DealPage
 from revsync.sources.hubspot import HubSpotDealSource
 from revsync.store.engine import open_store
+from revsync.store.schema import deal_stages
+from revsync.sync.deal_writes import store_deals
 from revsync.sync.factory import build_destinations, build_sources
 from revsync.sync.job import SyncJob
 from tests.emulators.hubspot import HubSpotEmulator, PropertyDef
@@ -606,3 +609,38 @@ def test_each_deals_primary_company_and_creation_time(emu: HubSpotEmulator) -> N
     plain = deals_of(read(source(emu)))
     assert {d.account_id for d in plain} == {None}
     assert with_companies == emu.daily_usage - before + 1
+
+
+def test_stage_history_from_the_date_entered_properties(
+    emu: HubSpotEmulator, tmp_path: Path
+) -> None:
+    """With ``stage_history: true``, the pipelines are read once and one batch read per page
+    gives each deal ``hs_v2_date_entered_<stage>`` of every pipeline's stages, oldest first;
+    the sync stores them with origin ``crm``."""
+    emu.add_pipeline("p2", "Renewals", [("901", "Renewal due", "0.5", False)])
+    moved = emu.add_deal(dealstage="appointmentscheduled", amount="10")
+    emu.set_clock(T0 + timedelta(days=2))
+    emu.update("deals", moved, dealstage="qualifiedtobuy")
+    renewal = emu.add_deal(pipeline="p2", dealstage="901", amount="20")
+    emu.set_clock(T0 + timedelta(days=3))
+    before = emu.daily_usage
+    assert {d.stage_history for d in deals_of(read(source(emu)))} == {()}
+    plain, before = emu.daily_usage - before, emu.daily_usage
+    src = source(emu, stage_history=True)
+    deals = {d.id: d for d in deals_of(read(src))}
+    assert emu.daily_usage - before == plain + 2  # the pipelines, one batch read
+    assert deals[moved].stage_history == (
+        (T0, "appointmentscheduled"), (T0 + timedelta(days=2), "qualifiedtobuy"))  # fmt: skip
+    assert deals[renewal].stage_history == ((T0 + timedelta(days=2), "901"),)
+    read(src)
+    assert sum(r.path.endswith("/pipelines/deals") for r in emu.requests) == 1
+
+    store = open_store(f"sqlite:///{tmp_path}/x.db")
+    with store.begin() as conn:
+        store_deals(conn, list(deals.values()), T0 + timedelta(days=3))
+        rows = conn.execute(
+            select(deal_stages.c.deal_id, deal_stages.c.stage, deal_stages.c.origin)
+        ).all()
+    # the sync's own entry (at modified_at) is the CRM's: one row, the CRM's
+    assert sorted(rows) == sorted([(moved, "appointmentscheduled", "crm"),
+                                   (moved, "qualifiedtobuy", "crm"), (renewal, "901", "crm")])  # fmt: skip

@@ -3,7 +3,8 @@
 Deals and contacts with string-valued properties, deal pipelines, deal↔contact
 associations, and the endpoints revsync uses: CRM search (filter groups, one sort, ``after``
 cursor, 200 per page, 10,000 results per query, 3,000-character bodies, a per-second search
-limit), v4 association batch reads, object batch read/update, property and pipeline lists,
+limit), v4 association batch reads, object batch read/update, property and pipeline lists
+(each stage's ``hs_v2_date_entered_<stage id>``, set when a deal enters the stage),
 and the private apps' daily API usage (``daily_limit``; ``daily_usage`` counts calls).
 A private-app bearer token is required; a rolling burst limit answers 429 with
 ``Retry-After``. Datetime properties are returned as ISO-8601 UTC strings with
@@ -36,6 +37,7 @@ from tests.emulators.crm_http import EmulatorServer, Request, Response, json_res
 OPERATORS = frozenset({"EQ", "NEQ", "GT", "GTE", "LT", "LTE", "IN", "NOT_IN", "BETWEEN",
                        "HAS_PROPERTY", "NOT_HAS_PROPERTY"})
 MODIFIED = {"deals": "hs_lastmodifieddate", "contacts": "lastmodifieddate"}
+ENTERED = "hs_v2_date_entered_"  # + stage id: when a deal entered the stage (last time)
 # HubSpot-defined association types; deal -> company: 5 is the primary company, 341 any
 ASSOCIATION_TYPE_IDS = {("deals", "contacts"): 3, ("contacts", "deals"): 4,
                         ("deals", "companies"): 341}
@@ -230,6 +232,11 @@ class HubSpotEmulator(EmulatorServer):
                         "metadata": {"isClosed": str(closed).lower(), "probability": prob}}
                        for i, (sid, slabel, prob, closed) in enumerate(stages)],
         }
+        for sid, *_ in stages:  # HubSpot's calculated property per stage
+            name = f"{ENTERED}{sid}"
+            self.properties["deals"][name] = PropertyDef(name, "datetime", "date",
+                                                         read_only=True, calculated=True)
+        self._generation += 1
 
     def add_property(self, object_type: str, name: str, type_: str = "string",
                      field_type: str = "text") -> None:
@@ -339,6 +346,7 @@ class HubSpotEmulator(EmulatorServer):
             raise HubSpotError(400, "VALIDATION_ERROR",
                                "Property values were not valid: " + "; ".join(errors))
         props = record["properties"]
+        stage_before = props.get("dealstage")
         if stamp:
             props[MODIFIED[object_type]] = str(to_millis(self.now()))
         for name, value in properties.items():
@@ -356,6 +364,10 @@ class HubSpotEmulator(EmulatorServer):
             props["hs_is_closed"] = str(closed).lower()
             won = closed and stage is not None and stage["metadata"]["probability"] == "1.0"
             props["hs_is_closed_won"] = str(won).lower()
+            entered = f"{ENTERED}{props.get('dealstage')}"
+            moved = props.get("dealstage") != stage_before
+            if moved and entered in defs and entered not in properties:
+                props[entered] = props[MODIFIED[object_type]]
 
     def _stage(self, pipeline: str | None, stage_id: str | None) -> dict[str, Any] | None:
         stages = self.pipelines.get(pipeline or "", {}).get("stages", [])

@@ -267,6 +267,10 @@ class HubSpotSource(ApiSource):
         False, description="Read each deal's primary company (one more call per page): "
         "the customer of report kpis' ARPC, CLTV and CAC.",
     )  # fmt: skip
+    stage_history: bool = Field(
+        False, description="Read each page's hs_v2_date_entered_<stage> properties for the "
+        "pipeline report's stage history (one more call per 100 deals).",
+    )  # fmt: skip
     push_attribution: bool = Field(
         False, description="Write first/last-touch data onto newly identified contacts."
     )

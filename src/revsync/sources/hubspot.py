@@ -11,7 +11,9 @@ never shifts an unread deal out of reach; it is read again later in the run or i
 one (the watermark overlap).
 
 Each page's deals get their contacts in batches: associations deals→contacts (≤ 1,000 ids a
-call) then contacts (≤ 100 a call). The first associated contact is the primary one (HubSpot
+call) then contacts (≤ 100 a call). With ``stage_history``, a batch read of the page's
+``hs_v2_date_entered_<stage id>`` properties (every pipeline's stages) gives each deal the
+stages it entered. The first associated contact is the primary one (HubSpot
 orders them by contact id). A contact that no longer exists is quarantined as a deleted
 contact; the deal still syncs without it.
 
@@ -77,6 +79,7 @@ from revsync.sources.hubspot_values import (
     api_error,
     aware,
     created_of,
+    entered_stages,
     is_true,
     iso_or_none,
     join_watermark,
@@ -140,6 +143,7 @@ class HubSpotDealSource:
         self._throttle = Throttle(config.searches_per_second)
         self._won_stages = {p: set(stages) for p, stages in config.won_stages.items()}
         self._details: dict[str, Any] | None = None
+        self._stage_properties: dict[str, str] | None = None
         self._now = datetime.now(UTC)
 
     # --- DealSource -----------------------------------------------------------------
@@ -479,9 +483,9 @@ class HubSpotDealSource:
     def _page(self, raw: list[Any]) -> DealPage:
         problems: list[Quarantined] = []
         contact_ids = self._associated_contacts([str(d.id) for d in raw])
-        companies = (
-            self._primary_companies([str(d.id) for d in raw]) if self.config.companies else {}
-        )
+        ids = [str(d.id) for d in raw]
+        companies = self._primary_companies(ids) if self.config.companies else {}
+        history = self._stage_entries(ids) if self.config.stage_history else {}
         wanted = list(dict.fromkeys(c for ids in contact_ids.values() for c in ids))
         records = self._contacts(wanted, problems)
         for contact_id in wanted:
@@ -502,7 +506,8 @@ class HubSpotDealSource:
             linked = [records[c] for c in contact_ids.get(str(item.id), []) if c in records]
             deal = self._deal(item, linked, problems)
             if deal is not None:
-                out.append(dataclasses.replace(deal, account_id=companies.get(deal.id)))
+                account, entries = companies.get(deal.id), history.get(deal.id, ())
+                out.append(dataclasses.replace(deal, account_id=account, stage_history=entries))
         return DealPage(
             deals=tuple(out),
             quarantined=tuple(problems),
@@ -516,6 +521,31 @@ class HubSpotDealSource:
     def _primary_companies(self, deal_ids: Sequence[str]) -> dict[str, str]:
         """Deal id -> its primary company (association type 5), else its first company."""
         return {deal_id: ids[0] for deal_id, ids in self._associated(deal_ids, "companies").items()}
+
+    def _stage_entries(
+        self, deal_ids: Sequence[str]
+    ) -> dict[str, tuple[tuple[datetime, str], ...]]:
+        """Deal id -> the stages it entered and when (``hs_v2_date_entered_<stage id>``, one
+        time per stage), by batch read, 100 deals a call: one property per stage of every
+        pipeline would overflow a search body's 3,000 characters."""
+        if self._stage_properties is None:
+            pipelines = self._get("/crm/v3/pipelines/deals")["results"]
+            self._stage_properties = {f"hs_v2_date_entered_{s['id']}": s["id"]
+                                      for p in pipelines for s in p.get("stages", [])}  # fmt: skip
+        out = {}
+        for start in range(0, len(deal_ids), CONTACTS_PER_CALL):
+            chunk = deal_ids[start : start + CONTACTS_PER_CALL]
+            request = deals.BatchReadInputSimplePublicObjectId(
+                inputs=[{"id": deal_id} for deal_id in chunk],
+                properties=list(self._stage_properties),
+            )
+            response = self._call(
+                "deal stage read", self._deal_batch_api.read, request, archived=False,
+                _request_timeout=self.config.timeout_seconds,
+            )  # fmt: skip
+            for item in response.results or []:
+                out[str(item.id)] = entered_stages(item.properties or {}, self._stage_properties)
+        return out
 
     def _associated(self, deal_ids: Sequence[str], to_type: str) -> dict[str, list[str]]:
         """Deal id -> associated ``to_type`` ids, the primary ones (type 5) first, then in

@@ -153,7 +153,19 @@ def modified_of(raw: Any) -> datetime:
 
 def created_of(props: dict[str, Any]) -> datetime | None:
     """A deal's ``createdate``, aware UTC; ``None`` if absent or not a date-time."""
-    value = props.get("createdate")
+    return _moment(props.get("createdate"))
+
+
+def entered_stages(
+    props: dict[str, Any], stages: dict[str, str]
+) -> tuple[tuple[datetime, str], ...]:
+    """(entered at, stage id), oldest first, from the ``hs_v2_date_entered_<stage id>``
+    properties named in ``stages`` (property -> stage id); unset or bad values are left out."""
+    entries = ((_moment(props.get(name)), stage) for name, stage in stages.items())
+    return tuple(sorted((at, stage) for at, stage in entries if at is not None))
+
+
+def _moment(value: Any) -> datetime | None:
     if not value:
         return None
     try:

@@ -4,8 +4,8 @@ between them, and the deals' stage history (``deal_stages``).
 A deal's stage is recorded when it is new to the store or its stage differs from the
 stored one, entered at the deal's ``modified_at`` (when the CRM says it changed: the
 nearest a sync can tell); what the CRM itself recorded (``Deal.stage_history``) is stored
-with ``origin = "crm"``. Both are keyed by deal, time and stage, so a page read again adds
-nothing."""
+with ``origin = "crm"``, and wins when both name the same time and stage. Both are keyed by
+deal, time and stage, so a page read again adds nothing."""
 
 from __future__ import annotations
 
@@ -76,11 +76,11 @@ def _stage_rows(conn: Connection, page: Sequence[Deal]) -> list[dict[str, Any]]:
         stored.update({(source, deal_id): stage for deal_id, stage in conn.execute(query)})
     rows = []
     for d in page:
-        for entered_at, stage in d.stage_history:
-            rows.append(_stage(d, entered_at, stage, "crm"))
         key = (d.source, d.id)
         if d.stage and (key not in stored or stored[key] != d.stage):
             rows.append(_stage(d, d.modified_at, d.stage, "sync"))
+        # after the sync's: the last row per key is stored, so the CRM's wins a tie
+        rows += [_stage(d, entered_at, stage, "crm") for entered_at, stage in d.stage_history]
     return rows
 
 
