@@ -44,8 +44,11 @@ def mapping(**collector: Any) -> RevsyncConfig:
 
 
 class Clock:
+    """The wall clock and the rate limiter's monotonic clock, both moved only by a test."""
+
     def __init__(self) -> None:
         self.now = NOW
+        self.monotonic = 30.0  # mid-minute: the limiter's window never turns by itself
 
     def __call__(self) -> datetime:
         return self.now
@@ -59,7 +62,11 @@ def clock() -> Clock:
 @contextmanager
 def open_client(engine: Engine, clock: Clock, **collector: Any) -> Iterator[TestClient]:
     app = Collector(
-        mapping(**collector), engine, environ={"LEADS_SECRET": SECRET}, clock=clock
+        mapping(**collector),
+        engine,
+        environ={"LEADS_SECRET": SECRET},
+        clock=clock,
+        monotonic=lambda: clock.monotonic,
     )
     with TestClient(app.app, base_url="https://t.example.com") as client:
         client.headers.update({"user-agent": UA, "origin": ORIGIN})
@@ -184,10 +191,12 @@ def test_body_limit_rate_limit_and_not_json(engine: Engine, clock: Clock) -> Non
         assert client.post("/v1/collect", content=b"{nope").status_code == 400
         assert post(client, "/v1/collect", visit()).status_code == 204
         assert post(client, "/v1/collect", visit()).status_code == 429
+        clock.monotonic += 60  # the next minute: counts start again
+        assert post(client, "/v1/collect", visit()).status_code == 204
         metrics = client.get("/metrics").text
     assert 'revsync_collector_rejects_total{reason="too_large"} 1.0' in metrics
     assert 'revsync_collector_rejects_total{reason="rate_limited"} 1.0' in metrics
-    assert 'revsync_collector_events_written_total{kind="touchpoint"} 1.0' in metrics
+    assert 'revsync_collector_events_written_total{kind="touchpoint"} 2.0' in metrics
 
 
 def test_bots_and_denied_consent_are_answered_but_not_stored(
