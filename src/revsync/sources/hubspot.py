@@ -28,58 +28,49 @@ updates of up to 100. A contact that no longer exists fails alone (HubSpot answe
 names it); a batch HubSpot refuses as a whole (400, e.g. a property that does not exist)
 fails each of its contacts with HubSpot's message.
 
-Every call is retried on 429, 5xx and connection errors (honouring ``Retry-After``, bounded
-attempts, jittered exponential backoff), and searches are throttled client-side.
+Calls and their retries: see ``hubspot_session``. Searches are throttled client-side.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
 
-import urllib3
-from hubspot import HubSpot
 from hubspot.crm import contacts, deals
-from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInput,
-    BatchReadInputSimplePublicObjectId,
     SimplePublicObjectBatchInput,
 )
 from hubspot.crm.deals import PublicObjectSearchRequest
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 
-from revsync.collect.parsing import ParseError, click_id, ga_client_id
 from revsync.config.mapping import HubSpotSource
 from revsync.config.settings import Settings
 from revsync.currencies import ISO_4217
-from revsync.destinations.pii import InvalidIdentifier, hash_person
 from revsync.domain import (
     MERGED_FROM,
     AttributionPush,
-    ClickIds,
-    Contact,
     Deal,
     DealStatus,
-    PersonHashes,
     PushResult,
     Quarantined,
 )
-from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
-from revsync.sources.base import DealPage, backoff_seconds, place_date
+from revsync.errors import RevsyncError
+from revsync.sources.base import DealPage, place_date
+from revsync.sources.hubspot_records import (
+    CONTACT_PROPERTIES,
+    CONTACTS_PER_CALL,
+    ContactRecord,
+    HubSpotRecords,
+)
 from revsync.sources.hubspot_values import (
-    API_ERRORS,
     MODIFIED,
     BadValue,
-    Throttle,
     after_time,
     api_error,
     aware,
     created_of,
-    entered_stages,
     is_true,
     iso_or_none,
     join_watermark,
@@ -87,8 +78,6 @@ from revsync.sources.hubspot_values import (
     modified_of,
     parse_amount,
     parse_instant,
-    retry_after_seconds,
-    retryable,
     split_watermark,
 )
 
@@ -100,50 +89,19 @@ DEAL_PROPERTIES = (
     "hs_is_closed", "hs_lastmodifieddate", "hubspot_owner_id", "hs_merged_object_ids",
     "createdate",
 )  # fmt: skip
-CONTACT_PROPERTIES = ("email", "phone", "mobilephone", "hs_analytics_source")
 SEARCH_LIMIT = 200
 LIST_LIMIT = 100  # deals per list request (archived deals)
-ASSOCIATIONS_PER_CALL = 1_000
-CONTACTS_PER_CALL = 100
-_T = TypeVar("_T")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _ContactRecord:
-    contact: Contact
-    analytics_source: str | None
-
-
-class HubSpotDealSource:
-    """Deals changed since the watermark (minus ``overlap_minutes``), page by page."""
+class HubSpotDealSource(HubSpotRecords):
+    """Deals changed since the watermark (minus ``overlap_minutes``), page by page. Calls and
+    retries: ``hubspot_session``; contacts, companies, stages: ``hubspot_records``."""
 
     def __init__(
         self, config: HubSpotSource, settings: Settings, default_phone_region: str | None = None
     ) -> None:
-        token = settings.hubspot_access_token
-        if token is None or not token.get_secret_value().strip():
-            raise ConfigError(
-                f"source {config.name!r}: set {settings.variable('hubspot_access_token')} "
-                "(a HubSpot private app access token)"
-            )
-        self.name = config.name
-        self.config = config
-        self.default_phone_region = default_phone_region
-        client = HubSpot(
-            access_token=token.get_secret_value().strip(),
-            host=config.host.rstrip("/"),
-            # revsync retries itself; urllib3 must not sleep on Retry-After behind its back
-            retry=urllib3.Retry(total=0, respect_retry_after_header=False),
-        )
-        self._search_api = client.crm.deals.search_api
-        self._deals_api = client.crm.deals.basic_api
-        self._associations_api = client.crm.associations.v4.batch_api
-        self._contacts_api = client.crm.contacts.batch_api
-        self._deal_batch_api = client.crm.deals.batch_api
-        self._throttle = Throttle(config.searches_per_second)
+        super().__init__(config, settings, default_phone_region)
         self._won_stages = {p: set(stages) for p, stages in config.won_stages.items()}
-        self._details: dict[str, Any] | None = None
-        self._stage_properties: dict[str, str] | None = None
         self._now = datetime.now(UTC)
 
     # --- DealSource -----------------------------------------------------------------
@@ -318,46 +276,6 @@ class HubSpotDealSource:
                 return exc
             raise
 
-    def _get(self, path: str) -> Any:
-        """A JSON GET through the SDK's client (auth, retries, timeout)."""
-        client = self._search_api.api_client
-        return self._call(
-            f"GET {path}", client.call_api, path, "GET", auth_settings=["oauth2"],
-            response_types_map={200: "object"}, _return_http_data_only=True,
-            _request_timeout=self.config.timeout_seconds,
-        )  # fmt: skip
-
-    def _portal(self) -> dict[str, Any]:
-        """The portal's account details (company currency, time zone), read once."""
-        if self._details is None:
-            self._details = dict(self._get("/account-info/v3/details"))
-        return self._details
-
-    def _default_currency(self) -> str:
-        """The currency of deals without ``deal_currency_code``: the mapping's, else the
-        portal's company currency."""
-        configured = self.config.default_currency
-        if configured is None:
-            configured = str(self._portal().get("companyCurrency") or "").upper()
-            if configured not in ISO_4217:
-                raise PermanentError(
-                    f"HubSpot source {self.name!r}: the portal's company currency "
-                    f"{configured!r} is not an ISO 4217 code; set default_currency"
-                )
-        return configured
-
-    def _timezone(self) -> str:
-        """The zone of date-only close dates: the mapping's, else the portal's."""
-        zone = self.config.timezone or str(self._portal().get("timeZone") or "")
-        try:
-            ZoneInfo(zone)
-        except (ValueError, KeyError):
-            raise PermanentError(
-                f"HubSpot source {self.name!r}: the portal's time zone {zone!r} is unknown; "
-                "set timezone"
-            ) from None
-        return zone
-
     # --- searching ------------------------------------------------------------------
 
     def _search(self, since: datetime | None) -> Iterator[list[Any]]:
@@ -514,120 +432,10 @@ class HubSpotDealSource:
             watermark=modified_of(raw[-1]).isoformat(),
         )
 
-    def _associated_contacts(self, deal_ids: Sequence[str]) -> dict[str, list[str]]:
-        """Deal id -> associated contact ids, in HubSpot's order (deals without any omitted)."""
-        return self._associated(deal_ids, "contacts")
-
-    def _primary_companies(self, deal_ids: Sequence[str]) -> dict[str, str]:
-        """Deal id -> its primary company (association type 5), else its first company."""
-        return {deal_id: ids[0] for deal_id, ids in self._associated(deal_ids, "companies").items()}
-
-    def _stage_entries(
-        self, deal_ids: Sequence[str]
-    ) -> dict[str, tuple[tuple[datetime, str], ...]]:
-        """Deal id -> the stages it entered and when (``hs_v2_date_entered_<stage id>``, one
-        time per stage), by batch read, 100 deals a call: one property per stage of every
-        pipeline would overflow a search body's 3,000 characters."""
-        if self._stage_properties is None:
-            pipelines = self._get("/crm/v3/pipelines/deals")["results"]
-            self._stage_properties = {f"hs_v2_date_entered_{s['id']}": s["id"]
-                                      for p in pipelines for s in p.get("stages", [])}  # fmt: skip
-        out = {}
-        for start in range(0, len(deal_ids), CONTACTS_PER_CALL):
-            chunk = deal_ids[start : start + CONTACTS_PER_CALL]
-            request = deals.BatchReadInputSimplePublicObjectId(
-                inputs=[{"id": deal_id} for deal_id in chunk],
-                properties=list(self._stage_properties),
-            )
-            response = self._call(
-                "deal stage read", self._deal_batch_api.read, request, archived=False,
-                _request_timeout=self.config.timeout_seconds,
-            )  # fmt: skip
-            for item in response.results or []:
-                out[str(item.id)] = entered_stages(item.properties or {}, self._stage_properties)
-        return out
-
-    def _associated(self, deal_ids: Sequence[str], to_type: str) -> dict[str, list[str]]:
-        """Deal id -> associated ``to_type`` ids, the primary ones (type 5) first, then in
-        HubSpot's order.
-
-        A deal's associations may come a page at a time (the page size is not documented):
-        a result with ``paging`` is asked for again with its ``after`` token alongside the
-        deal id until none is left.
-        """
-        out: dict[str, list[str]] = {}
-        pending: list[dict[str, str]] = [{"id": deal_id} for deal_id in deal_ids]
-        while pending:
-            chunk, pending = pending[:ASSOCIATIONS_PER_CALL], pending[ASSOCIATIONS_PER_CALL:]
-            response = self._call(
-                "association read",
-                self._associations_api.get_page,
-                "deals",
-                to_type,
-                BatchInputPublicFetchAssociationsBatchRequest(inputs=chunk),
-                _request_timeout=self.config.timeout_seconds,
-            )
-            for result in response.results or []:
-                deal_id = str(result._from.id)
-                targets = out.setdefault(deal_id, [])
-                for target in result.to or []:
-                    primary = any(a.type_id == 5 for a in target.association_types or [])
-                    targets.insert(0 if primary else len(targets), str(target.to_object_id))
-                following = result.paging.next if result.paging else None
-                if following is not None and following.after:
-                    pending.append({"id": deal_id, "after": following.after})
-        return {deal_id: list(dict.fromkeys(targets)) for deal_id, targets in out.items()}
-
-    def _contacts(
-        self, contact_ids: Sequence[str], problems: list[Quarantined]
-    ) -> dict[str, _ContactRecord]:
-        properties = list(
-            dict.fromkeys([*CONTACT_PROPERTIES, *self.config.contact_click_id_properties.values()])
-        )
-        out: dict[str, _ContactRecord] = {}
-        for start in range(0, len(contact_ids), CONTACTS_PER_CALL):
-            chunk = contact_ids[start : start + CONTACTS_PER_CALL]
-            request = BatchReadInputSimplePublicObjectId(
-                inputs=[{"id": contact_id} for contact_id in chunk], properties=properties
-            )
-            response = self._call(
-                "contact read",
-                self._contacts_api.read,
-                request,
-                _request_timeout=self.config.timeout_seconds,
-            )
-            for item in response.results or []:
-                out[str(item.id)] = self._contact(str(item.id), item.properties or {}, problems)
-        return out
-
-    def _contact(
-        self, contact_id: str, props: dict[str, Any], problems: list[Quarantined]
-    ) -> _ContactRecord:
-        """A contact; a bad email, phone or click ID is quarantined and left out."""
-        found: dict[str, PersonHashes] = {}
-        phone = props.get("phone") or props.get("mobilephone")
-        for name, email_value, phone_value in (
-            ("email", props.get("email"), None),
-            ("phone", None, phone),
-        ):
-            try:
-                found[name] = hash_person(email_value, phone_value, self.default_phone_region)
-            except InvalidIdentifier as exc:
-                reason = str(exc).partition(": ")[2] or str(exc)
-                problems.append(Quarantined("contact", contact_id, name, reason, self.name))
-        email, by_phone = found.get("email", PersonHashes()), found.get("phone", PersonHashes())
-        hashes = dataclasses.replace(email, phone=by_phone.phone, phone_meta=by_phone.phone_meta)
-        clicks = self._click_ids(
-            "contact", contact_id, props, self.config.contact_click_id_properties, problems
-        )
-        return _ContactRecord(
-            Contact(contact_id, hashes, click_ids=clicks), props.get("hs_analytics_source")
-        )
-
     def _deal(
         self,
         raw: Any,
-        linked: list[_ContactRecord],
+        linked: list[ContactRecord],
         problems: list[Quarantined],
         archived_at: datetime | None = None,
     ) -> Deal | None:
@@ -705,46 +513,3 @@ class HubSpotDealSource:
         if isinstance(moment, datetime):
             return moment
         return place_date(moment, self._timezone(), self.config.close_time, self._now)
-
-    def _click_ids(
-        self,
-        kind: str,
-        record_id: str,
-        props: dict[str, Any],
-        mapping: dict[str, str],
-        problems: list[Quarantined],
-    ) -> ClickIds:
-        """Click IDs from the mapped properties; a malformed one is quarantined, left out."""
-        values: dict[str, str] = {}
-        for name, prop in mapping.items():
-            raw = props.get(prop)
-            try:
-                value = ga_client_id(raw) if name == "ga_client_id" else click_id(name, raw)
-            except ParseError as exc:
-                problems.append(Quarantined(kind, record_id, prop, str(exc), self.name))
-                continue
-            if value:
-                values[name] = value
-        return ClickIds(**values)
-
-    # --- calls ----------------------------------------------------------------------
-
-    def _call(self, what: str, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """``fn`` with retries on 429, 5xx and connection errors; errors become revsync's."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self.config.max_attempts),
-            wait=self._wait,
-            retry=retry_if_exception(retryable),
-            reraise=True,
-        )
-        try:
-            return retrying(fn, *args, **kwargs)
-        except urllib3.exceptions.HTTPError as exc:
-            raise TransientError(f"HubSpot {what}: {type(exc).__name__}") from None
-        except API_ERRORS as exc:
-            raise api_error(what, exc) from None
-
-    def _wait(self, state: RetryCallState) -> float:
-        """Exponential backoff with jitter, at least ``Retry-After``, at most the cap."""
-        retry_after = retry_after_seconds(state.outcome.exception()) if state.outcome else None
-        return backoff_seconds(self.config, state.attempt_number, retry_after or 0.0)

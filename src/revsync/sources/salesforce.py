@@ -23,12 +23,11 @@ Write-back (``push_attribution``): attribution fields go onto Contacts (Id prefi
 Leads (00Q) through composite sObject collection updates of up to 200 records without
 ``allOrNone``, so each record succeeds or fails alone; a run stops writing at the API budget.
 
-Sessions and outages: ``INVALID_SESSION_ID`` re-authenticates once and retries; a 5xx
-answer or a lost connection is tried again with backoff up to ``max_attempts`` times. The
-opportunity stream resumes behind the last record it yielded. Budget: after each page, usage from
-``Sforce-Limit-Info`` at or above ``api_budget_share`` marks the page
-``budget_exhausted``; ``REQUEST_LIMIT_EXCEEDED`` drops the unfinished page and yields an
-empty exhausted one. The job stops there and the next run resumes from the watermark.
+Sessions, outages and the API budget: see ``salesforce_session``. The opportunity stream
+resumes behind the last record it yielded. A page read at or above ``api_budget_share`` is
+marked ``budget_exhausted``; ``REQUEST_LIMIT_EXCEEDED`` drops the unfinished page and
+yields an empty exhausted one. The job stops there and the next run resumes from the
+watermark.
 """
 
 from __future__ import annotations
@@ -36,18 +35,14 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import logging
 import re
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from itertools import islice, pairwise
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 import requests
-from pydantic import SecretStr
 from simple_salesforce.api import Salesforce
 from simple_salesforce.bulk2 import SFBulk2Handler
 from simple_salesforce.exceptions import (
@@ -58,34 +53,41 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from revsync.collect.parsing import ParseError, click_id, fb_cookie, ga_client_id
 from revsync.config.mapping import SalesforceSource
 from revsync.config.settings import Settings
-from revsync.currencies import ISO_4217
-from revsync.destinations.pii import InvalidIdentifier, hash_person
 from revsync.domain import (
     AttributionPush,
     ClickIds,
     Contact,
     Deal,
     DealStatus,
-    PersonHashes,
     PushResult,
     Quarantined,
 )
-from revsync.errors import ConfigError, PermanentError, RevsyncError, TransientError
-from revsync.sources import oauth, salesforce_roles
-from revsync.sources.base import DealPage, backoff_seconds, place_date
-from revsync.sources.refresh_tokens import salesforce_chain
+from revsync.errors import ConfigError, PermanentError, RevsyncError
+from revsync.sources import salesforce_roles
+from revsync.sources.base import DealPage, place_date
+from revsync.sources.salesforce_contacts import SalesforceContacts
+from revsync.sources.salesforce_values import (
+    boolean,
+    click_ids,
+    decimal,
+    error_code,
+    flatten,
+    invalid,
+    push_result,
+    soql_time,
+    text,
+    timestamp,
+    translate,
+    unique,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from revsync.checks import CheckResult
 
-T = TypeVar("T")
-log = logging.getLogger(__name__)
-IDS_PER_QUERY = 200
 RECORDS_PER_UPDATE = 200  # composite/sobjects collections
 _WRITABLE = {"003": "Contact", "00Q": "Lead"}
 _SALESFORCE_ID = re.compile(r"^(?!\d+$)[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?$")
@@ -94,15 +96,11 @@ _BASE_FIELDS = (
     "Id", "IsDeleted", "Amount", "CloseDate", "StageName", "IsClosed", "OwnerId",
     "SystemModstamp", "AccountId", "CreatedDate",
 )  # fmt: skip
-_REQUIRED = {
-    "refresh_token": ("salesforce_client_id", "salesforce_refresh_token"),
-    "jwt": ("salesforce_client_id", "salesforce_username", "salesforce_private_key"),
-    "client_credentials": ("salesforce_client_id", "salesforce_client_secret"),
-}
 
 
-class SalesforceDealSource:
-    """Reads Opportunities changed since a watermark; see the module docstring."""
+class SalesforceDealSource(SalesforceContacts):
+    """Reads Opportunities changed since a watermark; see the module docstring. Sessions,
+    retries and the budget: ``salesforce_session``; contacts: ``salesforce_contacts``."""
 
     def __init__(
         self,
@@ -112,13 +110,7 @@ class SalesforceDealSource:
         engine: Engine | None = None,
     ) -> None:
         """``engine``: the store that keeps a rotated refresh token (see refresh_tokens)."""
-        self.name = config.name
-        self.config = config
-        self.default_phone_region = default_phone_region
-        self._secrets = _credentials(config, settings)
-        self._refresh = salesforce_chain(config, self._secrets, settings, engine)
-        self._http = oauth.http_session(config.ca_bundle, config.timeout_seconds)
-        self._sf: Salesforce | None = None
+        super().__init__(config, settings, default_phone_region, engine)
         self._multi_currency: bool | None = None
         self._zone: str | None = config.timezone
         self._now = datetime.now(UTC)
@@ -155,10 +147,10 @@ class SalesforceDealSource:
                 records = self._records(select, start, bulk, end)
                 while batch := list(islice(records, self.config.page_size)):
                     deals, problems = self._page(batch)
-                    last = max(_timestamp(r["systemmodstamp"]) for r in batch)
+                    last = max(timestamp(r["systemmodstamp"]) for r in batch)
                     newest = last if newest is None else max(newest, last)
                     if not bulk:
-                        position = _timestamp(batch[-1]["systemmodstamp"]).isoformat()
+                        position = timestamp(batch[-1]["systemmodstamp"]).isoformat()
                     exhausted = self._over_budget()
                     yield DealPage(tuple(deals), tuple(problems), position, exhausted)
                     if exhausted:
@@ -169,19 +161,14 @@ class SalesforceDealSource:
                 if bulk and done is not None:
                     position = done.isoformat()
                     yield DealPage((), (), position)
-            if roles is not None and roles.newest and roles.newest > _timestamp(str(position)):
+            if roles is not None and roles.newest and roles.newest > timestamp(str(position)):
                 yield DealPage((), (), roles.newest.isoformat())  # see salesforce_roles
         except SalesforceRefusedRequest as exc:
-            if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED":
-                raise _translate(exc) from None
+            if error_code(exc) != "REQUEST_LIMIT_EXCEEDED":
+                raise translate(exc) from None
             yield DealPage((), (), position, budget_exhausted=True)
         except (SalesforceError, SalesforceOperationError, requests.RequestException) as exc:
-            raise _translate(exc) from None
-
-    def close(self) -> None:
-        self._http.close()
-        if self._refresh is not None:
-            self._refresh.close()
+            raise translate(exc) from None
 
     def check(self) -> Iterator[CheckResult]:
         """``revsync doctor``: OAuth grant and API access, daily API budget, mapped fields."""
@@ -195,15 +182,15 @@ class SalesforceDealSource:
             yield fail("credentials", str(exc))
             return
         except SalesforceRefusedRequest as exc:
-            if _error_code(exc) != "REQUEST_LIMIT_EXCEEDED":
-                yield fail("credentials", str(_translate(exc)))
+            if error_code(exc) != "REQUEST_LIMIT_EXCEEDED":
+                yield fail("credentials", str(translate(exc)))
                 return
             yield ok("credentials", f"{config.auth} grant accepted by {config.token_url}")
-            yield fail("API budget", f"{_translate(exc)}: no API calls left today")
+            yield fail("API budget", f"{translate(exc)}: no API calls left today")
             yield skip("fields", "the API refuses requests until the daily limit resets")
             return
         except (SalesforceError, requests.RequestException) as exc:
-            yield fail("credentials", str(_translate(exc)))
+            yield fail("credentials", str(translate(exc)))
             return
         yield ok(
             "credentials", f"{config.auth} grant accepted; REST API v{config.api_version} answers"
@@ -237,12 +224,12 @@ class SalesforceDealSource:
             try:
                 described = self._call(describe)
             except (SalesforceError, requests.RequestException) as exc:
-                yield fail(f"fields: {sobject}", str(_translate(exc)))
+                yield fail(f"fields: {sobject}", str(translate(exc)))
                 continue
             fields = described.get("fields", []) if isinstance(described, dict) else []
             known = {f["name"].lower() for f in fields}
             known |= {f"{(f.get('relationshipName') or '').lower()}." for f in fields}
-            missing = [n for n in _unique(names) if n.lower() not in known
+            missing = [n for n in unique(names) if n.lower() not in known
                        and n.lower().split(".")[0] + "." not in known]  # fmt: skip
             if missing:
                 yield fail(
@@ -261,7 +248,7 @@ class SalesforceDealSource:
                     "Information)",
                 )
             else:
-                yield ok(f"fields: {sobject}", f"{len(_unique(names))} mapped fields present")
+                yield ok(f"fields: {sobject}", f"{len(unique(names))} mapped fields present")
 
     # --- write-back ------------------------------------------------------------------
 
@@ -294,13 +281,13 @@ class SalesforceDealSource:
             try:
                 answers = self._call(patch)
             except SalesforceRefusedRequest as exc:
-                if _error_code(exc) == "REQUEST_LIMIT_EXCEEDED":
+                if error_code(exc) == "REQUEST_LIMIT_EXCEEDED":
                     break
-                raise _translate(exc) from None
+                raise translate(exc) from None
             except (SalesforceError, requests.RequestException) as exc:
-                raise _translate(exc) from None
+                raise translate(exc) from None
             for sent, answer in zip(chunk, answers or [], strict=False):
-                results.append(_push_result(str(sent["id"]), answer))
+                results.append(push_result(str(sent["id"]), answer))
         return self._to_converted_contacts(results, updates)
 
     def missing(self, deal_ids: Sequence[str]) -> set[str]:
@@ -309,7 +296,7 @@ class SalesforceDealSource:
         try:
             rows = self._query_in(["Id"], "Opportunity", "Id", list(deal_ids))
         except (SalesforceError, requests.RequestException) as exc:
-            raise _translate(exc) from None
+            raise translate(exc) from None
         return set(deal_ids) - {str(r["id"]) for r in rows}
 
     def _to_converted_contacts(
@@ -339,77 +326,6 @@ class SalesforceDealSource:
             ))  # fmt: skip
         return out
 
-    # --- session ---------------------------------------------------------------------
-
-    def _authenticate(self) -> Salesforce:
-        config, secrets = self.config, self._secrets
-        if config.auth == "jwt":
-            token = oauth.jwt_bearer_grant(
-                self._http, config.token_url, secrets["salesforce_client_id"],
-                secrets["salesforce_username"], secrets["salesforce_private_key"],
-                config.jwt_audience,
-            )  # fmt: skip
-        elif config.auth == "client_credentials":
-            token = oauth.client_credentials_grant(
-                self._http, config.token_url, secrets["salesforce_client_id"],
-                secrets["salesforce_client_secret"],
-            )  # fmt: skip
-        else:
-            assert self._refresh is not None
-            token = self._refresh.grant(
-                lambda refresh_token: oauth.refresh_token_grant(
-                    self._http, config.token_url, secrets["salesforce_client_id"],
-                    secrets.get("salesforce_client_secret"), refresh_token,
-                )
-            )  # fmt: skip
-        self._sf = Salesforce(
-            instance_url=config.instance_url,
-            session_id=token["access_token"],
-            session=self._http,
-            version=config.api_version,
-        )
-        return self._sf
-
-    def _call(self, call: Callable[[Salesforce], T]) -> T:
-        """Run one API call; an expired session is renewed once and the call retried, and
-        a 5xx answer or a lost connection is tried again with backoff (``max_attempts``)."""
-        renewed, failures = False, 0
-        while True:
-            sf = self._sf or self._authenticate()
-            try:
-                return call(sf)
-            except SalesforceExpiredSession:
-                if renewed:
-                    raise
-                renewed = True
-                self._authenticate()
-            except (SalesforceGeneralError, requests.RequestException) as exc:
-                failures += 1
-                self._back_off(exc, failures)
-
-    def _back_off(self, exc: Exception, failures: int) -> None:
-        """Wait before try ``failures + 1`` after a transient ``exc``; re-raise ``exc`` when it
-        is not transient or the tries are used up."""
-        lost = isinstance(exc, requests.ConnectionError | requests.Timeout) and not isinstance(
-            exc,
-            requests.exceptions.SSLError,  # a certificate problem does not go away
-        )
-        transient = lost or (isinstance(exc, SalesforceGeneralError) and exc.status >= 500)
-        if not transient or failures >= self.config.max_attempts:
-            raise exc
-        wait = backoff_seconds(self.config, failures)
-        log.warning(
-            "source %s: %s; try %d of %d in %.1fs",
-            self.name, _translate(exc), failures + 1, self.config.max_attempts, wait,
-        )  # fmt: skip
-        time.sleep(wait)
-
-    def _over_budget(self) -> bool:
-        usage = self._sf.api_usage.get("api-usage") if self._sf else None
-        if usage is None or not usage.total:
-            return False
-        return bool(usage.used >= self.config.api_budget_share * usage.total)
-
     # --- opportunities ---------------------------------------------------------------
 
     def _select(self) -> list[str]:
@@ -428,12 +344,12 @@ class SalesforceDealSource:
         wanted += [*self.config.click_id_fields.values(), *self.config.fields]
         if self.config.pipeline_field:
             wanted.append(self.config.pipeline_field)
-        return _unique(wanted)
+        return unique(wanted)
 
     @staticmethod
     def _where(since: datetime | None, until: datetime | None = None) -> str:
-        bounds = [f"SystemModstamp >= {_soql_time(since)}"] if since else []
-        bounds += [f"SystemModstamp < {_soql_time(until)}"] if until else []
+        bounds = [f"SystemModstamp >= {soql_time(since)}"] if since else []
+        bounds += [f"SystemModstamp < {soql_time(until)}"] if until else []
         return f" WHERE {' AND '.join(bounds)}" if bounds else ""
 
     def _count(self, since: datetime | None) -> int:
@@ -461,7 +377,7 @@ class SalesforceDealSource:
         """The oldest (``ASC``) or newest (``DESC``) SystemModstamp, deleted records included."""
         soql = f"SELECT SystemModstamp FROM Opportunity ORDER BY SystemModstamp {order} LIMIT 1"  # noqa: S608
         found = self._call(lambda sf: sf.query(soql, include_deleted=True))["records"]
-        return _timestamp(found[0]["SystemModstamp"]) if found else None
+        return timestamp(found[0]["SystemModstamp"]) if found else None
 
     def _records(
         self, select: list[str], since: datetime | None, bulk: bool, until: datetime | None = None
@@ -481,7 +397,7 @@ class SalesforceDealSource:
                     if record["id"] in done:
                         continue
                     renewed, failures = False, 0
-                    stamp = _timestamp(record["systemmodstamp"])
+                    stamp = timestamp(record["systemmodstamp"])
                     if not bulk and stamp != resume:
                         resume, done = stamp, set()
                     done.add(record["id"])
@@ -496,17 +412,11 @@ class SalesforceDealSource:
                 failures += 1
                 self._back_off(exc, failures)
 
-    def _query_all(self, soql: str) -> list[dict[str, Any]]:
-        """Every flattened record of ``soql``, deleted ones included; tried as ``_call``."""
-        return self._call(
-            lambda sf: [_flatten(r) for r in sf.query_all_iter(soql, include_deleted=True)]
-        )
-
     @staticmethod
     def _rest(sf: Salesforce, soql: str) -> Iterator[dict[str, Any]]:
         ordered = f"{soql} ORDER BY SystemModstamp, Id"
         for record in sf.query_all_iter(ordered, include_deleted=True):
-            yield _flatten(record)
+            yield flatten(record)
 
     def _bulk(self, sf: Salesforce, soql: str) -> Iterator[dict[str, Any]]:
         chunks = cast(SFBulk2Handler, sf.bulk2).Opportunity.query_all(
@@ -521,7 +431,7 @@ class SalesforceDealSource:
     def _page(self, records: list[dict[str, Any]]) -> tuple[list[Deal], list[Quarantined]]:
         latest = {r["id"]: r for r in records}
         problems: list[Quarantined] = []
-        live = [i for i, r in latest.items() if not _boolean(r.get("isdeleted"))]
+        live = [i for i, r in latest.items() if not boolean(r.get("isdeleted"))]
         contacts = self._contacts(live, problems)
         history = self._stage_history(live) if self.config.stage_history else {}
         deals = []
@@ -540,7 +450,7 @@ class SalesforceDealSource:
         for row in rows:
             if row.get("stagename"):
                 found.setdefault(row["opportunityid"], []).append(
-                    (_timestamp(row["createddate"]), row["stagename"])
+                    (timestamp(row["createddate"]), row["stagename"])
                 )
         return {opp: tuple(sorted(changes)) for opp, changes in found.items()}
 
@@ -548,24 +458,24 @@ class SalesforceDealSource:
         self, record: dict[str, Any], contacts: list[Contact], problems: list[Quarantined]
     ) -> Deal | None:
         opp_id = record["id"]
-        deleted = _boolean(record.get("isdeleted"))
-        won = _boolean(record.get(self.config.won_field.lower())) and not deleted
+        deleted = boolean(record.get("isdeleted"))
+        won = boolean(record.get(self.config.won_field.lower())) and not deleted
         if won:
             status = DealStatus.WON
-        elif deleted or _boolean(record.get("isclosed")):
+        elif deleted or boolean(record.get("isclosed")):
             status = DealStatus.LOST
         else:
             status = DealStatus.OPEN
 
-        amount = _decimal(record.get("amount"))
+        amount = decimal(record.get("amount"))
         currency = record.get("currencyisocode") if self._multi_currency else self.config.currency
         close = record.get("closedate")
-        problem = _invalid(won, amount, currency, close)
+        problem = invalid(won, amount, currency, close)
         if problem is not None:
             problems.append(Quarantined("deal", opp_id, *problem, source=self.name))
             return None
         assert currency is not None
-        clicks = _click_ids(
+        clicks = click_ids(
             record, self.config.click_id_fields, self._rejecter(problems, "deal", opp_id)
         )
         fields = {f: str(record[f.lower()]) for f in self.config.fields
@@ -580,87 +490,16 @@ class SalesforceDealSource:
             amount=amount,
             currency=currency.upper(),
             close_at=self._close_at(date.fromisoformat(close)) if close else None,
-            modified_at=_timestamp(record["systemmodstamp"]),
+            modified_at=timestamp(record["systemmodstamp"]),
             stage=record.get("stagename"),
-            pipeline=_text(record.get(pipeline.lower())) if pipeline else None,
+            pipeline=text(record.get(pipeline.lower())) if pipeline else None,
             owner=record.get("ownerid"),
             contacts=tuple(contacts),
             click_ids=ClickIds(**clicks),
             fields=fields,
-            account_id=_text(record.get("accountid")),
-            created_at=_timestamp(record["createddate"]) if record.get("createddate") else None,
+            account_id=text(record.get("accountid")),
+            created_at=timestamp(record["createddate"]) if record.get("createddate") else None,
         )
-
-    def _contacts(
-        self, opp_ids: list[str], problems: list[Quarantined]
-    ) -> dict[str, list[Contact]]:
-        click_fields = {k: f"Contact.{v}" for k, v in self.config.contact_click_id_fields.items()}
-        select = _unique(["OpportunityId", "ContactId", "IsPrimary", "Contact.IsDeleted",
-                          "Contact.Email", "Contact.Phone", "Contact.MobilePhone",
-                          *click_fields.values()])  # fmt: skip
-        roles = self._query_in(select, "OpportunityContactRole", "OpportunityId", opp_ids)
-        contact_ids = sorted({r["contactid"] for r in roles if r.get("contactid")})
-        from_leads = self._lead_click_ids(contact_ids, problems)
-        by_opp: dict[str, dict[str, Contact]] = {}
-        for role in roles:
-            opp_id, contact_id = role["opportunityid"], role.get("contactid")
-            mine = by_opp.setdefault(opp_id, {})
-            deleted = role.get("contact.isdeleted")
-            if not contact_id or deleted is None or _boolean(deleted):
-                reason = (
-                    "the contact role's contact is deleted"
-                    if deleted is not None
-                    else "the contact role's contact is not found: deleted, or not visible to "
-                    "revsync's integration user (check its sharing and profile)"
-                )
-                problems.append(Quarantined(
-                    "contact", opp_id, "ContactId", reason, self.name,
-                    {"contact_id": contact_id or ""},
-                ))  # fmt: skip
-                continue
-            if contact_id in mine:
-                if _boolean(role.get("isprimary")) and not mine[contact_id].is_primary:
-                    old = mine[contact_id]
-                    mine[contact_id] = Contact(contact_id, old.hashes, True, old.click_ids)
-                continue
-            hashes = self._hashes(role, opp_id, contact_id, problems)
-            reject = self._rejecter(problems, "contact", opp_id, contact_id=contact_id)
-            clicks = _click_ids(role, click_fields, reject)
-            for kind, value in from_leads.get(contact_id, {}).items():
-                clicks.setdefault(kind, value)
-            mine[contact_id] = Contact(
-                contact_id, hashes, _boolean(role.get("isprimary")), ClickIds(**clicks)
-            )
-        return {
-            opp_id: sorted(found.values(), key=lambda c: (not c.is_primary, c.crm_id))
-            for opp_id, found in by_opp.items()
-        }
-
-    def _lead_click_ids(
-        self, contact_ids: list[str], problems: list[Quarantined]
-    ) -> dict[str, dict[str, str]]:
-        fields = self.config.lead_click_id_fields
-        if not fields or not contact_ids:
-            return {}
-        select = _unique(["Id", "ConvertedContactId", *fields.values()])
-        out: dict[str, dict[str, str]] = {}
-        for lead in self._query_in(select, "Lead", "ConvertedContactId", contact_ids):
-            reject = self._rejecter(problems, "contact", lead["id"], "Lead.")
-            found = _click_ids(lead, fields, reject)
-            for kind, value in found.items():
-                out.setdefault(lead["convertedcontactid"], {}).setdefault(kind, value)
-        return out
-
-    def _rejecter(
-        self, problems: list[Quarantined], kind: str, record_id: str, prefix: str = "",
-        **detail: str,
-    ) -> Callable[[str, str], None]:  # fmt: skip
-        """A callback quarantining (field, reason) of one record."""
-
-        def reject(field: str, reason: str) -> None:
-            problems.append(Quarantined(kind, record_id, prefix + field, reason, self.name, detail))
-
-        return reject
 
     def _close_at(self, day: date) -> datetime:
         """A date-only CloseDate in the org's time zone (``Organization.TimeZoneSidKey``,
@@ -679,172 +518,3 @@ class SalesforceDealSource:
                 ) from None
             self._zone = zone
         return place_date(day, self._zone, self.config.close_time, self._now)
-
-    def _query_in(
-        self, select: list[str], sobject: str, key: str, ids: list[str]
-    ) -> list[dict[str, Any]]:
-        rows = []
-        for start in range(0, len(ids), IDS_PER_QUERY):
-            quoted = ", ".join(f"'{i}'" for i in ids[start : start + IDS_PER_QUERY])
-            soql = f"SELECT {', '.join(select)} FROM {sobject} WHERE {key} IN ({quoted})"  # noqa: S608
-
-            def read(sf: Salesforce, soql: str = soql) -> list[dict[str, Any]]:
-                return list(sf.query_all_iter(soql))
-
-            rows += [_flatten(r) for r in self._call(read)]
-        return rows
-
-    def _hashes(
-        self, role: dict[str, Any], opp_id: str, contact_id: str, problems: list[Quarantined]
-    ) -> PersonHashes:
-        """Hash email and phone; a bad one is quarantined and the contact kept without it."""
-        values = {"email": _text(role.get("contact.email")),
-                  "phone": _text(role.get("contact.phone"))
-                  or _text(role.get("contact.mobilephone"))}  # fmt: skip
-        while True:
-            try:
-                return hash_person(values["email"], values["phone"], self.default_phone_region)
-            except InvalidIdentifier as exc:
-                name, _, reason = str(exc).partition(": ")
-                values[name] = None
-                problems.append(Quarantined(
-                    "contact", opp_id, f"Contact.{name.title()}", reason, self.name,
-                    {"contact_id": contact_id},
-                ))  # fmt: skip
-
-
-def _credentials(config: SalesforceSource, settings: Settings) -> dict[str, str]:
-    """The secrets the configured flow needs; ConfigError names every missing variable."""
-    values: dict[str, str] = {}
-    for name in (*_REQUIRED[config.auth], "salesforce_client_secret"):
-        raw = getattr(settings, name)
-        value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
-        if value:
-            values[name] = value
-    missing = [settings.variable(n) for n in _REQUIRED[config.auth] if n not in values]
-    if missing:
-        problems = [f"source {config.name!r} (auth: {config.auth}) needs {m}" for m in missing]
-        raise ConfigError("; ".join(problems), problems)
-    return values
-
-
-def _push_result(crm_id: str, answer: dict[str, Any]) -> PushResult:
-    """One entry of a composite/sobjects answer (the answers follow the request's order)."""
-    if answer.get("success"):
-        return PushResult(crm_id, True)
-    error = (answer.get("errors") or [{}])[0]
-    return PushResult(
-        crm_id, False, error.get("statusCode"), error.get("message"),
-        ", ".join(error.get("fields") or []) or None,
-    )  # fmt: skip
-
-
-def _invalid(
-    won: bool, amount: Decimal | None, currency: str | None, close: str | None
-) -> tuple[str, str] | None:
-    """The field and reason that make a deal unusable, if any."""
-    if won and amount is None:
-        return "Amount", "a won deal needs an amount"
-    if amount is not None and amount < 0:
-        return "Amount", f"{amount} is negative"
-    if not currency or currency.upper() not in ISO_4217:
-        return "CurrencyIsoCode", f"{currency or '(empty)'} is not an ISO 4217 code"
-    if won and not close:
-        return "CloseDate", "a won deal needs a close date"
-    return None
-
-
-def _click_ids(
-    record: dict[str, Any], fields: dict[str, str], reject: Callable[[str, str], None]
-) -> dict[str, str]:
-    """Click IDs from ``{kind: field}``; an invalid one is rejected (field, reason) and left out."""
-    out = {}
-    for kind, field in fields.items():
-        try:
-            value = _click_value(kind, _text(record.get(field.lower())))
-        except ParseError as exc:
-            reject(field, str(exc))
-            continue
-        if value:
-            out[kind] = value
-    return out
-
-
-def _click_value(kind: str, raw: str | None) -> str | None:
-    if kind == "ga_client_id":
-        return ga_client_id(raw)
-    if kind in ("fbc", "fbp"):
-        return fb_cookie(kind, raw)
-    return click_id(kind, raw)
-
-
-def _flatten(record: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """A REST record as ``{lowercased dotted path: value}``, like a Bulk CSV row."""
-    out: dict[str, Any] = {}
-    for key, value in record.items():
-        if key == "attributes":
-            continue
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key.lower()}."))
-        else:
-            out[f"{prefix}{key.lower()}"] = value
-    return out
-
-
-def _unique(names: Iterable[str]) -> list[str]:
-    seen: dict[str, str] = {}
-    for name in names:
-        seen.setdefault(name.lower(), name)
-    return list(seen.values())
-
-
-def _boolean(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() == "true")
-
-
-def _decimal(value: Any) -> Decimal | None:
-    if value is None or value == "":
-        return None
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        return None
-
-
-def _text(value: Any) -> str | None:
-    return None if value is None or value == "" else str(value)
-
-
-def _timestamp(value: str) -> datetime:
-    return datetime.fromisoformat(value).astimezone(UTC)
-
-
-def _soql_time(moment: datetime) -> str:
-    """A SOQL datetime literal (unquoted, UTC, whole seconds)."""
-    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
-
-
-def _error_code(exc: SalesforceError) -> str:
-    content = exc.content
-    if isinstance(content, list) and content and isinstance(content[0], dict):
-        return str(content[0].get("errorCode", ""))
-    return ""
-
-
-def _translate(exc: Exception) -> Exception:
-    """SDK and network failures as revsync errors (no token or URL query in the text)."""
-    if isinstance(exc, requests.RequestException):
-        return TransientError(f"Salesforce unreachable: {type(exc).__name__}")
-    if isinstance(exc, SalesforceOperationError):
-        return TransientError(f"Salesforce Bulk API job failed: {exc}")
-    assert isinstance(exc, SalesforceError)
-    content = exc.content
-    message = ""
-    if isinstance(content, list) and content and isinstance(content[0], dict):
-        message = str(content[0].get("message", ""))
-    text = f"Salesforce HTTP {exc.status} {_error_code(exc) or type(exc).__name__}: {message}"
-    if isinstance(exc, SalesforceGeneralError) and exc.status >= 500:
-        return TransientError(text)
-    if isinstance(exc, SalesforceExpiredSession):
-        return PermanentError(f"{text} (even with a fresh token)")
-    return PermanentError(text)

@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
+
+from revsync.sources.salesforce_values import soql_time, timestamp
 
 QueryAll = Callable[[str], list[dict[str, Any]]]
 """Runs one SOQL query (queryAll: deleted records included) and returns every record,
@@ -49,14 +51,14 @@ class RoleChanges:
 def changed(query_all: QueryAll, since: datetime) -> RoleChanges:
     """The Opportunities whose roles changed at or after ``since`` while their own
     SystemModstamp stayed before it (the main read returns the others)."""
-    at = _soql_time(since)
+    at = soql_time(since)
     soql = (
         "SELECT OpportunityId, SystemModstamp FROM OpportunityContactRole "  # noqa: S608
         f"WHERE SystemModstamp >= {at} AND Opportunity.SystemModstamp < {at}"
     )
     rows = query_all(soql)
     ids = sorted({r["opportunityid"] for r in rows if r.get("opportunityid")})
-    stamps = [_timestamp(r["systemmodstamp"]) for r in rows if r.get("systemmodstamp")]
+    stamps = [timestamp(r["systemmodstamp"]) for r in rows if r.get("systemmodstamp")]
     return RoleChanges(since, tuple(ids), max(stamps, default=None))
 
 
@@ -65,7 +67,7 @@ def opportunities(
 ) -> Iterator[dict[str, Any]]:
     """The Opportunities of ``roles`` still stamped before its ``since``, ``select``ed, by
     Id."""
-    ids, before = roles.opportunity_ids, _soql_time(roles.since)
+    ids, before = roles.opportunity_ids, soql_time(roles.since)
     for start in range(0, len(ids), IDS_PER_QUERY):
         quoted = ", ".join(f"'{i}'" for i in ids[start : start + IDS_PER_QUERY])
         soql = (
@@ -73,12 +75,3 @@ def opportunities(
             f"WHERE Id IN ({quoted}) AND SystemModstamp < {before}"
         )
         yield from query_all(soql)
-
-
-def _timestamp(value: str) -> datetime:
-    return datetime.fromisoformat(value).astimezone(UTC)
-
-
-def _soql_time(moment: datetime) -> str:
-    """A SOQL datetime literal (unquoted, UTC, whole seconds), as ``salesforce._soql_time``."""
-    return f"{moment.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}"
