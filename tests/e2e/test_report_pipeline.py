@@ -97,6 +97,45 @@ def test_stages_conversion_days_and_sources(engine: Engine) -> None:
     assert data["total"]["deals"] == 4
 
 
+def test_amounts_in_the_reporting_currency_at_their_close_date(engine: Engine) -> None:
+    """GBP→USD is 1.25 from day -20 and 1.30 from day 5: d1 (won day 5) 1,300, d2 (lost day
+    6) 520, d4 (lost day -9) 250, d3 (open, no close date: its creation, day 1) 375. A JPY
+    deal has no rate: it stays in JPY, on its own line, and the report names it."""
+    from revsync.config.reports import ReportsConfig
+    from revsync.reports.money import Converter
+    from revsync.store.schema import exchange_rates
+
+    _store(engine)
+    with engine.begin() as conn:
+        conn.execute(
+            insert(exchange_rates),
+            [
+                {"day": _at(-20).date(), "base": "GBP", "quote": "USD", "rate": Decimal("1.25")},
+                {"day": _at(5).date(), "base": "GBP", "quote": "USD", "rate": Decimal("1.30")},
+            ],
+        )
+        conn.execute(insert(deals), [{
+            "source": "crm", "id": "d5", "status": "open", "amount": Decimal(5000),
+            "currency": "JPY", "modified_at": _at(1), "stage": "Qualified", "click_ids": {},
+            "fields": {}, "synced_at": T0, "created_at": _at(1)}])  # fmt: skip
+    with engine.connect() as conn:
+        convert = Converter.load(conn, ReportsConfig(currency="USD"))
+        data = pipeline_report(conn, "channel", convert=convert)
+    stages = {s["stage"]: s["amount"] for s in data["stages"]}
+    assert stages["Closed Won"] == {"USD": "1300.00"}
+    assert stages["Closed Lost"] == {"USD": "770.00"}  # 520 + 250
+    assert stages["Qualified"] == {"JPY": "5000", "USD": "375.00"}
+    assert data["total"]["amount"] == {"JPY": "5000", "USD": "2445.00"}
+    assert (data["currency"], data["unconverted"]) == ("USD", ["JPY"])
+    rows = {(r["stage"], r["source"]): r["amount"] for r in data["rows"]}
+    assert rows[("Closed Lost", "Organic Search")] == {"USD": "520.00"}
+    # without a reporting currency: per currency, as stored
+    with engine.connect() as conn:
+        plain = pipeline_report(conn, "channel")
+    assert plain["total"]["amount"] == {"GBP": "1900.00", "JPY": "5000"}
+    assert (plain["currency"], plain["unconverted"]) == (None, [])
+
+
 def test_a_period_counts_the_deals_created_in_it(engine: Engine) -> None:
     _store(engine)
     april = Period.of_dates(date(2026, 4, 1), date(2026, 4, 30), UTC)

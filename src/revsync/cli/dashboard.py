@@ -72,7 +72,7 @@ def dashboard(engine: Engine, mapping: RevsyncConfig, model: str) -> Dashboard:
             for by in GROUPINGS
         }
         kpis = kpis_report(conn, month, model, convert)
-        pipeline = pipeline_report(conn, "channel", model)
+        pipeline = pipeline_report(conn, "channel", model, convert=convert)
         uploads = uploads_report(conn, None, [d.name for d in mapping.destinations], convert)
     models = models_dict(models_report(engine, mapping, workers=min(8, os.cpu_count() or 1)))
     return Dashboard(

@@ -113,6 +113,11 @@ def _table(data: dict[str, Any], title: str, has_spend: bool) -> None:
                             times(m["roas"]), pct(m["roi"])]  # fmt: skip
             table.add_row(*lead, cur, *figures)
     show_table(table)
+    _unconverted_note(data)
+
+
+def _unconverted_note(data: dict[str, Any]) -> None:
+    """Names the currencies a report could not convert into the reporting currency."""
     if data["unconverted"]:
         out.print(
             f"No exchange rate into {data['currency']} for {', '.join(data['unconverted'])}: "
@@ -290,6 +295,7 @@ def report_pipeline(
     records on every sync and, where read, the CRM's own)."""
     from revsync.attribution import MODEL_NAMES
     from revsync.reports.html import Dashboard
+    from revsync.reports.money import Converter
     from revsync.reports.pipeline import pipeline_report
 
     mapping, engine = report_store(database_url, config)
@@ -299,7 +305,9 @@ def report_pipeline(
         if value not in allowed:
             raise config_failure(ConfigError(f"{option} {value!r}: one of {', '.join(allowed)}"))
     with engine.connect() as conn:
-        data = pipeline_report(conn, by, model, period_of(mapping, first, last))  # type: ignore[arg-type]
+        convert = Converter.load(conn, mapping.reports)
+        period = period_of(mapping, first, last)
+        data = pipeline_report(conn, by, model, period, convert)  # type: ignore[arg-type]
     title = f"Pipeline by stage and {by}, deals created {span(mapping, first, last)}"
     emit(
         fmt_of(fmt, as_json),
@@ -326,3 +334,4 @@ def _pipeline_tables(data: dict[str, Any], title: str) -> None:
     for row in data["rows"]:
         cells.add_row(row["stage"], row["source"], count(row["deals"]), _amounts(row["amount"]))
     show_table(cells)
+    _unconverted_note(data)

@@ -13,6 +13,9 @@ and days in stage, from the deals and their stage history (``deal_stages``).
   stage after it in that order.
 - *Median days in stage*: from entering a stage to entering the next one, over the deals
   that left it (a deal still in a stage is not counted: its time there is not over).
+- *Amounts*: in ``reports.currency`` at the rate of the deal's close date (an open deal's
+  expected one; without a close date, its creation), see ``reports.money``; an amount
+  without a rate stays in its own currency and the report names it (``unconverted``).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy import Connection
 
 from revsync.attribution.money import minor_units
+from revsync.reports.money import Converter
 from revsync.reports.sources import Period
 from revsync.store.schema import (
     contacts,
@@ -59,11 +63,11 @@ class _Deal:
 
 def pipeline_report(
     conn: Connection, by: PipelineBy = "channel", model: str = "last_non_direct",
-    period: Period | None = None,
+    period: Period | None = None, convert: Converter | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """The report as JSON-ready data."""
+    """The report as JSON-ready data; amounts converted by ``convert`` where it can."""
     period = period or Period()
-    found = _deals(conn, period)
+    found = _deals(conn, period, convert)
     _attribute(conn, found, by, model)
     order = _stage_order(found)
     return {
@@ -72,10 +76,14 @@ def pipeline_report(
         "stages": [_stage(stage, n, found, order) for n, stage in enumerate(order)],
         "rows": _rows(found, order),
         "total": {"deals": len(found), **_counts(list(found.values()))},
+        "currency": convert.currency if convert else None,
+        "unconverted": sorted(convert.unconverted) if convert else [],
     }
 
 
-def _deals(conn: Connection, period: Period) -> dict[tuple[str, str], _Deal]:
+def _deals(
+    conn: Connection, period: Period, convert: Converter | None
+) -> dict[tuple[str, str], _Deal]:
     d, s = deals.c, deal_stages.c
     history: dict[tuple[str, str], list[tuple[datetime, str]]] = defaultdict(list)
     for source, deal_id, at, stage in conn.execute(
@@ -83,11 +91,12 @@ def _deals(conn: Connection, period: Period) -> dict[tuple[str, str], _Deal]:
     ):
         history[(source, deal_id)].append((at, stage))
     found = {}
-    for source, deal_id, stage, status, amount, cur, created, modified in conn.execute(
+    for source, deal_id, stage, status, amount, cur, created, modified, close in conn.execute(
         sa.select(
-            d.source, d.id, d.stage, d.status, d.amount, d.currency, d.created_at, d.modified_at
+            d.source, d.id, d.stage, d.status, d.amount, d.currency, d.created_at, d.modified_at,
+            d.close_at,
         )
-    ):
+    ):  # fmt: skip
         key = (source, deal_id)
         entries = sorted(history.get(key, []))
         if not entries and stage:
@@ -95,7 +104,10 @@ def _deals(conn: Connection, period: Period) -> dict[tuple[str, str], _Deal]:
         born = created or (entries[0][0] if entries else modified)
         if (period.start and born < period.start) or (period.end and born >= period.end):
             continue
-        found[key] = _Deal(key, stage or UNKNOWN, status, Decimal(amount or 0), cur, entries)
+        value = Decimal(amount or 0)
+        if convert is not None:
+            value, cur = convert(value, cur, (close or born).date())
+        found[key] = _Deal(key, stage or UNKNOWN, status, value, cur, entries)
     return found
 
 
