@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 import requests
+from requests import RequestException
 from simple_salesforce.api import Salesforce
 from simple_salesforce.bulk2 import SFBulk2Handler
 from simple_salesforce.exceptions import (
@@ -53,8 +54,6 @@ from simple_salesforce.exceptions import (
     SalesforceRefusedRequest,
 )
 
-from revsync.config.mapping import SalesforceSource
-from revsync.config.settings import Settings
 from revsync.domain import (
     AttributionPush,
     ClickIds,
@@ -84,8 +83,6 @@ from revsync.sources.salesforce_values import (
 )
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
     from revsync.checks import CheckResult
 
 RECORDS_PER_UPDATE = 200  # composite/sobjects collections
@@ -102,18 +99,8 @@ class SalesforceDealSource(SalesforceContacts):
     """Reads Opportunities changed since a watermark; see the module docstring. Sessions,
     retries and the budget: ``salesforce_session``; contacts: ``salesforce_contacts``."""
 
-    def __init__(
-        self,
-        config: SalesforceSource,
-        settings: Settings,
-        default_phone_region: str | None = None,
-        engine: Engine | None = None,
-    ) -> None:
-        """``engine``: the store that keeps a rotated refresh token (see refresh_tokens)."""
-        super().__init__(config, settings, default_phone_region, engine)
-        self._multi_currency: bool | None = None
-        self._zone: str | None = config.timezone
-        self._now = datetime.now(UTC)
+    _multi_currency: bool | None = None  # from Opportunity's describe, on first use
+    _now = datetime.min.replace(tzinfo=UTC)  # set by each read (pages)
 
     # --- DealSource ------------------------------------------------------------------
 
@@ -403,14 +390,8 @@ class SalesforceDealSource(SalesforceContacts):
                     done.add(record["id"])
                     yield record
                 return
-            except SalesforceExpiredSession:
-                if renewed:
-                    raise
-                renewed = True
-                self._authenticate()
-            except (SalesforceGeneralError, requests.RequestException) as exc:
-                failures += 1
-                self._back_off(exc, failures)
+            except (SalesforceExpiredSession, SalesforceGeneralError, RequestException) as exc:
+                renewed, failures = self._recover(exc, renewed, failures)
 
     @staticmethod
     def _rest(sf: Salesforce, soql: str) -> Iterator[dict[str, Any]]:
@@ -501,9 +482,12 @@ class SalesforceDealSource(SalesforceContacts):
             created_at=timestamp(record["createddate"]) if record.get("createddate") else None,
         )
 
+    _zone: str | None = None  # the mapping's, else the org's (read once)
+
     def _close_at(self, day: date) -> datetime:
         """A date-only CloseDate in the org's time zone (``Organization.TimeZoneSidKey``,
         read once, unless the mapping names a zone); see ``sources.base.place_date``."""
+        self._zone = self._zone or self.config.timezone
         if self._zone is None:
             [org] = self._call(
                 lambda sf: sf.query("SELECT TimeZoneSidKey FROM Organization LIMIT 1")["records"]

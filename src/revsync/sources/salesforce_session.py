@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 from pydantic import SecretStr
+from requests import RequestException
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession, SalesforceGeneralError
 
@@ -99,14 +100,20 @@ class SalesforceSession:
             sf = self._sf or self._authenticate()
             try:
                 return call(sf)
-            except SalesforceExpiredSession:
-                if renewed:
-                    raise
-                renewed = True
-                self._authenticate()
-            except (SalesforceGeneralError, requests.RequestException) as exc:
-                failures += 1
-                self._back_off(exc, failures)
+            except (SalesforceExpiredSession, SalesforceGeneralError, RequestException) as exc:
+                renewed, failures = self._recover(exc, renewed, failures)
+
+    def _recover(self, exc: Exception, renewed: bool, failures: int) -> tuple[bool, int]:
+        """After a failed call: an expired session is renewed once, a transient failure
+        waited out (``_back_off``); anything else is raised. Returns the next try's
+        (renewed, failures)."""
+        if isinstance(exc, SalesforceExpiredSession):
+            if renewed:
+                raise exc
+            self._authenticate()
+            return True, failures
+        self._back_off(exc, failures + 1)
+        return renewed, failures + 1
 
     def _back_off(self, exc: Exception, failures: int) -> None:
         """Wait before try ``failures + 1`` after a transient ``exc``; re-raise ``exc`` when it
