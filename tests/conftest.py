@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh store on every backend the suite runs against.
+"""Shared fixtures: a fresh store on every backend the suite runs against; TLS files.
 
 PostgreSQL runs wherever ``REVSYNC_TEST_POSTGRES_URL`` points (default: the local server
 on 127.0.0.1:5432). It is never skipped: an unreachable server fails the tests that need it.
@@ -16,10 +16,17 @@ from sqlalchemy import Engine
 
 from revsync.store.engine import open_store
 from revsync.store.schema import metadata
+from tests.emulators.tls import TlsFiles, make_tls_files
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "REVSYNC_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """A CA and a localhost certificate for the emulators that speak TLS (gRPC, HTTPS)."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ from tests.contract.harness.destinations import (
     GoogleAdsApiAdapter,
     MetaApiAdapter,
 )
-from tests.emulators.tls import TlsFiles, make_tls_files
+from tests.emulators.tls import TlsFiles
 
 NAMES = [
     "google_ads-ads_api", "google_ads-data_manager", "ga4-http", "meta-api",
@@ -51,11 +51,6 @@ NETWORK = NAMES[:4]
 CREDENTIALS = ["google_ads-ads_api", "google_ads-data_manager", "meta-api"]
 OK = {OutcomeStatus.SENT, OutcomeStatus.VALIDATED}
 SHA256 = re.compile(r"\b[0-9a-f]{64}\b")
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("contract-tls"))
 
 
 def build(name: str, tmp: Path, tls: TlsFiles) -> DestinationAdapter:

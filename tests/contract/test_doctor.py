@@ -28,7 +28,7 @@ from tests.emulators.hubspot import HubSpotEmulator
 from tests.emulators.meta_graph import MetaGraphEmulator
 from tests.emulators.oauth import OAuthEmulator
 from tests.emulators.salesforce import SalesforceEmulator
-from tests.emulators.tls import TlsFiles, make_tls_files
+from tests.emulators.tls import TlsFiles
 
 CUSTOMER, ACTION, WEB_ACTION, MISSING_ACTION = "1234567890", "111", "222", "999"
 PIXEL, MEASUREMENT_ID = "1234567890123", "G-DOCTOR1"
@@ -128,11 +128,6 @@ def rows(result: Result) -> dict[tuple[str, str], tuple[str, str]]:
 
 def failing(report: dict[tuple[str, str], tuple[str, str]]) -> set[tuple[str, str]]:
     return {key for key, (status, _) in report.items() if status == "fail"}
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("doctor-tls"))
 
 
 @pytest.fixture
@@ -270,6 +265,25 @@ def test_unknown_hubspot_won_stages_fail(world: World) -> None:
     assert failing(report) == {("source hs", "won stages")}
     assert "default/Won!" in report[("source hs", "won stages")][1]
     assert "pipeline other" in report[("source hs", "won stages")][1]
+
+
+def test_stage_history_needs_the_crm_s_history_fields(world: World) -> None:
+    """With ``stage_history``: Salesforce's OpportunityHistory fields, and HubSpot's entry
+    date property of every stage, which a portal may lack for some stages."""
+    mapping = world.mapping(sf={"stage_history": True}, hs={"stage_history": True})
+    report = rows(world.doctor(mapping, "--json"))
+    assert not failing(report)
+    assert report[("source sf", "fields: OpportunityHistory")] == (
+        "pass",
+        "3 mapped fields present",
+    )
+    status, detail = report[("source hs", "stage history")]
+    assert status == "pass" and "all 7 deal stages" in detail
+    del world.hs.properties["deals"]["hs_v2_date_entered_closedwon"]
+    report = rows(world.doctor(mapping, "--json"))
+    assert failing(report) == {("source hs", "stage history")}
+    detail = report[("source hs", "stage history")][1]
+    assert detail.startswith("hs_v2_date_entered_closedwon not found") and "false" in detail
 
 
 def test_an_almost_used_api_budget_fails(world: World) -> None:

@@ -51,7 +51,7 @@ from revsync.sync.factory import _transport, google_transport
 from tests.emulators.data_manager import DataManagerEmulator, EmulatorClock
 from tests.emulators.google_ads import GoogleAdsEmulator
 from tests.emulators.oauth import OAuthEmulator
-from tests.emulators.tls import TlsFiles, make_tls_files
+from tests.emulators.tls import TlsFiles
 
 CUSTOMER = "1234567890"
 MANAGER = "9876543210"
@@ -68,11 +68,6 @@ OAUTH = GoogleOAuth(CLIENT_ID, CLIENT_SECRET, REFRESH)
 
 
 # --- fixtures ------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -21,12 +21,7 @@ from tests.contract import test_hubspot_source as hs
 from tests.contract import test_salesforce_source as sf
 from tests.emulators.hubspot import HubSpotEmulator
 from tests.emulators.salesforce import SalesforceEmulator
-from tests.emulators.tls import TlsFiles, make_tls_files
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("reconcile-tls"))
+from tests.emulators.tls import TlsFiles
 
 
 class Org:
@@ -91,6 +86,8 @@ def test_a_won_deal_purged_in_the_crm_is_retracted_at_the_next_reconciliation(
     assert dict(later.planned) == {"gads": 1}  # the retraction
     assert any("no longer exist in the CRM" in w for w in later.warnings)
     lines = (tmp_path / "out" / "gads.google_ads.jsonl").read_text().splitlines()
-    adjustments = [a for line in lines for a in json.loads(line)["body"].get("conversion_adjustments", [])]
+    adjustments = [
+        a for line in lines for a in json.loads(line)["body"].get("conversion_adjustments", [])
+    ]
     assert [a["adjustment_type"] for a in adjustments] == ["RETRACTION"]
     assert dict(run(org.t0 + timedelta(hours=60)).planned) == {}  # retracted once

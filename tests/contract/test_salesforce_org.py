@@ -11,12 +11,7 @@ import pytest
 from revsync.sources.salesforce import SalesforceDealSource
 from tests.contract.test_salesforce_source import SETTINGS, T0, config, seed, source, start
 from tests.emulators.salesforce import SalesforceEmulator
-from tests.emulators.tls import TlsFiles, make_tls_files
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("sf-org-tls"))
+from tests.emulators.tls import TlsFiles
 
 
 @pytest.fixture
@@ -55,4 +50,7 @@ def test_a_mobile_phone_counts_and_an_unseen_contact_hints_at_permissions(
     [contact] = deal.contacts
     assert contact.crm_id == mobile and contact.hashes.phone is not None
     [problem] = [q for p in pages for q in p.quarantined]
-    assert problem.field == "ContactId" and "not visible to revsync's integration user" in problem.reason
+    assert (
+        problem.field == "ContactId"
+        and "not visible to revsync's integration user" in problem.reason
+    )

@@ -30,7 +30,7 @@ from revsync.sync.factory import build_destinations, build_sources
 from revsync.sync.job import SyncJob
 from revsync.sync.summary import RunSummary
 from tests.emulators.salesforce import SalesforceEmulator
-from tests.emulators.tls import TlsFiles, make_tls_files
+from tests.emulators.tls import TlsFiles
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -45,11 +45,6 @@ SETTINGS = Settings(
     salesforce_username="ops@example.com",
 )
 CUSTOM = {obj: {"GCLID__c": "string"} for obj in ("Opportunity", "Contact", "Lead")}
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(Path(tmp_path_factory.mktemp("sf-tls")))
 
 
 def start(tls: TlsFiles, **options: Any) -> SalesforceEmulator:

@@ -8,7 +8,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,17 +24,12 @@ from revsync.sources import refresh_tokens
 from revsync.sources.salesforce import SalesforceDealSource
 from revsync.store.schema import credentials
 from tests.emulators.salesforce import ConnectedApp, SalesforceEmulator
-from tests.emulators.tls import TlsFiles, make_tls_files
+from tests.emulators.tls import TlsFiles
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CONFIGURED = "5Aep861-configured-refresh-token"
 KEY = Fernet.generate_key().decode()
 REFUSED = {"error": "invalid_grant", "error_description": "expired access/refresh token"}
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(Path(tmp_path_factory.mktemp("sf-rotation-tls")))
 
 
 class Org:

@@ -56,7 +56,7 @@ from tests.contract.harness.sources import (
     SourceAdapter,
     email,
 )
-from tests.emulators.tls import TlsFiles, make_tls_files
+from tests.emulators.tls import TlsFiles
 
 ADAPTERS: dict[str, type[SourceAdapter]] = {
     "file": FileAdapter,
@@ -68,11 +68,6 @@ ADAPTERS: dict[str, type[SourceAdapter]] = {
 def having(capability: str) -> list[str]:
     """The adapters whose CRM has ``capability``; the others are excluded by design."""
     return [name for name, cls in ADAPTERS.items() if getattr(cls.caps, capability)]
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("contract-tls"))
 
 
 @pytest.fixture(params=list(ADAPTERS))

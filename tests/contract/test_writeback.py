@@ -26,7 +26,7 @@ from revsync.sync.job import SyncJob
 from revsync.sync.summary import RunSummary
 from tests.emulators.hubspot import HubSpotEmulator
 from tests.emulators.salesforce import SalesforceEmulator
-from tests.emulators.tls import TlsFiles, make_tls_files
+from tests.emulators.tls import TlsFiles
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(days=10)
@@ -39,11 +39,6 @@ SF_SETTINGS = Settings(
     salesforce_client_id="cid", salesforce_client_secret="shh", salesforce_refresh_token="rt"
 )
 HS_SETTINGS = Settings(hubspot_access_token=SecretStr("pat-test"))
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(Path(tmp_path_factory.mktemp("wb-tls")))
 
 
 class SalesforceCrm:

@@ -168,9 +168,7 @@ def test_bad_requests_are_refused_without_echoing(
         assert conn.execute(select(func.count()).select_from(touchpoints)).scalar_one() == 0
 
 
-def test_a_nul_character_is_refused_alone_not_with_its_batch(
-    engine: Engine, clock: Clock
-) -> None:
+def test_a_nul_character_is_refused_alone_not_with_its_batch(engine: Engine, clock: Clock) -> None:
     """PostgreSQL refuses NUL in text: the event is refused (422), the batch is stored."""
     import concurrent.futures
 
@@ -212,7 +210,9 @@ def test_bots_and_denied_consent_are_answered_but_not_stored(
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(touchpoints)).scalar_one() == 0
     granted = visit(
-        site="site-strict-1", url="https://shop.example.org/", consent={"analytics_storage": "granted"}
+        site="site-strict-1",
+        url="https://shop.example.org/",
+        consent={"analytics_storage": "granted"},
     )
     assert post(client, "/v1/collect", granted, headers=strict).status_code == 204
     with engine.connect() as conn:
@@ -239,7 +239,9 @@ def test_snippet_is_small_cacheable_and_sets_the_visitor_cookie(client: TestClie
         "/v1/revsync.js?site=site-main-01",
         headers={"if-none-match": etag, "cookie": "_rsid=abcdef0123456789"},
     )
-    assert again.status_code == 304 and again.headers["set-cookie"].startswith("_rsid=abcdef0123456789;")
+    assert again.status_code == 304 and again.headers["set-cookie"].startswith(
+        "_rsid=abcdef0123456789;"
+    )
     assert client.get("/v1/revsync.js?site=nope").status_code == 404
     raw = client.get("/v1/revsync.js?site=site-main-01", headers={"accept-encoding": "gzip"})
     assert len(gzip.compress(raw.content)) < 2048
@@ -282,6 +284,7 @@ def test_every_answered_event_is_stored_under_concurrency(engine: Engine, clock:
     import concurrent.futures
 
     with open_client(engine, clock, flush_events=16, flush_ms=50) as client:
+
         def one(i: int, client: TestClient = client) -> int:
             event = visit(vid=f"visitor-{i:06d}", url=f"https://www.example.com/p{i}")
             return post(client, "/v1/collect", event).status_code

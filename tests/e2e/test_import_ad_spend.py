@@ -25,7 +25,7 @@ from tests.emulators.google_ads import GoogleAdsEmulator
 from tests.emulators.google_ads_reporting import AdsReporting
 from tests.emulators.meta_insights import MetaInsightsEmulator
 from tests.emulators.oauth import OAuthEmulator
-from tests.emulators.tls import TlsFiles, make_tls_files
+from tests.emulators.tls import TlsFiles
 
 NOW = datetime(2026, 11, 16, 12, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -37,11 +37,6 @@ SETTINGS = Settings(
     google_oauth_refresh_token=SecretStr("test-refresh"),
     meta_access_token=SecretStr(TOKEN),
 )
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from google.oauth2.credentials import Credentials
 
 from tests.emulators.google_ads import DEFAULT_VERSION, GoogleAdsEmulator
 from tests.emulators.oauth import JWT_BEARER, OAuthEmulator, TokenStatus
-from tests.emulators.tls import TlsFiles, make_tls_files
+from tests.emulators.tls import TlsFiles
 
 CUSTOMER = "1234567890"
 NOW = dt.datetime(2026, 11, 16, 12, 0, tzinfo=dt.UTC)
@@ -40,11 +40,6 @@ TIMEOUT = 10.0
 def stamp(moment: dt.datetime) -> str:
     """Format a time as the API wants it: ``yyyy-mm-dd hh:mm:ss+hh:mm``."""
     return moment.strftime("%Y-%m-%d %H:%M:%S%z")[:-2] + ":" + moment.strftime("%z")[-2:]
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture
@@ -623,7 +618,10 @@ def test_a_click_conversion_dated_after_the_clock_is_refused(
 
     response = upload(client, rows)
 
-    assert row_errors(client, response) == {1: "LATER_THAN_MAXIMUM_DATE", 2: "LATER_THAN_MAXIMUM_DATE"}
+    assert row_errors(client, response) == {
+        1: "LATER_THAN_MAXIMUM_DATE",
+        2: "LATER_THAN_MAXIMUM_DATE",
+    }
     failure = type(client.get_type("GoogleAdsFailure")).deserialize(
         response.partial_failure_error.details[0].value
     )
@@ -644,7 +642,10 @@ def test_an_adjustment_must_be_after_its_conversion_and_not_in_the_future(
     converted = {f"deal-{i}": NOW - dt.timedelta(days=1, minutes=i) for i in range(1, 5)}
     upload(
         client,
-        [conversion(client, order_id=k, conversion_date_time=stamp(t)) for k, t in converted.items()],
+        [
+            conversion(client, order_id=k, conversion_date_time=stamp(t))
+            for k, t in converted.items()
+        ],
     )
     assert len(ads.uploads) == 4
     ads.now = NOW + dt.timedelta(hours=25)

@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
 from simple_salesforce import Salesforce
 
 from tests.emulators.salesforce import SalesforceEmulator
-from tests.emulators.tls import TlsFiles, make_tls_files
+from tests.emulators.tls import TlsFiles
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
-
-
-@pytest.fixture(scope="module")
-def tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
-    return make_tls_files(Path(tmp_path_factory.mktemp("sf-roles-tls")))
 
 
 @pytest.fixture

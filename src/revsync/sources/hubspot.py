@@ -188,6 +188,8 @@ class HubSpotDealSource(HubSpotRecords):
                 )
             else:
                 yield ok(f"properties: {object_type}", f"{len(set(names))} mapped properties exist")
+        if self.config.stage_history:
+            yield self._check_stage_history()
         if self._won_stages:
             try:
                 pipelines = {

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubspot.crm import deals
 from hubspot.crm.associations.v4 import BatchInputPublicFetchAssociationsBatchRequest
@@ -22,10 +22,14 @@ from revsync.domain import (
     PersonHashes,
     Quarantined,
 )
+from revsync.errors import RevsyncError
 from revsync.sources.hubspot_session import HubSpotSession
 from revsync.sources.hubspot_values import (
     entered_stages,
 )
+
+if TYPE_CHECKING:
+    from revsync.checks import CheckResult
 
 CONTACT_PROPERTIES = ("email", "phone", "mobilephone", "hs_analytics_source")
 ASSOCIATIONS_PER_CALL = 1_000
@@ -53,29 +57,53 @@ class HubSpotRecords(HubSpotSession):
         """Deal id -> its primary company (association type 5), else its first company."""
         return {deal_id: ids[0] for deal_id, ids in self._associated(deal_ids, "companies").items()}
 
+    def _stage_property_names(self) -> dict[str, str]:
+        """``hs_v2_date_entered_<stage id>`` -> stage id, over every deal pipeline (read once)."""
+        if self._stage_properties is None:
+            pipelines = self._get("/crm/v3/pipelines/deals")["results"]
+            self._stage_properties = {f"hs_v2_date_entered_{s['id']}": s["id"]
+                                      for p in pipelines for s in p.get("stages", [])}  # fmt: skip
+        return self._stage_properties
+
+    def _check_stage_history(self) -> CheckResult:
+        """``revsync doctor`` with ``stage_history``: every stage's entry-date property exists."""
+        from revsync.checks import fail, ok
+
+        try:
+            names = self._stage_property_names()
+            known = {p["name"] for p in self._get("/crm/v3/properties/deals")["results"]}
+        except RevsyncError as exc:
+            return fail("stage history", str(exc))
+        missing = [name for name in names if name not in known]
+        if missing:
+            return fail(
+                "stage history",
+                f"{', '.join(missing)} not found on deals: the portal keeps no entry date for "
+                "those stages; set stage_history: false (revsync then records the stages it "
+                "sees at each sync)",
+            )
+        return ok("stage history", f"the entry dates of all {len(names)} deal stages are read")
+
     def _stage_entries(
         self, deal_ids: Sequence[str]
     ) -> dict[str, tuple[tuple[datetime, str], ...]]:
         """Deal id -> the stages it entered and when (``hs_v2_date_entered_<stage id>``, one
         time per stage), by batch read, 100 deals a call: one property per stage of every
         pipeline would overflow a search body's 3,000 characters."""
-        if self._stage_properties is None:
-            pipelines = self._get("/crm/v3/pipelines/deals")["results"]
-            self._stage_properties = {f"hs_v2_date_entered_{s['id']}": s["id"]
-                                      for p in pipelines for s in p.get("stages", [])}  # fmt: skip
+        stage_of = self._stage_property_names()
         out = {}
         for start in range(0, len(deal_ids), CONTACTS_PER_CALL):
             chunk = deal_ids[start : start + CONTACTS_PER_CALL]
             request = deals.BatchReadInputSimplePublicObjectId(
                 inputs=[{"id": deal_id} for deal_id in chunk],
-                properties=list(self._stage_properties),
+                properties=list(stage_of),
             )
             response = self._call(
                 "deal stage read", self._deal_batch_api.read, request, archived=False,
                 _request_timeout=self.config.timeout_seconds,
             )  # fmt: skip
             for item in response.results or []:
-                out[str(item.id)] = entered_stages(item.properties or {}, self._stage_properties)
+                out[str(item.id)] = entered_stages(item.properties or {}, stage_of)
         return out
 
     def _associated(self, deal_ids: Sequence[str], to_type: str) -> dict[str, list[str]]:

@@ -197,6 +197,8 @@ class SalesforceDealSource(SalesforceContacts):
             "Contact": ["Email", "Phone", "MobilePhone", *config.contact_click_id_fields.values()],
             "Lead": ["ConvertedContactId", *config.lead_click_id_fields.values()]
             if config.lead_click_id_fields else [],
+            "OpportunityHistory": ["OpportunityId", "StageName", "CreatedDate"]
+            if config.stage_history else [],
         }  # fmt: skip
         if config.push_attribution:  # written onto both Contacts and Leads
             for sobject in ("Contact", "Lead"):
