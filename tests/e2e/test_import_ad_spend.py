@@ -197,6 +197,41 @@ def test_gclids_resolve_to_keywords_one_day_per_query_and_unknown_ones_are_kept(
     assert again.asked == 0  # resolved and unknown gclids are not asked again
 
 
+def test_a_landing_just_after_midnight_finds_the_click_of_the_day_before(
+    ads: GoogleAdsEmulator, oauth: OAuthEmulator, tls: TlsFiles, store: Engine
+) -> None:
+    """Clicked at 23:59:50, landed at 00:00:05 (UTC, the account's zone): click_view has
+    the gclid on the day before the landing. A landing at 00:30 is not asked twice."""
+    reporting = AdsReporting(ads)
+    midnight = datetime.combine(TODAY - timedelta(days=3), datetime.min.time(), UTC)
+    landings = {"g-late": midnight + timedelta(seconds=5), "g-gone": midnight + timedelta(minutes=1),
+                "g-half-past": midnight + timedelta(minutes=30)}  # fmt: skip
+    with store.begin() as conn:
+        conn.execute(sa.insert(visitors), [{"id": "v", "first_seen": NOW, "last_seen": NOW}])
+        conn.execute(sa.insert(touchpoints), [
+            {"id": g, "visitor_id": "v", "occurred_at": at, "channel": "Paid Search", "gclid": g}
+            for g, at in landings.items()
+        ])  # fmt: skip
+    for gclid in ("g-late", "g-half-past"):  # g-half-past too: on a day it is not asked for
+        reporting.add_click(CUSTOMER, gclid, midnight.date() - timedelta(days=1),
+                            (8, "Generic"), (81, "CRM"), "crm software", "EXACT")  # fmt: skip
+
+    [read] = read_clicks(store, mapping(ads, oauth, tls), SETTINGS, NOW)
+    assert (read.asked, read.resolved, read.unknown) == (3, 1, 2)
+    days = [q.split("segments.date = '")[1][:10] for q in reporting.queries
+            if "FROM click_view" in q]  # fmt: skip
+    assert days == [midnight.date().isoformat(), (midnight.date() - timedelta(days=1)).isoformat()]
+    assert "g-half-past" not in [q for q in reporting.queries if "FROM click_view" in q][1]
+    with store.connect() as conn:
+        rows = {r.gclid: r for r in conn.execute(sa.select(gclid_clicks))}
+    assert (rows["g-late"].keyword, rows["g-late"].day) == (
+        "crm software",
+        midnight.date() - timedelta(days=1),
+    )
+    assert rows["g-gone"].campaign is None and rows["g-gone"].day == midnight.date()
+    assert rows["g-half-past"].campaign is None
+
+
 def test_meta_insights_paged_incremental_and_restated(
     meta: MetaInsightsEmulator, store: Engine
 ) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from revsync.store.schema import gclid_clicks, spend, touchpoints
 FIRST_DAYS = 30
 LOOKBACK_DAYS = 3
 CLICK_DAYS = 90  # click_view answers for the last 90 days only
+LANDING_AFTER_CLICK = time(0, 10)  # landed before 00:10: the click may be the day before
 _GCLID = re.compile(r"[A-Za-z0-9_-]{1,255}")
 _GCLIDS_PER_QUERY = 1000
 _METRICS = "metrics.cost_micros, metrics.clicks, metrics.impressions, customer.currency_code"
@@ -163,11 +164,13 @@ def resolve_clicks(
     engine: Engine, ads: AdsSearch, customer_id: str, tz: str, now: datetime
 ) -> ClicksRead:
     """Resolve each stored gclid of the last 90 days not yet in ``gclid_clicks`` through
-    ``click_view``, one day (the click's day in the account's zone) per query. A gclid
-    Google does not know is stored with NULL campaign, so it is not asked again."""
+    ``click_view``, one day (the day of the landing in the account's zone) per query. A
+    landing in the first ``LANDING_AFTER_CLICK`` after the account's midnight may follow a
+    click of the day before: a gclid not found on its day is asked on that one too. A
+    gclid Google does not know is stored with NULL campaign, so it is not asked again."""
     zone = ZoneInfo(tz)
     oldest = now.astimezone(zone).date() - timedelta(days=CLICK_DAYS - 1)
-    since = datetime.combine(oldest, datetime.min.time(), zone)
+    since = datetime.combine(oldest, time.min, zone)
     t = touchpoints.c
     query = (
         sa.select(t.gclid, sa.func.min(t.occurred_at))
@@ -181,32 +184,43 @@ def resolve_clicks(
     with engine.connect() as conn:
         pending = conn.execute(query).all()
     by_day: dict[date, list[str]] = {}
+    early: set[str] = set()  # landed just after midnight
     for gclid, at in pending:
-        by_day.setdefault(at.astimezone(zone).date(), []).append(gclid)
-    resolved = unknown = 0
+        local = at.astimezone(zone)
+        by_day.setdefault(local.date(), []).append(gclid)
+        if local.time() < LANDING_AFTER_CLICK and local.date() > oldest:
+            early.add(gclid)
+    found: dict[str, dict[str, Any]] = {}
     for day, gclids in sorted(by_day.items()):
-        for start in range(0, len(gclids), _GCLIDS_PER_QUERY):
-            chunk = gclids[start : start + _GCLIDS_PER_QUERY]
-            found = _clicks_of(ads, day, [g for g in chunk if _GCLID.fullmatch(g)])
-            rows = [
-                found.get(g) or {"gclid": g, "day": day, "campaign_id": None, "campaign": None,
-                                 "ad_group_id": None, "ad_group": None, "keyword": None,
-                                 "match_type": None}
-                for g in chunk
-            ]  # fmt: skip
-            resolved += sum(1 for g in chunk if g in found)
-            unknown += sum(1 for g in chunk if g not in found)
-            with engine.begin() as conn:
-                conn.execute(
-                    gclid_clicks.insert(),
-                    [{**r, "customer_id": customer_id, "resolved_at": now} for r in rows],
-                )
-    return ClicksRead(len(pending), resolved, unknown)
+        found |= _clicks_of(ads, day, gclids)
+    for day, gclids in sorted(by_day.items()):
+        if late := [g for g in gclids if g in early and g not in found]:
+            found |= _clicks_of(ads, day - timedelta(days=1), late)
+    rows = [
+        found.get(g) or {"gclid": g, "day": day, "campaign_id": None, "campaign": None,
+                         "ad_group_id": None, "ad_group": None, "keyword": None,
+                         "match_type": None}
+        for day, gclids in sorted(by_day.items()) for g in gclids
+    ]  # fmt: skip
+    if rows:
+        with engine.begin() as conn:
+            conn.execute(
+                gclid_clicks.insert(),
+                [{**r, "customer_id": customer_id, "resolved_at": now} for r in rows],
+            )
+    return ClicksRead(len(pending), len(found), len(pending) - len(found))
 
 
 def _clicks_of(ads: AdsSearch, day: date, gclids: list[str]) -> dict[str, dict[str, Any]]:
-    if not gclids:
-        return {}
+    """The clicks of ``day`` among ``gclids`` (well-formed ones only), 1,000 a query."""
+    valid = [g for g in gclids if _GCLID.fullmatch(g)]
+    found: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(valid), _GCLIDS_PER_QUERY):
+        found |= _click_rows(ads, day, valid[start : start + _GCLIDS_PER_QUERY])
+    return found
+
+
+def _click_rows(ads: AdsSearch, day: date, gclids: list[str]) -> dict[str, dict[str, Any]]:
     listed = ", ".join(f"'{g}'" for g in gclids)  # the pattern allows no quote
     found = {}
     for r in ads.search_stream(CLICK_QUERY.format(day=day, gclids=listed)):
