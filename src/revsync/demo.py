@@ -176,7 +176,7 @@ def generate(
     deal_fields = [
         "deal_id", "status", "stage", "amount", "currency", "close_date", "modified_at",
         "pipeline", "owner", "contact_id", "email", "phone", "is_primary", "gclid",
-        "account_id", "created_at",
+        "account_id", "created_at", "stage_history",
     ]  # fmt: skip
     counts = {"visitors": 0, "touchpoints": 0, "leads": 0, "deals": 0, "won": 0}
     with (
@@ -284,12 +284,30 @@ def generate(
                     # companies buy again; a free-mail buyer is a customer of their own
                     "account_id": "" if domain in FREE_MAIL else f"ACC-{domain}",
                     "created_at": _iso(lead_at + timedelta(hours=1)),
+                    "stage_history": _stages(
+                        status, lead_at + timedelta(hours=1), min(close, now), deal_number
+                    ),
                 }
             )
         _bad_rows(crm, now)
     assert paths.spend is not None
     _write_spend(paths.spend, clicks, seed + 1)
     return DemoFiles(paths.touchpoints, paths.leads, paths.deals, counts, paths.spend)
+
+
+def _stages(status: str, created: datetime, end: datetime, number: int) -> str:
+    """The CRM's stage history of a demo deal: Qualified, then Proposal and Negotiation
+    over the deal's life, then its close; every third lost deal is lost from Qualified.
+    No draw from the generator, so the rest of the data is as before."""
+    path = {"won": ["Qualified", "Proposal", "Negotiation", "Closed Won"],
+            "open": ["Qualified", "Proposal", "Negotiation"],
+            "lost": ["Qualified", "Closed Lost"] if number % 3 == 0
+            else ["Qualified", "Proposal", "Closed Lost"]}[status]  # fmt: skip
+    shares = {4: (0.0, 0.3, 0.65, 1.0), 2: (0.0, 1.0),
+              3: (0.0, 0.4, 1.0) if status == "lost" else (0.0, 0.35, 0.8)}[len(path)]  # fmt: skip
+    start = min(created, end - timedelta(days=1))  # a deal won within hours of its lead
+    return ";".join(f"{stage}@{_iso(start + (end - start) * share)}" for stage, share in
+                    zip(path, shares, strict=True))  # fmt: skip
 
 
 def _bad_rows(crm: csv.DictWriter[str], now: datetime) -> None:

@@ -97,6 +97,31 @@ def test_stages_conversion_days_and_sources(engine: Engine) -> None:
     assert data["total"]["deals"] == 4
 
 
+def test_closing_stages_come_last_and_a_repeated_stage_is_not_a_move(engine: Engine) -> None:
+    """d5 is open in Negotiation (position 2), after Closed Lost's mean position 1.5: the
+    closing stages still come last. The sync's own entry of d1's Closed Won, two hours
+    after the CRM's, is not a move: Closed Won has no days in stage."""
+    _store(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(deals), [{
+            "source": "crm", "id": "d5", "status": "open", "amount": Decimal(50),
+            "currency": "GBP", "modified_at": _at(3), "stage": "Negotiation", "click_ids": {},
+            "fields": {}, "synced_at": T0, "created_at": _at(0)}])  # fmt: skip
+        conn.execute(insert(deal_stages), [
+            {"source": "crm", "deal_id": "d5", "entered_at": _at(day), "stage": stage,
+             "origin": "crm"} for day, stage in ((0, "Qualified"), (1, "Proposal"),
+                                                 (3, "Negotiation"))] + [
+            {"source": "crm", "deal_id": "d1", "entered_at": _at(5) + timedelta(hours=2),
+             "stage": "Closed Won", "origin": "sync"}])  # fmt: skip
+    with engine.connect() as conn:
+        data = pipeline_report(conn, "channel")
+    stages = {s["stage"]: s for s in data["stages"]}
+    assert list(stages) == ["Qualified", "Proposal", "Negotiation", "Closed Lost", "Closed Won"]
+    assert (stages["Closed Won"]["entered"], stages["Closed Won"]["median_days"]) == (1, None)
+    # Proposal: d1 and d2 moved on (to closing stages after it), d5 to Negotiation
+    assert (stages["Proposal"]["entered"], stages["Proposal"]["to_next"]) == (3, "1.0000")
+
+
 def test_amounts_in_the_reporting_currency_at_their_close_date(engine: Engine) -> None:
     """GBP→USD is 1.25 from day -20 and 1.30 from day 5: d1 (won day 5) 1,300, d2 (lost day
     6) 520, d4 (lost day -9) 250, d3 (open, no close date: its creation, day 1) 375. A JPY

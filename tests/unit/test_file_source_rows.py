@@ -170,3 +170,20 @@ def test_quarantine_reasons_carry_no_raw_pii(tmp_path: Path) -> None:
     assert not deals
     text = repr(problems)
     assert "jane@" not in text and "555 1212" not in text
+
+
+def test_a_stage_history_column_gives_each_deal_the_stages_it_entered(tmp_path: Path) -> None:
+    """``Stage@date-time;…`` in any order comes out in time order; a malformed entry
+    quarantines its deal (row and field named) and the rest is read."""
+    history = "Closed Won@2026-11-18T09:00:00Z; Qualified@2026-11-01T08:00:00+01:00;"
+    deals, problems = read(tmp_path, [
+        row("D1", stage_history=history), row("D2", stage_history="Qualified 2026-11-01"),
+        row("D3", stage_history="Proposal@yesterday"), row("D4", stage_history=""),
+    ])  # fmt: skip
+    assert deals["D1"].stage_history == (
+        (datetime(2026, 11, 1, 7, tzinfo=UTC), "Qualified"),
+        (datetime(2026, 11, 18, 9, tzinfo=UTC), "Closed Won"),
+    )
+    assert deals["D4"].stage_history == ()
+    assert reasons(problems) == [("D2", "stage_history", 3), ("D3", "stage_history", 4)]
+    assert "a stage name, an at sign and an ISO 8601 date-time" in problems[0].reason

@@ -6,9 +6,11 @@ and days in stage, from the deals and their stage history (``deal_stages``).
 - *Source* of a deal: the model's credited touchpoints by their share (won deals with a
   journey), else the lead source of its primary contact (the person's first identity
   event's lead-time touchpoint, as in the source report), else ``(unknown)``.
-- *Stage order*: the stages by the mean position at which deals enter them (a deal's
-  stages sorted by entry time: 0, 1, 2, ...); at equal positions a stage deals close in
-  (won or lost) comes after the open ones, then by name.
+- *Stage history*: a deal's stage entries in time order; an entry of the stage the deal is
+  already in (the sync seeing a stage the CRM's history holds) is not a move and is dropped.
+- *Stage order*: the stages deals close in (won or lost) after the others; within each,
+  by the mean position at which deals enter them (a deal's stages in entry order: 0, 1,
+  2, ...), then by name.
 - *Stage → next*: of the deals that entered a stage, the share that later entered any
   stage after it in that order.
 - *Median days in stage*: from entering a stage to entering the next one, over the deals
@@ -98,7 +100,7 @@ def _deals(
         )
     ):  # fmt: skip
         key = (source, deal_id)
-        entries = sorted(history.get(key, []))
+        entries = _moves(sorted(history.get(key, [])))
         if not entries and stage:
             entries = [(modified, stage)]
         born = created or (entries[0][0] if entries else modified)
@@ -178,8 +180,13 @@ def _lead_sources(
     return out
 
 
+def _moves(entries: list[tuple[datetime, str]]) -> list[tuple[datetime, str]]:
+    """The entries that change the stage: a repeat of the current stage is dropped."""
+    return [e for n, e in enumerate(entries) if n == 0 or e[1] != entries[n - 1][1]]
+
+
 def _stage_order(found: dict[tuple[str, str], _Deal]) -> list[str]:
-    """By mean entry position; at equal positions open stages before closing ones."""
+    """Closing stages last; within each group by mean entry position, then name."""
     positions: dict[str, list[int]] = defaultdict(list)
     closing: set[str] = set()
     for deal in found.values():
@@ -189,8 +196,8 @@ def _stage_order(found: dict[tuple[str, str], _Deal]) -> list[str]:
         if deal.status != "open":
             closing.add(deal.stage)
     return sorted(positions, key=lambda s: (
-        sum(positions[s]) / len(positions[s]) if positions[s] else float("inf"),
-        s in closing, s))  # fmt: skip
+        s in closing, sum(positions[s]) / len(positions[s]) if positions[s] else float("inf"),
+        s))  # fmt: skip
 
 
 def _stage(

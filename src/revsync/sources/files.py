@@ -3,7 +3,8 @@
 Columns: ``deal_id`` (required), ``status`` (won/lost/open) or ``stage`` with the
 mapping's ``won_stages``, ``amount``, ``currency``, ``close_date`` (a date, placed at
 the mapping's ``close_time`` in its ``timezone``, or a date-time with offset),
-``modified_at``, ``pipeline``, ``owner``, ``account_id`` (the customer), ``created_at``;
+``modified_at``, ``pipeline``, ``owner``, ``account_id`` (the customer), ``created_at``,
+``stage_history`` (the CRM's record of the stages entered: ``Stage@date-time;…``);
 per contact ``contact_id``, ``email``, ``phone``, ``is_primary``; click IDs written on
 the CRM record: ``gclid``, ``gbraid``, ``wbraid``, ``fbclid``, ``ga_client_id``. Column
 names are case-insensitive; of the other columns only those the mapping's ``fields``
@@ -42,6 +43,7 @@ from revsync.rows import (
     date_or_timestamp,
     decimal,
     read_rows,
+    shown,
     text,
     timestamp,
 )
@@ -56,7 +58,7 @@ _HASHES_KEPT = 10_000
 _KNOWN = {
     "deal_id", "status", "stage", "amount", "currency", "close_date", "modified_at",
     "pipeline", "owner", "contact_id", "email", "phone", "is_primary", "gclid", "gbraid",
-    "wbraid", "fbclid", "ga_client_id", "account_id", "created_at",
+    "wbraid", "fbclid", "ga_client_id", "account_id", "created_at", "stage_history",
 }  # fmt: skip
 
 
@@ -78,7 +80,7 @@ class _Version:
 
 
 _DEAL_COLUMNS = ("status", "stage", "amount", "currency", "close_date", "modified_at",
-                 "pipeline", "owner", "account_id", "created_at")  # fmt: skip
+                 "pipeline", "owner", "account_id", "created_at", "stage_history")  # fmt: skip
 _TEXT_LIMIT = 255  # stage, pipeline, owner: longer values are cut
 
 
@@ -320,6 +322,7 @@ class FileDealSource:
             if account is not None and len(account) > 64:
                 raise RowError("account_id", "is longer than 64 characters")
             created = timestamp(row, "created_at")
+            history = _stage_history(row)
         except RowError as exc:
             problems.append(self._problem(deal_id, exc.field, str(exc), version.rows[0]))
             return None
@@ -340,6 +343,7 @@ class FileDealSource:
             fields=fields,
             account_id=account,
             created_at=created,
+            stage_history=history,
         )
 
     def _fields(self, row: dict[str, Any]) -> dict[str, str]:
@@ -399,6 +403,26 @@ def _stamp(path: Path) -> tuple[int, int, int]:
     except OSError:
         return 0, 0, 0
     return status.st_ino, status.st_size, status.st_mtime_ns
+
+
+def _stage_history(row: dict[str, Any]) -> tuple[tuple[datetime, str], ...]:
+    """``stage_history``: ``Stage@date-time`` entries separated by ``;``, in time order."""
+    raw = text(row, "stage_history")
+    entries = []
+    for part in (raw or "").split(";"):
+        if not part.strip():
+            continue
+        stage, at, moment = part.strip().rpartition("@")
+        if not at or not stage.strip():
+            raise RowError(
+                "stage_history",
+                f"{shown(part)}: each entry is a stage name, an at sign and an "
+                "ISO 8601 date-time; entries are separated by semicolons",
+            )
+        entered = timestamp({"stage_history": moment}, "stage_history", required=True)
+        assert entered is not None
+        entries.append((entered, stage.strip()[:_TEXT_LIMIT]))
+    return tuple(sorted(entries))
 
 
 def _cut(value: str | None) -> str | None:
