@@ -3,17 +3,18 @@ and a run stops retrying a platform in a storm once its retry budget is spent.""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from types import SimpleNamespace
 
+import pytest
 from sqlalchemy import Engine, select, update
 
 from revsync.domain import Conversion, ConversionKind, OutcomeStatus, UploadOutcome
 from revsync.store.leases import Lease
 from revsync.store.schema import conversions
 from revsync.sync import ledger
+from revsync.sync import upload as upload_module
 from revsync.sync.summary import RunSummary
 from revsync.sync.upload import upload
 
@@ -36,26 +37,33 @@ def test_settle_one_row_by_key(engine: Engine) -> None:
 
 
 class _Storm:
-    """A destination whose platform answers every batch with 429 after a while."""
+    """A destination whose platform answers every batch with 429 after a while: each call
+    moves the upload's own monotonic clock 0.03 s on, so the machine's speed plays no part."""
 
     name, platform, model, batch_size, resend_safe = "ga4", "ga4", "linear", 1, False
     config = SimpleNamespace(retry_budget_seconds=0.05)
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.calls, self.seconds = 0, 0.0
+
+    def monotonic(self) -> float:
+        return self.seconds
 
     def send(self, batch: list[Conversion]) -> list[UploadOutcome]:
         self.calls += 1
-        time.sleep(0.03)  # the transport's own retries and waits
+        self.seconds += 0.03  # the transport's own retries and waits
         return [UploadOutcome(c.key, OutcomeStatus.RETRY, "HTTP_429", "slow down") for c in batch]
 
     def close(self) -> None: ...
 
 
-def test_a_429_storm_stops_at_the_runs_retry_budget(engine: Engine) -> None:
+def test_a_429_storm_stops_at_the_runs_retry_budget(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with engine.begin() as conn:
         ledger.add_planned(conn, [row(f"{n:032d}") for n in range(10)], 1, NOW)
     storm, summary = _Storm(), RunSummary(started_at=NOW)
+    monkeypatch.setattr(upload_module, "time", storm)
     lease = Lease(engine, "destination:ga4", "run 1", timedelta(minutes=10), lambda: NOW)
     assert lease.take() is None
     upload(engine, storm, summary, lambda: NOW, lambda *_: None, lease)  # type: ignore[arg-type]
