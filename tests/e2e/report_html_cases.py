@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,15 @@ if not Path(CHROMIUM).exists() and not os.environ.get("CI"):
 
 from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
-CHARTS = ("kpis", "revenue-by-source", "funnel", "spend-vs-revenue", "pipeline", "models",
-          "upload-health")
+CHARTS = (
+    "kpis",
+    "revenue-by-source",
+    "funnel",
+    "spend-vs-revenue",
+    "pipeline",
+    "models",
+    "upload-health",
+)
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +50,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         return json.loads(result.stdout)
 
     return {
+        "report": report,
         "html": root / "d" / "report.html",
         "source": report("sources", "--by", "source"),
         "campaign": report("sources", "--by", "campaign"),
@@ -108,12 +117,10 @@ def test_the_charts_show_the_numbers_of_the_json_reports(page: Any, demo: dict[s
     cur = currency.split("(")[1].rstrip(")")
     assert _trace(view, "revenue-by-source", 0, "x") == [r["source"] for r in rows]
     assert _trace(view, "revenue-by-source", 0, "y") == [
-        float(r["currencies"][cur]["revenue"]) if cur in r["currencies"] else None
-        for r in rows
+        float(r["currencies"][cur]["revenue"]) if cur in r["currencies"] else None for r in rows
     ]
     assert _trace(view, "revenue-by-source", 1, "y") == [
-        float(r["currencies"][cur]["lead_value"]) if cur in r["currencies"] else None
-        for r in rows
+        float(r["currencies"][cur]["lead_value"]) if cur in r["currencies"] else None for r in rows
     ]
     total = demo["source"]["total"]
     funnel = _trace(view, "funnel", 0, "x")
@@ -139,3 +146,32 @@ def test_the_charts_show_the_numbers_of_the_json_reports(page: Any, demo: dict[s
     cells = view.locator("#spend-vs-revenue + table tbody tr").first.locator("td")
     first = spent[0]
     assert cells.nth(0).inner_text() == first["campaign"]
+
+
+def test_each_kpi_chart_shows_the_kpis_report_of_its_period(
+    page: Any, demo: dict[str, Any]
+) -> None:
+    """The dashboard's KPIs (the last 30 days against the 30 before) are those of
+    ``revsync report kpis`` for the same days: a small chart per KPI, previous then this
+    period, its change in the title."""
+    view, _, _ = page
+    embedded = view.evaluate("data.reports.kpis")
+    first, last = (date.fromisoformat(d) for d in embedded["previous_period"])
+    start = last + timedelta(days=1)
+    kpis = demo["report"]("kpis", "--from", f"{start}", "--to", f"{start + (last - first)}")
+    assert kpis["previous_period"] == embedded["previous_period"]
+    cur = kpis["currency"]
+    now, before = kpis["current"], kpis["previous"]
+    expected = {name: [before[name], now[name]] for name in
+                ("visits", "leads", "won_deals", "customers", "new_customers")}  # fmt: skip
+    for name in ("revenue", "spend", "lead_value", "average_deal", "arpc", "cltv", "cpl", "cac"):
+        expected[name] = [float(m["currencies"][cur][name]) for m in (before, now)]
+    traces = view.evaluate("document.getElementById('kpis').data")
+    assert [t["name"] for t in traces] == [n.replace("_", " ") for n in expected]
+    assert {t["name"]: t["y"] for t in traces} == {
+        n.replace("_", " "): v for n, v in expected.items()
+    }
+    layout = view.evaluate("document.getElementById('kpis').layout")
+    revenue = layout[f"xaxis{list(expected).index('revenue') + 1}"]["title"]["text"]
+    change = (expected["revenue"][1] - expected["revenue"][0]) / expected["revenue"][0]
+    assert revenue == f"revenue ({cur}) {change:+.1%}"

@@ -26,7 +26,14 @@ from revsync.cli.base import (
     show_table,
     store_engine,
 )
-from revsync.cli.output import Format, FormatOption, JsonOption, emit, fmt_of
+from revsync.cli.output import (
+    Format,
+    FormatOption,
+    JsonOption,
+    emit,
+    fmt_of,
+    unconverted_note,
+)
 
 
 @app.command()
@@ -171,7 +178,8 @@ def report_models(
     data = as_dict(report)
 
     def table() -> None:
-        shown = Table(title=f"Revenue by channel and model ({report.matched:,} matched won deals)")
+        shown = Table(title=f"Revenue by channel and model ({report.matched:,} matched won deals)"
+                      + (f", in {report.currency}" if report.currency else ""))  # fmt: skip
         shown.add_column("channel")
         shown.add_column("cur")
         for name in MODEL_NAMES:
@@ -187,6 +195,7 @@ def report_models(
          lambda: Dashboard("Revenue by channel under each model", "", models=data))  # fmt: skip
     if fmt is not Format.table:
         return
+    unconverted_note(data)
     if not report.data_driven_fitted:
         out.print(
             f"data driven: no visitor path of the last {mapping.matching.lookback_days} days "

@@ -125,3 +125,14 @@ def count(value: int | str | None) -> str:
         return f"{value:,}"
     numerator, _, denominator = value.partition("/")
     return f"{int(numerator) / int(denominator or 1):,.2f}"
+
+
+def unconverted_note(data: dict[str, Any]) -> None:
+    """Names the currencies a report could not convert into the reporting currency."""
+    if data["unconverted"]:
+        out.print(
+            f"No exchange rate into {data['currency']} for {', '.join(data['unconverted'])}: "
+            "those amounts are shown in their own currency (revsync import rates, or "
+            "reports.rates in the mapping).",
+            highlight=False,
+        )

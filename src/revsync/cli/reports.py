@@ -31,6 +31,7 @@ from revsync.cli.output import (
     report_store,
     span,
     times,
+    unconverted_note,
 )
 from revsync.errors import ConfigError
 
@@ -113,18 +114,7 @@ def _table(data: dict[str, Any], title: str, has_spend: bool) -> None:
                             times(m["roas"]), pct(m["roi"])]  # fmt: skip
             table.add_row(*lead, cur, *figures)
     show_table(table)
-    _unconverted_note(data)
-
-
-def _unconverted_note(data: dict[str, Any]) -> None:
-    """Names the currencies a report could not convert into the reporting currency."""
-    if data["unconverted"]:
-        out.print(
-            f"No exchange rate into {data['currency']} for {', '.join(data['unconverted'])}: "
-            "those amounts are shown in their own currency (revsync import rates, or "
-            "reports.rates in the mapping).",
-            highlight=False,
-        )
+    unconverted_note(data)
 
 
 def _flat(data: dict[str, Any]) -> list[dict[str, Any]]:
@@ -334,4 +324,4 @@ def _pipeline_tables(data: dict[str, Any], title: str) -> None:
     for row in data["rows"]:
         cells.add_row(row["stage"], row["source"], count(row["deals"]), _amounts(row["amount"]))
     show_table(cells)
-    _unconverted_note(data)
+    unconverted_note(data)

@@ -40,6 +40,7 @@ class Chart:
     data: list[dict[str, Any]]
     layout: dict[str, Any]
     table: str = ""
+    tall: bool = False  # a grid of small charts
 
 
 def render(board: Dashboard) -> str:
@@ -137,6 +138,7 @@ def _revenue_by_source(board: Dashboard) -> Chart | None:
         ],
         {
             "barmode": "group",
+            "legend": {"orientation": "h", "y": 1.1},
             "yaxis": {"title": {"text": f"revenue ({cur})"}},
             "yaxis2": {
                 "title": {"text": f"lead value ({cur})"},
@@ -230,6 +232,11 @@ def _table(by: str, rows: Rows) -> str:
     return _plain_table([by, *names, "currency", *money], flat)
 
 
+def _amounts(money: dict[str, str]) -> str:
+    """``{"USD": "1.00", "EUR": "2.00"}`` as ``1.00 USD, 2.00 EUR``."""
+    return ", ".join(f"{value} {cur}" for cur, value in money.items()) or "0"
+
+
 def _plain_table(columns: Sequence[str], rows: Rows) -> str:
     head = "".join(f"<th>{html.escape(c.replace('_', ' '))}</th>" for c in columns)
     body = "".join(
@@ -246,7 +253,8 @@ def _plain_table(columns: Sequence[str], rows: Rows) -> str:
 def _section(chart: Chart) -> str:
     return (
         f"<section><h2>{html.escape(chart.heading)}</h2>"
-        f'<div class="chart" id="{chart.id}"></div>{chart.table}</section>'
+        f'<div class="chart{" tall" if chart.tall else ""}" id="{chart.id}"></div>'
+        f"{chart.table}</section>"
     )
 
 
@@ -264,39 +272,72 @@ def _upload_health(board: Dashboard) -> Chart | None:
             for state in states
         ],
         {"barmode": "stack", "yaxis": {"title": {"text": "conversions"}}},
-        _plain_table(["destination", *states, "match_rate", "matched_deals", "won_deals"], rows),
+        _plain_table(
+            [
+                "destination",
+                *states,
+                "match_rate",
+                "matched_deals",
+                "won_deals",
+                "revenue_uploaded",
+                "revenue_won",
+            ],
+            [
+                {**d, **{k: _amounts(d[k]) for k in ("revenue_uploaded", "revenue_won")}}
+                for d in rows
+            ],
+        ),
     )
 
 
 def _kpis(board: Dashboard) -> Chart | None:
+    """A small chart per KPI (each on its own scale: revenue would flatten CPL), the
+    previous period beside this one and the change in each title."""
     if not board.kpis:
         return None
     now, before = board.kpis["current"], board.kpis["previous"]
     cur = board.kpis["currency"] or next(iter(sorted(now["currencies"])), None)
     if cur is None:
         return None
-    names = ("revenue", "spend", "lead_value", "average_deal", "arpc", "cltv", "cpl", "cac")
     money = now["currencies"].get(cur, {}), before["currencies"].get(cur, {})
     first, last = board.kpis["previous_period"]
-    lines = [{"kpi": n.replace("_", " "), "this period": m[0].get(n), "previous": m[1].get(n)}
-             for n in names for m in [money]]  # fmt: skip
-    counts = [{"kpi": n.replace("_", " "), "this period": now[n], "previous": before[n]}
-              for n in ("visits", "leads", "won_deals", "customers", "new_customers")]  # fmt: skip
+    figures = [(n, now[n], before[n]) for n in _KPI_COUNTS] + [
+        (n, money[0].get(n), money[1].get(n)) for n in _KPI_MONEY
+    ]
+    data: list[dict[str, Any]] = []
+    layout: dict[str, Any] = {
+        "grid": {"rows": 3, "columns": 5, "pattern": "independent"},
+        "showlegend": False, "margin": {"t": 30},
+    }  # fmt: skip
+    for n, (name, this, previous) in enumerate(figures, start=1):
+        values = [_number(previous), _number(this)]
+        data.append({"type": "bar", "x": ["previous", "this period"], "y": values,
+                     "name": name.replace("_", " "), "xaxis": f"x{n}", "yaxis": f"y{n}",
+                     "marker": {"color": ["#9aa5b1", "#1f77b4"]}})  # fmt: skip
+        suffix = "" if name in _KPI_COUNTS else f" ({cur})"
+        layout[f"xaxis{n}"] = {"title": {"text": name.replace("_", " ") + suffix
+                                         + _change(*values)}}  # fmt: skip
+    rows = [{"kpi": name.replace("_", " "), "this period": this, "previous": previous}
+            for name, this, previous in figures]  # fmt: skip
     return Chart(
         "kpis",
         f"KPIs against the previous period ({first} to {last}), {cur}",
-        [
-            {
-                "type": "bar",
-                "name": label,
-                "x": [n.replace("_", " ") for n in names],
-                "y": [_number(m.get(n)) for n in names],
-            }
-            for label, m in (("this period", money[0]), ("previous", money[1]))
-        ],
-        {"barmode": "group", "yaxis": {"title": {"text": cur}}},
-        _plain_table(["kpi", "this period", "previous"], counts + lines),
+        data,
+        layout,
+        _plain_table(["kpi", "this period", "previous"], rows),
+        tall=True,
     )
+
+
+_KPI_COUNTS = ("visits", "leads", "won_deals", "customers", "new_customers")
+_KPI_MONEY = ("revenue", "spend", "lead_value", "average_deal", "arpc", "cltv", "cpl", "cac")
+
+
+def _change(previous: float | None, this: float | None) -> str:
+    """`` +12.5%`` from the previous period, or nothing where there is no base."""
+    if previous is None or this is None or previous == 0:
+        return ""
+    return f" {(this - previous) / abs(previous):+.1%}"
 
 
 def _pipeline(board: Dashboard) -> Chart | None:
@@ -341,7 +382,7 @@ _PAGE = """<!DOCTYPE html>
 body {{ font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 72rem;
        color: #1f2933; padding: 0 1rem; }}
 h1 {{ margin-bottom: 0; }} .sub {{ color: #52606d; margin-top: .25rem; }}
-section {{ margin: 2.5rem 0; }} .chart {{ height: 26rem; }}
+section {{ margin: 2.5rem 0; }} .chart {{ height: 26rem; }} .chart.tall {{ height: 40rem; }}
 table {{ border-collapse: collapse; font-size: .85rem; margin-top: .5rem; }}
 th, td {{ border-bottom: 1px solid #e4e7eb; padding: .25rem .6rem; text-align: right; }}
 th:first-child, td:first-child {{ text-align: left; }}
