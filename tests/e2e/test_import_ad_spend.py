@@ -295,3 +295,62 @@ def test_cli_import_spend_from_meta_and_argument_errors(
     )  # fmt: skip
     no_google = runner.invoke(app, ["import", "clicks", *where], env=env)
     assert no_google.exit_code == 2 and "has no google_ads destination" in no_google.output
+
+
+def test_a_sync_reads_spend_and_clicks_when_due_and_a_failing_platform_is_a_warning(
+    ads: GoogleAdsEmulator, oauth: OAuthEmulator, tls: TlsFiles, meta: MetaInsightsEmulator,
+    store: Engine,
+) -> None:  # fmt: skip
+    """With ``reports.spend_from`` and ``resolve_clicks`` a sync (and so the worker) reads
+    both platforms' spend and resolves new gclids; within ``read_every_hours`` of the last
+    full pass it reads nothing; a platform that fails is a warning, the rest is read and
+    the next run reads again."""
+    from revsync.sync.job import SyncJob
+
+    reporting = AdsReporting(ads)
+    yesterday = TODAY - timedelta(days=1)
+    reporting.add_campaign_day(CUSTOMER, yesterday, 7, "Brand", 12_000_000, 10, 100)
+    meta.add_day(ACCOUNT, yesterday, "9", "Retargeting", "10.25", 1, 10)
+    with store.begin() as conn:
+        conn.execute(sa.insert(visitors), [{"id": "v", "first_seen": NOW, "last_seen": NOW}])
+        conn.execute(sa.insert(touchpoints), [{
+            "id": "t", "visitor_id": "v", "occurred_at": NOW - timedelta(days=5),
+            "channel": "Paid Search", "gclid": "g-known"}])  # fmt: skip
+    reporting.add_click(CUSTOMER, "g-known", TODAY - timedelta(days=5), (8, "Generic"),
+                        (81, "CRM"), "crm software", "EXACT")  # fmt: skip
+    base = mapping(ads, oauth, tls, meta)
+    reads = {"spend_from": ["google_ads", "meta"], "resolve_clicks": True, "read_every_hours": 6}
+    config = base.model_copy(update={"reports": base.reports.model_copy(update=reads)})
+
+    def sync(hours: int, settings: Settings = SETTINGS) -> Any:
+        at = NOW + timedelta(hours=hours)
+        return SyncJob(store, config, [], [], clock=lambda: at, settings=settings).run()
+
+    first = sync(0)
+    assert (first.status, first.warnings) == ("ok", [])
+    assert first.platform_reads == [
+        f"google_ads {CUSTOMER}: 1 spend rows for {TODAY - timedelta(days=29)}..{TODAY}",
+        f"meta {ACCOUNT}: 1 spend rows for {TODAY - timedelta(days=29)}..{TODAY}",
+        "google_ads clicks: 1 gclids asked, 1 resolved, 0 unknown to Google",
+    ]
+    assert set(stored(store, "google_ads")) == {(yesterday, "Brand", "", "")}
+    assert set(stored(store, "meta")) == {(yesterday, "Retargeting", "", "")}
+    asked = (len(reporting.queries), len(meta.insight_requests))
+
+    assert sync(1).platform_reads == []  # within 6 hours of the last pass
+    assert (len(reporting.queries), len(meta.insight_requests)) == asked
+
+    reporting.add_campaign_day(CUSTOMER, TODAY, 7, "Brand", 1_000_000, 1, 10)
+    bad = SETTINGS.model_copy(update={"meta_access_token": SecretStr("wrong")})
+    failing = sync(7, bad)
+    assert failing.status == "ok" and len(failing.warnings) == 1
+    assert failing.warnings[0].startswith("spend from meta: ") and "META_190" in (
+        failing.warnings[0]
+    )  # fmt: skip
+    assert "wrong" not in failing.warnings[0]
+    assert (TODAY, "Brand", "", "") in stored(store, "google_ads")  # the rest was read
+    again = sync(8)  # the failed pass left the mark: read again an hour later
+    assert [line.split(":")[0] for line in again.platform_reads] == [
+        f"google_ads {CUSTOMER}", f"meta {ACCOUNT}", "google_ads clicks"
+    ]  # fmt: skip
+    assert sync(9).platform_reads == []

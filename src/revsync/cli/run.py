@@ -63,6 +63,7 @@ def sync_job(
     return SyncJob(
         engine, config, build_sources(config, settings), build_destinations(config, settings),
         replan=replan, lease_ttl=timedelta(seconds=settings.lease_seconds), stop=stop,
+        settings=settings,
     )  # fmt: skip
 
 
@@ -129,6 +130,10 @@ def print_summary(summary: RunSummary) -> None:
         out.print("[bold]Uploaded, with a caveat[/bold]:")
         for note, count in sorted(summary.notes.items()):
             out.print(f"  {count:>6,}  {note}", highlight=False)
+    if summary.platform_reads:
+        out.print("[bold]Read for the reports[/bold]:")
+        for line in summary.platform_reads:
+            out.print(f"  {line}", highlight=False, markup=False)
     if summary.retention:
         removed = ", ".join(f"{n:,} {what}" for what, n in summary.retention.items())
         out.print(f"[bold]Retention[/bold] (privacy windows): {removed}", highlight=False)

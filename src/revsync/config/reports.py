@@ -1,9 +1,11 @@
-"""The ``reports:`` block of ``revsync.yaml``: the reporting currency, its exchange rates
-and the time zone whose days the reports' periods are made of."""
+"""The ``reports:`` block of ``revsync.yaml``: the reporting currency, its exchange rates,
+the time zone whose days the reports' periods are made of, and what every sync reads from
+the ad platforms for the reports (spend, gclid clicks)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
 
 from pydantic import Field, field_validator
 
@@ -32,11 +34,30 @@ class ReportsConfig(Block):
         description="Fallback rates: {EUR: 1.08} is 1 EUR = 1.08 of the reporting currency; "
         "an imported daily rate wins.",
     )
+    spend_from: list[Literal["google_ads", "meta"]] = Field(
+        default_factory=list,
+        description="Ad platforms whose daily spend every sync reads, as `revsync import "
+        "spend --from` does, at most every read_every_hours: a worker keeps spend current "
+        "without a job of its own.",
+    )
+    resolve_clicks: bool = Field(
+        False,
+        description="Every sync resolves new gclids to campaign, ad group and keyword, as "
+        "`revsync import clicks` does, at most every read_every_hours.",
+    )
+    read_every_hours: int = Field(
+        6, ge=1, le=168, description="Hours between two syncs' reads of spend and clicks."
+    )
 
     @field_validator("currency")
     @classmethod
     def _reporting(cls, value: str | None) -> str | None:
         return None if value is None else _currency(value)
+
+    @field_validator("spend_from")
+    @classmethod
+    def _platforms(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
 
     @field_validator("rates")
     @classmethod

@@ -19,7 +19,8 @@ _BATCH = 5_000
 
 def dry_mapping(config: RevsyncConfig, out: Path) -> RevsyncConfig:
     """``config`` with each destination writing its bodies under ``out`` instead of sending
-    them (Google keeps the body of the API it would call), and no write-back."""
+    them (Google keeps the body of the API it would call), no write-back and no reads of
+    spend or clicks for the reports."""
     destinations = []
     for block in config.destinations:
         update: dict[str, object] = {"transport": "file", "output_dir": out}
@@ -33,7 +34,10 @@ def dry_mapping(config: RevsyncConfig, out: Path) -> RevsyncConfig:
         if hasattr(block, "push_attribution") else block
         for block in config.sources
     ]  # fmt: skip
-    return config.model_copy(update={"destinations": destinations, "sources": sources})
+    reports = config.reports.model_copy(update={"spend_from": [], "resolve_clicks": False})
+    return config.model_copy(
+        update={"destinations": destinations, "sources": sources, "reports": reports}
+    )
 
 
 def scratch_copy(engine: Engine, path: Path) -> Engine:

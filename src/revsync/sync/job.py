@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from revsync import logs
 from revsync.attribution import AttributionModel, MarkovModel, attribute, build_model
 from revsync.config.mapping import RevsyncConfig
+from revsync.config.settings import Settings
 from revsync.destinations.base import Destination
 from revsync.domain import (
     Credit,
@@ -53,6 +54,7 @@ from revsync.sync.deal_writes import store_deals
 from revsync.sync.ledger import State
 from revsync.sync.matches import store_credits, store_links
 from revsync.sync.planning import plan_destination
+from revsync.sync.platform_reads import read_platforms, reads_due
 from revsync.sync.reconcile import reconcile
 from revsync.sync.retention import apply_retention
 from revsync.sync.summary import RunSummary
@@ -75,14 +77,17 @@ class SyncJob:
         replan: bool = False,
         lease_ttl: timedelta = DEFAULT_TTL,
         stop: threading.Event | None = None,
+        settings: Settings | None = None,
     ) -> None:
         """``replan``: match and plan every stored won deal again, not only changed ones
         (after importing touchpoints or leads for deals synced earlier). ``lease_ttl``: how
         long a source or destination stays this run's without a renewal (one per page or
         batch) before another run may take it over. ``stop``: once set (SIGTERM), the run
         ends after the page or batch in progress, with status ``stopped``; the next run
-        carries on from there."""
+        carries on from there. ``settings``: the credentials for the mapping's platform
+        reads (``reports.spend_from``, ``reports.resolve_clicks``); without, none is made."""
         self.replan = replan
+        self.settings = settings
         self.lease_ttl = lease_ttl
         self.stop = stop or threading.Event()
         self.engine = engine
@@ -143,7 +148,9 @@ class SyncJob:
                 if lease is not None:
                     upload(self.engine, destination, summary, self.clock, self.progress, lease,
                            self.stop.is_set)  # fmt: skip
+            busy = not held and bool(self.sources or self.destinations)
             if not self.stop.is_set():
+                self._read_platforms(summary, held)
                 summary.retention = apply_retention(self.engine, self.config.privacy, self.clock())
             if summary.failures:
                 summary.status = "failed"
@@ -153,7 +160,7 @@ class SyncJob:
                     "stopped on request after the page or batch in progress; "
                     "the next run carries on from there"
                 )
-            elif not held and (self.sources or self.destinations):
+            elif busy:
                 summary.status = "busy"  # every source and destination held by other runs
                 summary.warnings.append(
                     "nothing done: other runs hold every source and destination; "
@@ -239,6 +246,13 @@ class SyncJob:
         summary.warnings.append(f"{name}: skipped, another run is at it ({holder})")
         log.warning("run %s skipped %s: held by %s", summary.run_id, name, holder)
         return None
+
+    def _read_platforms(self, summary: RunSummary, held: list[Lease]) -> None:
+        """The mapping's spend and click reads, when due and no other run is at them."""
+        if self.settings is None or not reads_due(self.engine, self.config, self.clock()):
+            return
+        if self._take("platform reads", summary, held) is not None:
+            read_platforms(self.engine, self.config, self.settings, self.clock(), summary)
 
     @staticmethod
     def _drop(lease: Lease) -> None:

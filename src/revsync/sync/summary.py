@@ -32,6 +32,7 @@ class RunSummary:
     notes: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # sent, with a caveat
     rejections: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     retention: dict[str, int] = field(default_factory=dict)  # privacy windows: what went
+    platform_reads: list[str] = field(default_factory=list)  # spend and clicks read
     warnings: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # what made the run fail
     # seconds each batch's send took, retries within it included (for metrics, not --json)
@@ -68,6 +69,7 @@ class RunSummary:
             "skipped": dict(self.skipped),
             "notes": dict(self.notes),
             "retention": self.retention,
+            "platform_reads": self.platform_reads,
             "rejections": dict(self.rejections),
             "quarantined": [
                 {
