@@ -324,8 +324,11 @@ def _in_range(name: str, value: str, moment: datetime) -> datetime:
 def timestamp(row: dict[str, Any], name: str, *, required: bool = False) -> datetime | None:
     """An ISO 8601 date-time with an offset (``Z`` allowed), as aware UTC in 1970–2999."""
     value = text(row, name, required=required)
-    if value is None:
-        return None
+    return None if value is None else parse_timestamp(name, value)
+
+
+def parse_timestamp(name: str, value: str) -> datetime:
+    """``value`` of field ``name`` as :func:`timestamp` reads it."""
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:

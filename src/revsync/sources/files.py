@@ -42,6 +42,7 @@ from revsync.rows import (
     boolean,
     date_or_timestamp,
     decimal,
+    parse_timestamp,
     read_rows,
     shown,
     text,
@@ -419,8 +420,7 @@ def _stage_history(row: dict[str, Any]) -> tuple[tuple[datetime, str], ...]:
                 f"{shown(part)}: each entry is a stage name, an at sign and an "
                 "ISO 8601 date-time; entries are separated by semicolons",
             )
-        entered = timestamp({"stage_history": moment}, "stage_history", required=True)
-        assert entered is not None
+        entered = parse_timestamp("stage_history", moment.strip())
         entries.append((entered, stage.strip()[:_TEXT_LIMIT]))
     return tuple(sorted(entries))
 

@@ -52,7 +52,8 @@ def read_platforms(
                     f"{read.first}..{read.last}"
                 )
         except RevsyncError as exc:
-            failed = _failed(summary, f"spend from {platform}", exc)
+            failed = True
+            _warn(summary, f"spend from {platform}", exc)
     if config.reports.resolve_clicks:
         try:
             for clicks in read_clicks(engine, config, settings, now):
@@ -61,14 +62,14 @@ def read_platforms(
                     f"resolved, {clicks.unknown} unknown to Google"
                 )
         except RevsyncError as exc:
-            failed = _failed(summary, "clicks from google_ads", exc)
+            failed = True
+            _warn(summary, "clicks from google_ads", exc)
     if not failed:
         with engine.begin() as conn:
             queries.set_watermark(conn, MARK, now.isoformat())
 
 
-def _failed(summary: RunSummary, what: str, exc: RevsyncError) -> bool:
+def _warn(summary: RunSummary, what: str, exc: RevsyncError) -> None:
     message = f"{what}: {exc}; the reports lack it until a later run reads it"
     summary.warnings.append(message)
     log.warning("run %s: %s", summary.run_id, message)
-    return True
